@@ -1,0 +1,9 @@
+"""Imports every `*_loss.py` module here so that its classes register in basicsr's LOSS_REGISTRY."""
+import importlib
+from os import path as osp
+
+from basicsr.utils import scandir
+
+_folder = osp.dirname(osp.abspath(__file__))
+_module_names = sorted(osp.splitext(osp.basename(v))[0] for v in scandir(_folder) if v.endswith('_loss.py'))
+_modules = [importlib.import_module(f'basicsr_lmar.losses.{name}') for name in _module_names]

@@ -1,0 +1,16 @@
+"""Testing entry: ``python basicsr_lmar/test.py -opt options/test_X.yml``."""
+import os
+import os.path as osp
+
+import basicsr_lmar  # noqa: F401  (registers archs, models, losses, datasets)
+from basicsr.test import test_pipeline
+
+
+def main(root_path=None):
+    """Results go under ``root_path``: the repository for ``python basicsr_lmar/test.py``, the
+    current directory for the console script."""
+    test_pipeline(root_path or os.getcwd())
+
+
+if __name__ == '__main__':
+    main(osp.abspath(osp.join(__file__, osp.pardir, osp.pardir)))
