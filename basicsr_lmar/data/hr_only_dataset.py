@@ -8,15 +8,16 @@ and 90° rotations. Validation/test (no ``gt_size``): the whole image, cropped t
 Returns ``{'gt', 'gt_path', 'lq_path'}`` (``lq_path`` = ``gt_path``, which BasicSR's validators use
 to name saved images).
 """
+import os.path as osp
 import random
 
 from torch.utils import data
 
 from basicsr.data.transforms import augment, mod_crop
-from basicsr.utils import FileClient, img2tensor
+from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from basicsr_lmar.data.dataset_options import dataset_schema, section_of
-from basicsr_lmar.data.image_io import folder_paths, lmdb_keys, read_image
+from basicsr_lmar.data.image_io import folder_paths, lmdb_keys, make_file_client, read_image
 from basicsr_lmar.utils.options import Option, OptionError
 
 SCHEMA = dataset_schema('HROnlyDataset', {
@@ -49,7 +50,6 @@ class HROnlyDataset(data.Dataset):
             self.backend_kwargs.update(db_paths=[root], client_keys=['gt'])
         elif self.opt.meta_info_file:
             with open(self.opt.meta_info_file) as handle:
-                import os.path as osp
                 self.paths = [osp.join(root, line.split(' ')[0].strip()) for line in handle if line.strip()]
         else:
             self.paths = folder_paths(root, f'{section}.dataroot_gt')
@@ -63,7 +63,7 @@ class HROnlyDataset(data.Dataset):
 
     def __getitem__(self, index):
         if self.file_client is None:
-            self.file_client = FileClient(self.backend_type, **self.backend_kwargs)
+            self.file_client = make_file_client(self.backend_type, **self.backend_kwargs)
         path = self.paths[index]
         image = read_image(self.file_client, path, 'gt', f'{self.section}.dataroot_gt')
         gt_size = self.opt.gt_size

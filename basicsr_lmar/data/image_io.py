@@ -4,6 +4,7 @@ basicsr's own helpers fail obscurely on bad input (a missing LMDB key reaches ``
 a corrupt PNG becomes ``None`` and fails later in a transform, a missing ``meta_info.txt`` is a bare
 ``FileNotFoundError``). Datasets of the plugin go through these functions instead.
 """
+import os
 import os.path as osp
 
 import numpy as np
@@ -37,6 +38,40 @@ def folder_paths(folder, option_key):
     if not paths:
         raise DataError(f'{option_key}: folder {folder!r} contains no files.')
     return paths
+
+
+_LMDB_ENVIRONMENTS = {}
+
+
+class SharedLmdbClient:
+    """Read-only LMDB access that opens each database once per process.
+
+    py-lmdb refuses to open an environment twice in one process, which basicsr's ``FileClient`` does
+    whenever two datasets (say train and val) read the same LMDB. Environments are keyed by process id
+    too, because an environment must not be used across ``fork`` (dataloader workers open their own).
+    """
+
+    def __init__(self, db_paths, client_keys):
+        import lmdb
+
+        self._environments = {}
+        for key, path in zip(client_keys, db_paths):
+            cache_key = (os.getpid(), osp.realpath(path))
+            if cache_key not in _LMDB_ENVIRONMENTS:
+                _LMDB_ENVIRONMENTS[cache_key] = lmdb.open(str(path), readonly=True, lock=False, readahead=False)
+            self._environments[key] = _LMDB_ENVIRONMENTS[cache_key]
+
+    def get(self, filepath, client_key='default'):
+        with self._environments[client_key].begin(write=False) as txn:
+            return txn.get(str(filepath).encode('ascii'))
+
+
+def make_file_client(backend_type, **kwargs):
+    """basicsr's ``FileClient`` for disk, :class:`SharedLmdbClient` for LMDB."""
+    if backend_type == 'lmdb':
+        return SharedLmdbClient(kwargs['db_paths'], kwargs['client_keys'])
+    from basicsr.utils import FileClient
+    return FileClient(backend_type, **kwargs)
 
 
 def read_image(file_client, path, client_key, option_key, flag='color'):
