@@ -115,6 +115,30 @@ class PluginBaseModel(BaseModel):
         net.requires_grad_(False)
         return net
 
+    # ------------------------------------------------------------------------------------ randomness
+    def iteration_generator(self, current_iter, stream=0):
+        """A CPU generator seeded by (``manual_seed``, iteration, stream): identical on every rank.
+
+        For per-iteration draws that must agree across processes (LMAR's target size, say), so that
+        N processes × batch b train exactly like 1 process × batch N·b.
+        """
+        generator = torch.Generator()
+        seed = int(self.opt.get('manual_seed') or 0)
+        generator.manual_seed((seed * 1_000_003 + int(current_iter)) * 101 + int(stream))
+        return generator
+
+    def global_batch_randn(self, local_batch, sample_shape, current_iter, stream=0):
+        """Gaussian noise for this rank's samples, cut from one draw for the whole global batch.
+
+        Sample ``j`` of the global batch gets the same noise whether it is processed alone on rank
+        ``j // local_batch`` or together with the others in a single process.
+        """
+        world_size = self.opt.get('world_size', 1)
+        rank = self.opt.get('rank', 0)
+        noise = torch.randn((world_size * local_batch, *sample_shape), generator=self.iteration_generator(
+            current_iter, stream))
+        return noise[rank * local_batch:(rank + 1) * local_batch].to(self.device)
+
     # ----------------------------------------------------------------------------------- optimisation
     def guarded_step(self, loss, optimizers, parameters=None, clip_grad_norm=None):
         """``backward`` + ``step`` unless the loss is non-finite on any rank; returns whether it stepped.
