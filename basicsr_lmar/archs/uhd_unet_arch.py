@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
+from basicsr_lmar.ops.padding import pad_to_multiple
 from basicsr_lmar.utils.options import Option, configurable
 
 BLOCK_TYPES = ('invertible', 'half_instance_norm')
@@ -192,21 +193,6 @@ class CrossScaleUNet(nn.Module):
         decoded1 = self.up_fusion1(self.up_shortcut1(decoded2), decoded1)
         decoded1 = self.skip_fusion1(level1, decoded1)
         return decoded1, bottleneck
-
-
-def pad_to_multiple(x, multiple, min_size=0):
-    """Pads the bottom/right of ``x`` (N, C, H, W) up to multiples of ``multiple`` (and at least
-    ``min_size``); returns it and the original (H, W).
-
-    Reflection padding where the image is large enough, replication otherwise.
-    """
-    h, w = x.shape[-2:]
-    pad_h = max(h + (-h) % multiple, min_size) - h
-    pad_w = max(w + (-w) % multiple, min_size) - w
-    if pad_h or pad_w:
-        mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-    return x, (h, w)
 
 
 @ARCH_REGISTRY.register()

@@ -133,3 +133,22 @@ def load_official_state_dict(path):
     if isinstance(checkpoint, dict) and 'state_dict' in checkpoint:
         return checkpoint['state_dict']
     return checkpoint
+
+
+def convert_official_restormer(state_dict, prefix=''):
+    """Renames an official Restormer (``swz30/Restormer``) state dict to
+    :class:`basicsr_lmar.archs.restormer_arch.Restormer` keys: ``*.body.weight``/``*.body.bias`` of the
+    LayerNorms -> ``*.weight``/``*.bias``, ``down*/up*.body.0.weight`` -> ``.conv.weight``,
+    ``patch_embed.proj.*`` -> ``patch_embed.*``. Accepts a BasicSR checkpoint dict (``params``)."""
+    if 'params' in state_dict and isinstance(state_dict['params'], dict):
+        state_dict = state_dict['params']
+    converted = OrderedDict()
+    for key, tensor in state_dict.items():
+        if not key.startswith(prefix):
+            continue
+        new_key = key[len(prefix):]
+        new_key = re.sub(r'\.(norm[12])\.body\.(weight|bias)$', r'.\1.\2', new_key)
+        new_key = re.sub(r'^((?:down|up)\d_\d)\.body\.0\.weight$', r'\1.conv.weight', new_key)
+        new_key = re.sub(r'^patch_embed\.proj\.', 'patch_embed.', new_key)
+        converted[new_key] = tensor
+    return converted
