@@ -15,14 +15,13 @@ import os.path as osp
 from collections import OrderedDict
 
 import torch
-from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
-from basicsr.models.sr_model import SRModel
-from basicsr.utils import imwrite, tensor2img
+from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
 from basicsr_lmar.archs.car_arch import SIZE_MULTIPLE, BicubicUpscaler, CARResamplerNet
+from basicsr_lmar.models.plugin_base import PluginBaseModel
 from basicsr_lmar.ops.adaptive_resample import adaptive_resample
 from basicsr_lmar.utils.options import Option, OptionError, OptionSchema, validate_registered
 
@@ -41,6 +40,7 @@ TRAIN_SCHEMA = OptionSchema('CARModel', {
                           doc='8-bit quantisation of the LR in training: soft | ste (straight-through) | none'),
     'soft_round_alpha': Option(4.0, min=0.0, exclusive_min=True, doc='soft rounding sharpness (large = round)'),
     'ema_decay': Option(0, min=0, max=0, doc='EMA is not supported by CARModel'),
+    'max_nonfinite_steps': Option(10, type=int, min=1, doc='stop after this many non-finite losses in a row'),
 })
 
 MODEL_SCHEMA = OptionSchema('CARModel', {
@@ -77,29 +77,20 @@ def quantize_8bit(lr, mode, alpha=4.0):
 
 
 @MODEL_REGISTRY.register()
-class CARModel(SRModel):
+class CARModel(PluginBaseModel):
     """Joint training of :class:`CARResamplerNet` (``network_g``) and an upscaler (``network_sr``)."""
 
-    def __init__(self, opt):  # noqa: super().__init__ of SRModel is replaced on purpose
+    def __init__(self, opt):
         self._validate(opt)
-        super(SRModel, self).__init__(opt)
+        super().__init__(opt)
         self.scale = opt['scale']
         self.soft_round_alpha = TRAIN_SCHEMA.options['soft_round_alpha'].default
-        self.net_g = self.model_to_device(build_network(dict(opt['network_g'])))
-        self.print_network(self.net_g)
-        if opt.get('network_sr'):
-            self.net_sr = self.model_to_device(build_network(dict(opt['network_sr'])))
-            self.sr_trainable = True
-            self.print_network(self.net_sr)
+        self.net_g = self.build_trainable_network('network_g')
+        self.sr_trainable = bool(opt.get('network_sr'))
+        if self.sr_trainable:
+            self.net_sr = self.build_trainable_network('network_sr')
         else:
             self.net_sr = BicubicUpscaler(scale=self.scale).to(self.device)
-            self.sr_trainable = False
-        path = opt.get('path', {})
-        for label, net in (('g', self.net_g), ('sr', self.net_sr if self.sr_trainable else None)):
-            load_path = path.get(f'pretrain_network_{label}')
-            if load_path and net is not None:
-                self.load_network(net, load_path, path.get(f'strict_load_{label}', True),
-                                  path.get(f'param_key_{label}', 'params'))
         if self.is_train:
             self.init_training_settings()
 
@@ -175,7 +166,6 @@ class CARModel(SRModel):
         return sr
 
     def optimize_parameters(self, current_iter):
-        self.optimizer_g.zero_grad()
         self.lq, (kernels, offsets_h, offsets_v) = self._downscale(self.gt, self.lr_rounding)
         self.output = self._upscale(self.lq, self.gt.shape)
         loss_dict = OrderedDict()
@@ -186,10 +176,9 @@ class CARModel(SRModel):
         if self.cri_tv is not None:
             loss_dict['l_tv'] = self.cri_tv(kernels, offsets_h, offsets_v)
             l_total = l_total + loss_dict['l_tv']
-        l_total.backward()
-        self.optimizer_g.step()
         loss_dict['l_total'] = l_total
-        self.log_dict = self.reduce_loss_dict(loss_dict)
+        self.guarded_step(l_total, self.optimizer_g)
+        self.log_losses({key: value.detach() for key, value in loss_dict.items()})
 
     # ------------------------------------------------------------------ test / validation
     def test(self):
@@ -243,6 +232,19 @@ class CARModel(SRModel):
                 self.metric_results[metric] /= max(count, 1)
                 self._update_best_metric_result(dataset_name, metric, self.metric_results[metric], current_iter)
             self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+
+    def validation(self, dataloader, current_iter, tb_logger, save_img=False):
+        if self.opt.get('rank', 0) == 0:
+            self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
+
+    def _log_validation_metric_values(self, current_iter, dataset_name, tb_logger):
+        message = f'Validation {dataset_name}\n'
+        for metric, value in self.metric_results.items():
+            best = self.best_metric_results[dataset_name][metric]
+            message += f'\t # {metric}: {value:.4f}\tBest: {best["val"]:.4f} @ {best["iter"]} iter\n'
+            if tb_logger:
+                tb_logger.add_scalar(f'metrics/{dataset_name}/{metric}', value, current_iter)
+        get_root_logger().info(message)
 
     def save(self, epoch, current_iter):
         self.save_network(self.net_g, 'net_g', current_iter)

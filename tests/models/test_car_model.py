@@ -53,7 +53,7 @@ def test_joint_iterations_lower_l1(tmp_path, upscaler):
     for it in range(12):
         model.feed_data(batch)
         model.optimize_parameters(it + 1)
-    assert set(model.log_dict) == {'l_pix', 'l_offset', 'l_tv', 'l_total'}
+    assert {'l_pix', 'l_offset', 'l_tv', 'l_total'} <= set(model.log_dict)
     after = fixed_batch_l1(model, batch)
     assert after < before * 0.9, (before, after)
     moved = any(not torch.equal(a, b) for a, b in zip(sr_before, model.net_sr.parameters()))
