@@ -137,3 +137,19 @@ def test_train_entry_runs_car(tmp_path):
         assert (root / 'models' / 'net_sr_latest.pth').is_file() and (root / 'models' / 'net_g_latest.pth').is_file()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize('name', ['train_car_edsr_x2', 'train_car_edsr_x4', 'train_car_bicubic_x4',
+                                  'test_car_edsr_x2', 'test_car_edsr_x4', 'test_car_bicubic_x4'])
+def test_shipped_options_validate(name):
+    from basicsr.utils.options import ordered_yaml
+    opt = yaml.load((REPO_ROOT / 'options' / f'{name}.yml').read_text(), Loader=ordered_yaml()[0])
+    opt['is_train'] = name.startswith('train')
+    MODEL_REGISTRY.get('CARModel')._validate(None, opt)
+    scale = opt['scale']
+    assert opt['network_g']['scale'] == scale
+    for metric in opt['val']['metrics'].values():
+        assert metric['crop_border'] == scale and metric['test_y_channel']
+    if opt['is_train']:
+        assert opt['datasets']['train']['gt_size'] == {2: 96, 4: 192}[scale]
+        assert opt['train']['optim_g']['betas'] == [0.9, 0.999] and opt['train']['optim_g']['eps'] == 1e-6
