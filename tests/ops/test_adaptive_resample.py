@@ -154,10 +154,14 @@ def test_bad_inputs_name_shapes():
         adaptive_resample(img, kernels, offsets_h, offsets_v[..., :3], 2)
     with pytest.raises(ValueError, match='impl must be one of'):
         adaptive_resample(img, kernels, offsets_h, offsets_v, 2, impl='cuda')
+
+
+@pytest.mark.skipif(os.environ.get('TRITON_INTERPRET') == '1' or torch.cuda.is_available(),
+                    reason='the fused path can run here')
+def test_triton_on_cpu_without_interpreter_is_a_clear_error():
+    kernels, offsets_h, offsets_v = (t.float() for t in random_maps(1, 2, 4, 4))
     with pytest.raises(RuntimeError, match='TRITON_INTERPRET'):
-        if os.environ.get('TRITON_INTERPRET') == '1':
-            raise RuntimeError('TRITON_INTERPRET set: nothing to check')
-        adaptive_resample(img, kernels, offsets_h, offsets_v, 2, impl='triton')
+        adaptive_resample(torch.rand(1, 3, 8, 8), kernels, offsets_h, offsets_v, 2, impl='triton')
 
 
 TRITON_SCRIPT = textwrap.dedent('''
