@@ -20,7 +20,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from basicsr_lmar.ops.adaptive_resample import adaptive_resample, kernel_size_for_scale
+from basicsr_lmar.ops.adaptive_resample import IMPLEMENTATIONS, adaptive_resample, kernel_size_for_scale
 from basicsr_lmar.ops.resize import resize
 from basicsr_lmar.utils.options import Option, configurable
 
@@ -81,7 +81,8 @@ def check_hr_size(height, width, scale, owner='CARResamplerNet'):
 @configurable(
     scale=Option(type=int, choices=(2, 4, 8), doc='downscaling factor; kernels are (3*scale+1)^2'),
     in_channels=Option(min=1), num_feat=Option(min=1), body_feat=Option(min=1), top_feat=Option(min=1),
-    num_block=Option(min=0), negative_slope=Option(min=0.0), kernel_min=Option(min=0.0, exclusive_min=True))
+    num_block=Option(min=0), negative_slope=Option(min=0.0), kernel_min=Option(min=0.0, exclusive_min=True),
+    impl=Option(choices=IMPLEMENTATIONS, doc='adaptive_resample implementation used by downscale()'))
 class CARResamplerNet(nn.Module):
     """The CAR kernel-generation network.
 
@@ -141,7 +142,8 @@ class CARResamplerNet(nn.Module):
 @ARCH_REGISTRY.register()
 @configurable(scale=Option(type=int, min=1), kernel=Option(choices=('bicubic', 'bilinear', 'lanczos3')))
 class BicubicUpscaler(nn.Module):
-    """Parameter-free differentiable upscaler (``basicsr_lmar.ops.resize.resize``), bicubic by default."""
+    """Parameter-free differentiable upscaler (``basicsr_lmar.ops.resize.resize``), bicubic by default,
+    pixel-centre aligned, reflecting at the borders."""
 
     def __init__(self, scale=4, kernel='bicubic'):
         super().__init__()
