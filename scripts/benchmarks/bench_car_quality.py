@@ -100,8 +100,8 @@ def main():
                         help='budget in process CPU time (default; fair on a shared machine) or wall-clock time')
     parser.add_argument('--crop', type=int, default=64)
     parser.add_argument('--batch', type=int, default=8)
-    parser.add_argument('--lr', type=float, default=5e-4)
-    parser.add_argument('--offset-weight', type=float, default=1e-4, help='lambda of CAROffsetLoss')
+    parser.add_argument('--lr', type=float, default=1e-3)
+    parser.add_argument('--offset-weight', type=float, default=1e-5, help='lambda of CAROffsetLoss')
     parser.add_argument('--tv-weight', type=float, default=1e-3, help='gamma_tv of PartialTVLoss')
     parser.add_argument('--alpha', type=float, default=4.0, help='soft rounding sharpness')
     parser.add_argument('--width', type=int, nargs=4, default=[16, 32, 64, 2], metavar=('HEAD', 'BODY', 'TOP', 'BLOCKS'),
