@@ -77,6 +77,7 @@ def test_kgn_keys_map_onto_resampler(scale, trainable):
     ours = converter.convert_resampler(authors)
     net = CARResamplerNet(scale=scale)
     net.load_state_dict(ours, strict=True)
+    net.requires_grad_(False)
     index = {key: i for i, key in enumerate(shapes)}
     assert float(net.head[0].weight[0, 0, 0, 0]) == index['module.ds_1.1.weight']
     assert float(net.body[3].conv2.bias[0]) == index['module.res_4.3.transform.4.bias']
@@ -95,6 +96,7 @@ def test_usn_keys_map_onto_basicsr_edsr(scale):
     options.pop('type')
     net = EDSR(**options)
     net.load_state_dict(ours, strict=True)
+    net.requires_grad_(False)
     index = {key: i for i, key in enumerate(shapes)}
     assert float(net.conv_after_body.weight.flatten()[0]) == index['module.body.3.weight']
     assert float(net.body[2].conv2.bias[0]) == index['module.body.2.body.2.bias']
