@@ -58,10 +58,10 @@ def test_matches_resize_right_on_long_axes(kernel):
     """Long axes (2160 -> 1200, 1080 -> 2160) where the float32 projected grid has coarse rounding: the
     windows must still be the same as resize_right's (the box kernel is sensitive to that)."""
     generator = torch.Generator().manual_seed(1)
-    for (in_h, out_h), antialias in itertools.product([(2160, 1200), (1080, 2160), (3840, 1601)], [True, False]):
-        x = torch.rand(1, 1, in_h, 2, generator=generator)
-        expected = resize_reference(x, (out_h, 2), kernel, antialias)
-        torch.testing.assert_close(resize(x, (out_h, 2), kernel, antialias), expected, rtol=0, atol=1e-5)
+    for (in_h, out_h), antialias in itertools.product([(2160, 1201), (1080, 2160)], [True, False]):
+        x = torch.rand(1, 1, in_h, 1, generator=generator)
+        expected = resize_reference(x, (out_h, 1), kernel, antialias)
+        torch.testing.assert_close(resize(x, (out_h, 1), kernel, antialias), expected, rtol=0, atol=1e-5)
 
 
 def test_constant_boundary_keeps_resize_right_border_darkening():
@@ -135,7 +135,8 @@ def test_operator_is_cached_and_banded():
     resize(x, (20, 30))
     info = resize_module._axis_operator.cache_info()
     assert info.misses == 2 and info.hits == 2
-    operator = resize_module._axis_operator(2160, 540, 'bicubic', True, 'constant', torch.device('cpu'), torch.float32)
+    operator = resize_module._axis_operator(2160, 540, 'bicubic', True, 'constant', torch.device('cpu'), torch.float32,
+                                            4096)
     widest_tile = max(c1 - c0 for _, _, c0, c1, _ in operator.blocks)
     assert widest_tile < 0.1 * 2160  # each block reads a short band, not the whole axis
     dense = operator.dense()
