@@ -17,7 +17,7 @@ def test_option_files_build_the_paper_sized_network(name, phase):
     opt = yaml.safe_load((OPTIONS / f'{phase}_{name}.yml').read_text())
     net = build_network(dict(opt['network_g']))
     assert sum(p.numel() for p in net.parameters()) == EXPECTED_PARAMETERS[name]
-    assert opt['model_type'] == 'SRModel' and opt['scale'] == 1
+    assert opt['model_type'] == 'UHDEnhancerModel' and opt['scale'] == 1
     for dataset in opt['datasets'].values():
         OPTION_SCHEMA.validate(dataset, 'datasets')
     if phase == 'train':
