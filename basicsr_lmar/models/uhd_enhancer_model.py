@@ -10,7 +10,6 @@ Training is SRModel's (pixel loss, optimiser, scheduler, EMA). Two additions:
   goes through the network at once, exactly as in SRModel.
 """
 import torch
-from basicsr.archs import build_network  # noqa: F401  (documented entry; SRModel builds net_g)
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
 
@@ -42,14 +41,16 @@ class UHDEnhancerModel(SRModel):
     def __init__(self, opt):
         validate_registered(opt['network_g'], 'network_g', ARCH_REGISTRY)
         if opt.get('scale', 1) != 1:
-            raise OptionError(f"[scale] UHDEnhancerModel enhances at the input size: scale must be 1, got {opt['scale']}")
+            raise OptionError(f'[scale] UHDEnhancerModel enhances at the input size: scale must be 1, '
+                              f"got {opt['scale']}")
         if opt.get('is_train', False):
             TRAIN_SCHEMA.validate(opt['train'], 'train')
         tile = (opt.get('val') or {}).get('tile')
         self.tile_opt = dict(TILE_SCHEMA.validate(tile, 'val.tile')) if tile else None
         if self.tile_opt:
             size, overlap = self.tile_opt['size'], self.tile_opt['overlap']
-            if min([overlap] if isinstance(overlap, int) else overlap) >= min([size] if isinstance(size, int) else size):
+            as_list = lambda value: [value] if isinstance(value, int) else list(value)  # noqa: E731
+            if min(as_list(overlap)) >= min(as_list(size)):
                 raise OptionError(f'[val.tile] overlap {overlap} must be smaller than size {size}')
         super().__init__(opt)
 

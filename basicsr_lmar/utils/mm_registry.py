@@ -56,7 +56,8 @@ else:
         """Stands in for ``MODELS`` when mmengine is not installed."""
 
         def _missing(self, *args, **kwargs):
-            raise ImportError('mmengine is not installed, so the plugin archs are only in the ARCH_REGISTRY of basicsr. '
+            raise ImportError('mmengine is not installed, so the plugin archs are only in the ARCH_REGISTRY of '
+                              'basicsr. '
                               'Install it with `pip install "basicsr-lmar[mm]"` (or `pip install mmengine`), or build '
                               'with basicsr.archs.build_network(dict(type=...)).')
 

@@ -50,6 +50,7 @@ def test_option_errors_surface_through_mmengine():
         mm_registry.MODELS.build(dict(type='UHDUNet', block='hin'))
 
 
+@pytest.mark.slow
 def test_plugin_imports_without_mmengine():
     script = textwrap.dedent('''
         import sys
