@@ -6,9 +6,10 @@ fade instead of cutting. Peak memory is that of one tile's forward pass instead 
 
 It is exact for networks whose output at a pixel depends only on inputs within ``overlap // 4``
 pixels (plain conv nets with a small receptive field). The UHD enhancers are not such networks: their
-instance norms (and Restormer's transposed attention) use statistics of the *whole* input, which change from tile to tile, so tiled outputs
-differ from the full-image output (see ``docs/enhancers.md`` for the measured PSNR difference). Use it
-when full-resolution inference does not fit in memory, and report it.
+instance norms (and Restormer's transposed attention) use statistics of the *whole* input, which
+change from tile to tile, so tiled outputs differ from the full-image output (see
+``docs/enhancers.md`` for the measured PSNR difference). Use it when full-resolution inference does
+not fit in memory, and report it.
 """
 import torch
 
