@@ -67,8 +67,10 @@ def resize_image(img, size, kernel='bilinear'):
     if kernel == 'area':
         out = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
         return out[..., None] if out.ndim == 2 else out
-    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c]), mode='F').resize((w, h), _PIL_FILTERS[kernel]))
-                for c in range(img.shape[2])]
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c]), mode='F').resize((w, h), _PIL_FILTERS[kernel]))
+        for c in range(img.shape[2])
+    ]
     return np.stack(channels, axis=-1)
 
 
