@@ -162,7 +162,7 @@ class AxisOperator:
     """A sparse ``n_out × n_in`` matrix in compressed-row form: output ``o`` is the weighted sum of the
     input rows ``columns[offsets[o]:offsets[o + 1]]``. ``apply_rows(x)`` multiplies it into dim 1 of a
     contiguous (B, n_in, D) tensor with ``F.embedding_bag(mode='sum', per_sample_weights=...)``: a single
-    parallel kernel that reads each needed input row once and writes only the output, so work and
+    parallel kernel that gathers the taps of each output row and writes only the output, so work and
     memory are O(output × taps) and no padded copy of the image is made."""
 
     def __init__(self, rows, cols, values, shape, device, dtype):

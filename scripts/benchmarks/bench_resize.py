@@ -3,15 +3,14 @@
 Cases: 1×3×2160×3840 → 1080×1920 (antialiased bicubic; F.interpolate with ``antialias=True``) and the
 reverse upscale 1080×1920 → 2160×3840 (antialiasing has no effect when upscaling; F.interpolate with
 ``antialias=False``). The three methods run interleaved in each repeat so machine load hits them alike;
-the median over repeats is reported with ratios. Peak memory is the growth of the process's max RSS
-while one call runs, each method measured in a fresh subprocess (tracemalloc cannot see torch's
-allocations).
+the median over repeats is reported with ratios. Peak memory is the growth of the process's peak RSS
+(``VmHWM``, reset through ``/proc/self/clear_refs`` once the input exists) during one call, each method in
+a fresh subprocess (tracemalloc cannot see torch's allocations); it includes the output.
 
-    PYTHONPATH=. python scripts/benchmarks/bench_resize.py [--threads 2] [--repeats 7] [--no-memory]
+    PYTHONPATH=. python scripts/benchmarks/bench_resize.py [--threads 2] [--repeats 7] [--no-memory] [--backward]
 """
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -37,8 +36,12 @@ def _methods(out_size, antialias):
     }
 
 
-def _max_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+def _status_mib(field):
+    with open('/proc/self/status') as status:
+        for line in status:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f'{field} missing from /proc/self/status')
 
 
 def measure_memory(case, method, threads):
@@ -47,10 +50,12 @@ def measure_memory(case, method, threads):
     in_size, out_size, antialias = CASES[case]
     x = torch.rand(1, 3, *in_size)
     fn = _methods(out_size, antialias)[method]
-    before = _max_rss_mib()
+    with open('/proc/self/clear_refs', 'w') as clear_refs:
+        clear_refs.write('5')  # resets the peak RSS (VmHWM) to the current RSS
+    before = _status_mib('VmRSS')
     with torch.no_grad():
         y = fn(x)
-    print(json.dumps({'peak_mib': _max_rss_mib() - before, 'output_mib': y.numel() * 4 / 2**20}))
+    print(json.dumps({'peak_mib': _status_mib('VmHWM') - before, 'output_mib': y.numel() * 4 / 2**20}))
 
 
 def main():
@@ -58,6 +63,8 @@ def main():
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--no-memory', action='store_true')
+    parser.add_argument('--backward', action='store_true',
+                        help='also time forward + backward (gradient w.r.t. the input) of ours vs F.interpolate')
     parser.add_argument('--_memory', nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._memory:
@@ -90,6 +97,23 @@ def main():
         print(f'  ratios: resize_right / F.interpolate = {median["resize_right"] / base:.2f}x, '
               f'ours / F.interpolate = {median["basicsr_lmar.resize"] / base:.2f}x, '
               f'resize_right / ours = {median["resize_right"] / median["basicsr_lmar.resize"]:.1f}x')
+        if args.backward:
+            _time_backward(x, methods, args.repeats)
+
+
+def _time_backward(x, methods, repeats):
+    x = x.clone().requires_grad_()
+    names = ['basicsr_lmar.resize', 'F.interpolate']
+    times = {name: [] for name in names}
+    for _ in range(repeats):
+        for name in names:
+            start = time.perf_counter()
+            methods[name](x).sum().backward()
+            times[name].append(time.perf_counter() - start)
+            x.grad = None
+    median = {name: statistics.median(t) for name, t in times.items()}
+    print('  forward + backward: ' + ', '.join(f'{name} {seconds * 1e3:.1f} ms' for name, seconds in median.items())
+          + f'; ours / F.interpolate = {median[names[0]] / median[names[1]]:.2f}x')
 
 
 if __name__ == '__main__':

@@ -200,3 +200,25 @@ def test_cuda_matches_cpu():
     xc = x.clone().requires_grad_()
     resize(xc, (20, 90)).square().sum().backward()
     torch.testing.assert_close(xg.grad.cpu(), xc.grad, rtol=0, atol=1e-10)
+
+
+def test_fold_boundary_by_hand():
+    """n = 3, pixels [a, b, c]: reflect continues ... c b | a b c | b a b c ..., replicate clamps,
+    constant marks outside positions as reading zero."""
+    indices = torch.arange(-4, 7)
+    folded, inside = resize_module.fold_boundary(indices, 3, 'reflect')
+    assert folded.tolist() == [0, 1, 2, 1, 0, 1, 2, 1, 0, 1, 2] and inside.all()
+    folded, inside = resize_module.fold_boundary(indices, 3, 'replicate')
+    assert folded.tolist() == [0, 0, 0, 0, 0, 1, 2, 2, 2, 2, 2] and inside.all()
+    _, inside = resize_module.fold_boundary(indices, 3, 'constant')
+    assert inside.tolist() == [False] * 4 + [True] * 3 + [False] * 4
+    folded, _ = resize_module.fold_boundary(indices, 1, 'reflect')
+    assert folded.tolist() == [0] * 11
+
+
+def test_nearest_gradient_matches_nearest_exact():
+    x = torch.rand(1, 2, 9, 7, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(1, 2, 4, 12, dtype=torch.float64)
+    (expected,) = torch.autograd.grad((F.interpolate(x, size=(4, 12), mode='nearest-exact') * upstream).sum(), x)
+    (got,) = torch.autograd.grad((resize(x, (4, 12), 'nearest') * upstream).sum(), x)
+    torch.testing.assert_close(got, expected)
