@@ -45,9 +45,10 @@ def test_coupling_inverse_and_gradcheck():
     block = _randomise(AffineCoupling(12, 3, growth=4).double())
     x = torch.randn(2, 12, 4, 4, dtype=torch.float64)
     assert torch.allclose(block(block(x), rev=True), x, atol=1e-12)
-    small = torch.randn(1, 12, 2, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: block(t), (small, ))
-    assert torch.autograd.gradcheck(lambda t: block(t, rev=True), (small, ))
+    tiny = _randomise(AffineCoupling(4, 1, growth=2).double())
+    small = torch.randn(1, 4, 2, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: tiny(t), (small, ), fast_mode=True)
+    assert torch.autograd.gradcheck(lambda t: tiny(t, rev=True), (small, ), fast_mode=True)
 
 
 @pytest.mark.parametrize('scale, block_num', [(2, [2]), (4, [1, 2])])
