@@ -4,8 +4,9 @@
     python scripts/benchmarks/bench_hcd.py             # longer IRN training, larger crops
 
 1. Trains a small IRN x4 (``InvRescaleNet``, fewer/narrower blocks than the paper's) with ``IRNModel``
-   (the authors' losses) on random patches of scikit-image photos (astronaut, immunohistochemistry,
-   hubble_deep_field, retina) for a wall-clock budget.
+   (the authors' losses) on random 48x48 patches of scikit-image photos (astronaut, immunohistochemistry,
+   hubble_deep_field, retina) for a wall-clock budget. Tested with z = 0 by default: an IRN trained for
+   minutes has not learned to ignore sampled z yet (seeded z gives ~12 dB), ``--z-policy seeded`` to see it.
 2. On held-out photos (crops of chelsea, coffee, rocket, colorwheel), per image: PSNR (Y, crop border 4,
    BasicSR's calculate_psnr) of the base IRN (quantised LR, seeded z) and of HCD with N_x = N_y = 15
    (paper defaults: l2, eps 0.3, alpha 20/255, seed 0), and the gain.
@@ -104,16 +105,20 @@ def hcd_psnr(rescaler, hr, steps_hr, steps_lr, **kwargs):
 
 def quality_tables(label, rescaler, images, n_list, ablation):
     print(f'\n### {label}: per image, N_x = N_y = 15 (l2, eps 0.3, alpha 20/255, seed 0)\n')
-    print('| image | base PSNR-Y | HCD PSNR-Y | gain (dB) | s/image |')
-    print('|---|---|---|---|---|')
-    bases, gains = {}, []
+    print('| image | base PSNR-Y | HCD PSNR-Y | gain (dB) | s/image | gain with keep_best (dB) |')
+    print('|---|---|---|---|---|---|')
+    bases, gains, best_gains = {}, [], []
     for name, hr in images:
         bases[name] = base_psnr(rescaler, hr[None])
         value, seconds = hcd_psnr(rescaler, hr[None], 15, 15)
+        best, _ = hcd_psnr(rescaler, hr[None], 15, 15, keep_best=True)
         gains.append(value - bases[name])
-        print(f'| {name} | {bases[name]:.3f} | {value:.3f} | {value - bases[name]:+.3f} | {seconds:.2f} |')
+        best_gains.append(best - bases[name])
+        print(f'| {name} | {bases[name]:.3f} | {value:.3f} | {value - bases[name]:+.3f} | {seconds:.2f} | '
+              f'{best - bases[name]:+.3f} |')
     print(f'\nmean gain {np.mean(gains):+.3f} dB, min {np.min(gains):+.3f} dB, '
-          f'improved {sum(g > 0 for g in gains)}/{len(gains)} images')
+          f'improved {sum(g > 0 for g in gains)}/{len(gains)} images '
+          f'(keep_best: mean {np.mean(best_gains):+.3f}, improved {sum(g > 0 for g in best_gains)}/{len(gains)})')
     print(f'\n### {label}: mean gain vs N (N_x = N_y = N)\n')
     print('| N | mean gain (dB) | min gain (dB) | s/image |')
     print('|---|---|---|---|')
@@ -156,17 +161,19 @@ def main():
     parser.add_argument('--quick', action='store_true', help='short training, 64x64 crops, fewer settings')
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--train-seconds', type=float, default=None)
+    parser.add_argument('--z-policy', default='zero', choices=('zero', 'seeded'),
+                        help='IRN z at test: an IRN trained for minutes is not yet robust to sampled z')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    seconds = args.train_seconds if args.train_seconds is not None else (90 if args.quick else 600)
+    seconds = args.train_seconds if args.train_seconds is not None else (120 if args.quick else 600)
     size = 64 if args.quick else 128
-    n_list = (1, 5, 10, 15, 20)
+    n_list = (1, 5, 15) if args.quick else (1, 5, 10, 15, 20)
     ablation = ((0, 15), (15, 0), (5, 10), (10, 5), (15, 15)) if not args.quick else ((0, 15), (15, 0), (15, 15))
     print(f'torch {torch.__version__}, {args.threads} thread(s), held-out crops {size}x{size}, IRN training {seconds:.0f} s')
-    net = train_irn(seconds, patch=64, batch=8, block_num=(2, 2), growth=16)
-    irn = RESCALER_REGISTRY.get('IRNRescaler')(net, z_policy='seeded', z_seed=0)
+    net = train_irn(seconds, patch=48, batch=8, block_num=(1, 1), growth=16)
+    irn = RESCALER_REGISTRY.get('IRNRescaler')(net, z_policy=args.z_policy, z_seed=0)
     images = held_out(size)
-    quality_tables('IRN x4 (small, CPU-trained), seeded z', irn, images, n_list, ablation)
+    quality_tables(f'IRN x4 (small, CPU-trained), {args.z_policy} z', irn, images, n_list, ablation)
     bicubic = RESCALER_REGISTRY.get('BicubicSRRescaler')(None, scale=4)
     quality_tables('bicubic down / bicubic up x4', bicubic, images, (1, 15) if args.quick else n_list,
                    ((0, 15), (15, 0), (15, 15)))
