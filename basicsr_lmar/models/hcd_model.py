@@ -92,8 +92,9 @@ class HCDModel(BaseModel):
     def _build_rescaler(self, opt):
         section = opt.get('rescaler')
         if not isinstance(section, dict) or 'type' not in section:
+            known = ', '.join(sorted(key for key, _ in RESCALER_REGISTRY))
             raise OptionError('[rescaler] needs a mapping with a `type` naming a rescaler adapter, e.g. '
-                              f'{{type: IRNRescaler}}; registered: {", ".join(sorted(k for k, _ in RESCALER_REGISTRY))}.')
+                              f'{{type: IRNRescaler}}; registered: {known}.')
         name = section['type']
         if name not in RESCALER_REGISTRY:
             known = [key for key, _ in RESCALER_REGISTRY]
@@ -130,6 +131,7 @@ class HCDModel(BaseModel):
         net = build_network(opt[key]).to(self.device)
         self.print_network(net)
         suffix = key[len('network_'):]
+        opt.setdefault('path', {})
         load_path = opt['path'].get(f'pretrain_network_{suffix}')
         if load_path is not None:
             self.load_network(net, load_path, opt['path'].get(f'strict_load_{suffix}', True),

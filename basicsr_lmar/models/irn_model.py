@@ -101,7 +101,8 @@ class IRNModel(BaseModel):
                 validate_registered(train_opt[key], f'train.{key}', LOSS_REGISTRY)
                 self.losses[key[:-4]] = build_loss(dict(train_opt[key])).to(self.device)
         if not self.losses:
-            raise OptionError('[train] every loss (lr_fit_opt, latent_opt, reconstruction_opt) is ~; keep at least one.')
+            raise OptionError('[train] every loss (lr_fit_opt, latent_opt, reconstruction_opt) is ~; '
+                              'keep at least one.')
         optim_opt = dict(train_opt['optim_g'])
         optim_type = optim_opt.pop('type')
         params = [p for p in self.net_g.parameters() if p.requires_grad]

@@ -104,10 +104,12 @@ def random_start(image, epsilon, norm, generators=None):
     """A random point of each image's eps-ball (l2: uniform radius, Gaussian direction), clamped so
     that ``image + delta`` lies in [0, 1]. ``generators``: one ``torch.Generator`` per image or None."""
     shape = image.shape
-    if generators is None:
-        noise = torch.randn(shape, dtype=image.dtype, device=image.device)
-        uniform = torch.rand((shape[0], ), dtype=image.dtype, device=image.device)
-        box = torch.rand(shape, dtype=image.dtype, device=image.device)
+    if generators is None:  # the global RNG, drawn in the order of the authors' code
+        to = dict(dtype=image.dtype, device=image.device)
+        if norm == 'l2':
+            noise, uniform = torch.randn(shape, **to), torch.rand((shape[0], ), **to)
+        else:
+            box = torch.rand(shape, **to)
     else:
         noise, uniform, box = [], [], []
         for generator in generators:
@@ -287,4 +289,5 @@ def collaborative_downscale(rescaler: Rescaler,
         _collaborative_downscale_batch(rescaler, hr[i:i + 1], *args, seeds[i], keep_best, levels, quantize_hr_stage)
         for i in range(hr.shape[0])
     ]
-    return CollaborativeDownscaling(*[torch.cat([getattr(p, f) for p in parts]) for f in CollaborativeDownscaling.__dataclass_fields__])
+    fields = CollaborativeDownscaling.__dataclass_fields__
+    return CollaborativeDownscaling(*[torch.cat([getattr(part, field) for part in parts]) for field in fields])

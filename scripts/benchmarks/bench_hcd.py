@@ -152,7 +152,8 @@ def batching(label, rescaler, steps, repeats):
     same = sum(torch.equal(together.lr[i], singles[i].lr[0]) for i in range(4))
     diff = max(float((together.lr[i] - singles[i].lr[0]).abs().max()) * 255 for i in range(4))
     print(f'\n### {label}: 4 images of 64x64, N_x = N_y = {steps}, best of {repeats}\n')
-    print(f'one at a time {min(one):.2f} s, batched {min(batched):.2f} s, throughput ratio {min(one) / min(batched):.2f}x; '
+    print(f'one at a time {min(one):.2f} s, batched {min(batched):.2f} s, '
+          f'throughput ratio {min(one) / min(batched):.2f}x; '
           f'stored LR identical for {same}/4 images (max difference {diff:.0f}/255 levels)')
 
 
@@ -169,7 +170,8 @@ def main():
     size = 64 if args.quick else 128
     n_list = (1, 5, 15) if args.quick else (1, 5, 10, 15, 20)
     ablation = ((0, 15), (15, 0), (5, 10), (10, 5), (15, 15)) if not args.quick else ((0, 15), (15, 0), (15, 15))
-    print(f'torch {torch.__version__}, {args.threads} thread(s), held-out crops {size}x{size}, IRN training {seconds:.0f} s')
+    print(f'torch {torch.__version__}, {args.threads} thread(s), held-out crops {size}x{size}, '
+          f'IRN training {seconds:.0f} s')
     net = train_irn(seconds, patch=48, batch=8, block_num=(1, 1), growth=16)
     irn = RESCALER_REGISTRY.get('IRNRescaler')(net, z_policy=args.z_policy, z_seed=0)
     images = held_out(size)

@@ -56,6 +56,7 @@ def test_hcd_option_files_validate(name):
         assert opt['rescaler']['type'] in RESCALER_REGISTRY
 
 
+@pytest.mark.slow
 def test_basicsr_test_pipeline_runs_hcd(tmp_path):
     hr = tmp_path / 'hr'
     hr.mkdir()

@@ -115,6 +115,21 @@ def test_one_step_is_a_normalised_gradient_step():
     assert torch.allclose(cosine, torch.ones(3, dtype=torch.float64), atol=1e-9)
 
 
+def test_unseeded_start_follows_the_authors_draws():
+    # Without a seed, the start consumes the global RNG as the authors' code: normal_ on the image shape,
+    # then one uniform radius factor per image; l2-normalised, scaled by eps, clamped to the image range.
+    hr = _photos().contiguous()
+    torch.manual_seed(11)
+    ours = random_start(hr, 0.3, 'l2')
+    torch.manual_seed(11)
+    delta = torch.zeros_like(hr).normal_()
+    norms = delta.view(3, -1).norm(p=2, dim=1).view(3, 1, 1, 1)
+    radius = torch.zeros_like(norms).uniform_(0, 1)
+    delta = delta * radius / norms * 0.3
+    expected = torch.max(torch.min(delta, 1 - hr), 0 - hr)
+    assert torch.allclose(ours, expected, atol=1e-7)
+
+
 def test_zero_radius_is_the_base_rescaler():
     rescaler = _tiny_irn()
     hr = _photos()

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import cv2
+import pytest
 import numpy as np
 import yaml
 from skimage import data
@@ -11,6 +12,7 @@ from skimage import data
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_hcd_refine_writes_8bit_lr_pngs(tmp_path):
     folder = tmp_path / 'hr'
     folder.mkdir()
@@ -36,5 +38,6 @@ def test_hcd_refine_writes_8bit_lr_pngs(tmp_path):
     # A second run skips existing outputs (no rewrite).
     mtime = (out / 'rocket.png').stat().st_mtime_ns
     run = subprocess.run([sys.executable, str(REPO / 'scripts' / 'hcd_refine.py'), '-opt', str(tmp_path / 'opt.yml'),
-                          '-i', str(folder), '-o', str(out), '--device', 'cpu'], env=env, capture_output=True, text=True)
+                          '-i', str(folder), '-o', str(out), '--device', 'cpu'],
+                         env=env, capture_output=True, text=True)
     assert run.returncode == 0 and (out / 'rocket.png').stat().st_mtime_ns == mtime

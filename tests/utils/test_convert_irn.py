@@ -96,6 +96,7 @@ def test_bad_checkpoints_are_named():
         convert_official_irn_state_dict({'conv_first.weight': torch.zeros(1)})
 
 
+@pytest.mark.slow
 def test_script_writes_loadable_params(tmp_path):
     source, target = tmp_path / 'IRN_x2.pth', tmp_path / 'out' / 'irn_x2.pth'
     torch.save(_official_state_dict(2, [2], 8, 'module.'), source)
