@@ -91,10 +91,8 @@ def _flat_norm(x):
 
 def project(delta, image, epsilon, norm):
     """Projects each image's ``delta`` onto its eps-ball, then clamps ``image + delta`` to [0, 1]."""
-    if norm == 'l2':
-        norms = _flat_norm(delta)
-        factor = torch.where(norms > epsilon, epsilon / norms.clamp_min(1e-30), torch.ones_like(norms))
-        delta = delta * _per_image(factor, delta.shape)
+    if norm == 'l2':  # rescales the images whose norm exceeds eps by eps / (norm + 1e-7), as the authors
+        delta = delta.flatten(1).renorm(p=2, dim=0, maxnorm=epsilon).view_as(delta)
     else:
         delta = delta.clamp(-epsilon, epsilon)
     return torch.max(torch.min(delta, 1 - image), -image)
@@ -123,7 +121,7 @@ def random_start(image, epsilon, norm, generators=None):
         uniform = torch.stack(uniform).to(**to) if uniform else None
         box = torch.stack(box).to(**to) if box else None
     if norm == 'l2':
-        radius = uniform * epsilon / _flat_norm(noise).clamp_min(1e-30)
+        radius = uniform / _flat_norm(noise).clamp_min(1e-30) * epsilon  # the authors' order of operations
         delta = noise * _per_image(radius, shape)
     else:
         delta = (2 * box - 1) * epsilon
