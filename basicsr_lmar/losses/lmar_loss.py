@@ -103,7 +103,8 @@ def scharr_edges(image):
 class FeatureEdgeLoss(nn.Module):
     """L1 between the two bottlenecks weighted by the Scharr edge map of the UHD input, bicubically
     resized to the feature size (released code only, not in the paper; off by default in the options).
-    Unlike the released code, the resized map is clamped at 0 so that the loss cannot turn negative."""
+    Unlike the released code, the map is resized with antialiasing (without it, thin edges fall between
+    the samples of a 4x smaller feature) and clamped at 0 (bicubic overshoot would make weights negative)."""
 
     def __init__(self, loss_weight=1.0, resize_kernel='lanczos3', antialias=False):
         super().__init__()
@@ -114,5 +115,5 @@ class FeatureEdgeLoss(nn.Module):
         pred = _match_size(pred, target, self.resize_kernel, self.antialias)
         with torch.no_grad():
             mask = F.interpolate(scharr_edges(image), size=tuple(target.shape[-2:]), mode='bicubic',
-                                 align_corners=False).clamp_(min=0)  # bicubic overshoot would give negative weights
+                                 align_corners=False, antialias=True).clamp_(min=0)  # bicubic overshoot would give negative weights
         return self.loss_weight * ((pred - target).abs() * mask).mean()
