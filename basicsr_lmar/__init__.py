@@ -12,4 +12,6 @@ _compat.install()
 from basicsr_lmar.version import __version__  # noqa: E402
 from basicsr_lmar import archs, data, losses, models, ops, utils  # noqa: E402,F401  (registration)
 
+_compat.patch_basicsr()
+
 __all__ = ['__version__']

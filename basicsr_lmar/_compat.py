@@ -9,6 +9,11 @@ Fixes:
   ``_functional_tensor``); basicsr's ``data/degradations.py`` imports it at import time. A meta-path
   finder, consulted only after the real finders fail to find that name, aliases the old name to the
   new module. With an old torchvision that still has the module, nothing changes.
+- ``BaseModel.model_to_device`` (patched by :func:`patch_basicsr` once basicsr is importable): DDP on
+  CPU/gloo and no DDP for nets without trainable parameters.
+
+Entry-level changes to basicsr's pipeline (distributed back-end, exact resume) are not here but in
+:mod:`basicsr_lmar.utils.pipeline`, applied only by the plugin's own entries.
 """
 import importlib
 import importlib.abc
@@ -48,3 +53,32 @@ def install():
     """Idempotent."""
     if not any(isinstance(finder, ModuleAliasFinder) for finder in sys.meta_path):
         sys.meta_path.append(ModuleAliasFinder())
+
+
+def _model_to_device(self, net):
+    """basicsr's ``BaseModel.model_to_device`` that also works on CPU (gloo) and with frozen nets.
+
+    basicsr passes ``device_ids=[torch.cuda.current_device()]`` unconditionally, which fails without a
+    GPU, and wraps every net in DDP, which refuses nets without trainable parameters (a frozen enhancer,
+    a fixed upscaler). On CUDA with trainable parameters the behaviour is basicsr's, unchanged.
+    """
+    import torch
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+    net = net.to(self.device)
+    if self.opt['dist']:
+        if not any(p.requires_grad for p in net.parameters()):
+            return net
+        device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
+        net = DistributedDataParallel(
+            net, device_ids=device_ids, find_unused_parameters=self.opt.get('find_unused_parameters', False))
+    elif self.opt['num_gpu'] > 1:
+        net = DataParallel(net)
+    return net
+
+
+def patch_basicsr():
+    """Run-time fixes to basicsr classes (no installed file is edited). Idempotent."""
+    from basicsr.models.base_model import BaseModel
+
+    BaseModel.model_to_device = _model_to_device

@@ -1,0 +1,81 @@
+"""``HROnlyDataset``: high-resolution images only, for methods that make their own LR (CAR, IRN).
+
+Reads a folder (``io_backend: {type: disk}``) or an LMDB built by ``scripts/create_lmdb.py``
+(``io_backend: {type: lmdb}``, keys from ``meta_info.txt``). Training: random ``gt_size`` crop, flips
+and 90° rotations. Validation/test (no ``gt_size``): the whole image, cropped to a multiple of
+``scale`` so that LR = HR / scale exactly (BasicSR's ``mod_crop``).
+
+Returns ``{'gt', 'gt_path', 'lq_path'}`` (``lq_path`` = ``gt_path``, which BasicSR's validators use
+to name saved images).
+"""
+import os.path as osp
+import random
+
+from torch.utils import data
+
+from basicsr.data.transforms import augment, mod_crop
+from basicsr.utils import img2tensor
+from basicsr.utils.registry import DATASET_REGISTRY
+from basicsr_lmar.data.dataset_options import dataset_schema, section_of
+from basicsr_lmar.data.image_io import folder_paths, lmdb_keys, make_file_client, read_image
+from basicsr_lmar.utils.options import Option, OptionError
+
+SCHEMA = dataset_schema('HROnlyDataset', {
+    'dataroot_gt': Option(type=str, doc='folder of HR images, or an .lmdb folder'),
+    'io_backend': Option({'type': 'disk'}, type=dict),
+    'meta_info_file': Option(None, type=str, doc='optional list of file names to use (disk backend)'),
+    'gt_size': Option(None, type=int, min=1, doc='random crop size for training; ~ for whole images'),
+    'use_hflip': Option(True),
+    'use_rot': Option(True),
+    'scale': Option(1, type=int, min=1),
+})
+
+
+@DATASET_REGISTRY.register()
+class HROnlyDataset(data.Dataset):
+
+    def __init__(self, opt):
+        super().__init__()
+        section = section_of(opt)
+        self.opt = SCHEMA.validate(opt, section)
+        self.section = section
+        backend = dict(self.opt.io_backend)
+        backend_type = backend.pop('type', None)
+        if backend_type not in ('disk', 'lmdb'):
+            raise OptionError(f'[{section}] io_backend.type must be disk or lmdb; got {backend_type!r}.')
+        self.backend_type, self.backend_kwargs = backend_type, backend
+        root = self.opt.dataroot_gt
+        if backend_type == 'lmdb':
+            self.paths = lmdb_keys(root, f'{section}.dataroot_gt')
+            self.backend_kwargs.update(db_paths=[root], client_keys=['gt'])
+        elif self.opt.meta_info_file:
+            with open(self.opt.meta_info_file) as handle:
+                self.paths = [osp.join(root, line.split(' ')[0].strip()) for line in handle if line.strip()]
+        else:
+            self.paths = folder_paths(root, f'{section}.dataroot_gt')
+        gt_size, scale = self.opt.gt_size, self.opt.scale
+        if gt_size is not None and gt_size % scale:
+            raise OptionError(f'[{section}] gt_size {gt_size} must be divisible by scale {scale}.')
+        self.file_client = None  # opened lazily: one per dataloader worker
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        if self.file_client is None:
+            self.file_client = make_file_client(self.backend_type, **self.backend_kwargs)
+        path = self.paths[index]
+        image = read_image(self.file_client, path, 'gt', f'{self.section}.dataroot_gt')
+        gt_size = self.opt.gt_size
+        if gt_size is not None:
+            height, width = image.shape[:2]
+            if height < gt_size or width < gt_size:
+                raise OptionError(f'[{self.section}] gt_size {gt_size} is larger than image {path!r} '
+                                  f'({height}×{width}); lower gt_size.')
+            top, left = random.randint(0, height - gt_size), random.randint(0, width - gt_size)
+            image = image[top:top + gt_size, left:left + gt_size]
+            image = augment(image, self.opt.use_hflip, self.opt.use_rot)
+        else:
+            image = mod_crop(image, self.opt.scale)
+        gt = img2tensor(image, bgr2rgb=True, float32=True)
+        return {'gt': gt, 'gt_path': path, 'lq_path': path}

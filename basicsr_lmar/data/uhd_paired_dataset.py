@@ -1,0 +1,140 @@
+"""Paired UHD images (low-light input / normal-light GT) for pretraining the enhancers.
+
+BasicSR's :class:`~basicsr.data.paired_image_dataset.PairedImageDataset` reads the pairs (folders, a
+meta-info file or LMDB) and can only random-crop for training. The LMAR authors pretrain their CNNs on
+whole frames *resized* to 1024x1024 (``torchvision.transforms.Resize`` on PIL images: antialiased
+bilinear, aspect ratio not kept), and train LMAR itself on random 1024x1024 crops.
+:class:`UHDPairedImageDataset` keeps basicsr's reading and adds that choice:
+
+- ``train_transform: resize`` (default): both images resized to ``train_size`` with ``resize_kernel``
+  (``bilinear``/``bicubic``: PIL's antialiased filters on float32 channels, i.e. the authors' transform
+  without their uint8 rounding; ``area``: OpenCV's ``INTER_AREA``, faster);
+- ``train_transform: crop``: the same random ``train_size`` crop of both images (basicsr's
+  ``paired_random_crop``);
+- ``train_transform: none``: whole images (they must then share one size within a batch).
+
+Validation/test (``phase`` not ``train``) always returns the full-resolution pair. Flips/rotations
+(``use_hflip``, ``use_rot``) are off by default, as in the paper.
+
+Expected tree (UHD-LOL4K; 4KIL is laid out the same way), file names shared by input and GT::
+
+    datasets/UHD-LOL4K/train/input/*.png    datasets/UHD-LOL4K/train/gt/*.png
+    datasets/UHD-LOL4K/test/input/*.png     datasets/UHD-LOL4K/test/gt/*.png
+
+or the LMDBs written by ``scripts/create_lmdb.py`` (``train_input.lmdb`` / ``train_gt.lmdb``) with
+``io_backend: {type: lmdb}``.
+"""
+import cv2
+import numpy as np
+from basicsr.data.paired_image_dataset import PairedImageDataset
+from basicsr.data.transforms import augment, paired_random_crop
+from basicsr.utils import FileClient, imfrombytes, img2tensor
+from basicsr.utils.registry import DATASET_REGISTRY
+from PIL import Image
+
+from basicsr_lmar.utils.options import Option, OptionError, OptionSchema
+
+TRAIN_TRANSFORMS = ('resize', 'crop', 'none')
+RESIZE_KERNELS = ('bilinear', 'bicubic', 'area')
+_PIL_FILTERS = {'bilinear': Image.BILINEAR, 'bicubic': Image.BICUBIC}
+
+# Keys that basicsr itself puts into dataset options (or that its dataloader reads).
+_BASICSR_KEYS = ('name', 'type', 'phase', 'scale', 'batch_size_per_gpu', 'num_worker_per_gpu', 'dataset_enlarge_ratio',
+                 'prefetch_mode', 'pin_memory', 'persistent_workers', 'use_shuffle', 'num_prefetch_queue', 'mean',
+                 'std', 'color')
+
+OPTION_SCHEMA = OptionSchema(
+    'UHDPairedImageDataset', {
+        'dataroot_lq': Option(type=str, doc='folder or .lmdb of the low-light inputs'),
+        'dataroot_gt': Option(type=str, doc='folder or .lmdb of the ground truths'),
+        'io_backend': Option(type=dict, doc='{type: disk} or {type: lmdb}'),
+        'meta_info_file': Option(None, type=str, doc='list of file names to use (disk backend)'),
+        'filename_tmpl': Option('{}', type=str, doc='input file name template, e.g. "{}"'),
+        'train_transform': Option('resize', choices=TRAIN_TRANSFORMS, doc='how training pairs reach train_size'),
+        'train_size': Option([1024, 1024], type=(int, list, tuple), min=1, doc='training size, int or [h, w]'),
+        'resize_kernel': Option('bilinear', choices=RESIZE_KERNELS, doc='kernel of train_transform=resize'),
+        'gt_size': Option(None, type=int, min=1, doc='basicsr name of train_size for crops (square)'),
+        'use_hflip': Option(False, doc='random horizontal flips'),
+        'use_rot': Option(False, doc='random 90-degree rotations and vertical flips'),
+    },
+    passthrough=_BASICSR_KEYS)
+
+
+def resize_image(img, size, kernel='bilinear'):
+    """Resizes an HWC float32 image to ``size`` = (h, w): PIL's antialiased ``bilinear``/``bicubic``
+    per channel, or OpenCV ``area``."""
+    h, w = size
+    if kernel == 'area':
+        out = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        return out[..., None] if out.ndim == 2 else out
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c]), mode='F').resize((w, h), _PIL_FILTERS[kernel]))
+                for c in range(img.shape[2])]
+    return np.stack(channels, axis=-1)
+
+
+@DATASET_REGISTRY.register()
+class UHDPairedImageDataset(PairedImageDataset):
+    """Paired low-light/normal-light UHD images; training pairs resized or cropped to ``train_size``.
+
+    Options (besides basicsr's ``name``, ``phase``, loader keys): see :data:`OPTION_SCHEMA` and the
+    module doc. ``scale`` must be 1 (enhancement keeps the size).
+    """
+
+    option_schema = OPTION_SCHEMA
+
+    def __init__(self, opt):
+        section = f"datasets.{opt.get('phase', '?')}"
+        OPTION_SCHEMA.validate({k: v for k, v in opt.items()}, section)
+        if opt.get('scale', 1) != 1:
+            raise OptionError(f'[{section}] (UHDPairedImageDataset) enhancement pairs share their size: '
+                              f"scale must be 1, got {opt['scale']}")
+        opt = dict(opt)
+        opt.setdefault('scale', 1)
+        size = opt.get('gt_size') or opt.get('train_size', [1024, 1024])
+        self.train_size = (size, size) if isinstance(size, int) else tuple(size)
+        if len(self.train_size) != 2:
+            raise OptionError(f'[{section}] (UHDPairedImageDataset) train_size must be an int or [h, w]; got {size!r}')
+        self.train_transform = opt.get('train_transform', 'resize')
+        self.resize_kernel = opt.get('resize_kernel', 'bilinear')
+        opt['io_backend'] = dict(opt['io_backend'])
+        super().__init__(opt)
+
+    def _read(self, path, client_key):
+        img = imfrombytes(self.file_client.get(path, client_key), float32=True)
+        if img is None:
+            raise OSError(f'could not decode image {path!r} ({client_key})')
+        return img
+
+    def __getitem__(self, index):
+        if self.file_client is None:
+            backend = dict(self.io_backend_opt)
+            self.file_client = FileClient(backend.pop('type'), **backend)
+        paths = self.paths[index]
+        img_gt = self._read(paths['gt_path'], 'gt')
+        img_lq = self._read(paths['lq_path'], 'lq')
+        if img_gt.shape != img_lq.shape:
+            raise ValueError(f"input {paths['lq_path']} is {img_lq.shape[1]}x{img_lq.shape[0]} but its GT "
+                             f"{paths['gt_path']} is {img_gt.shape[1]}x{img_gt.shape[0]}; pairs must share a size")
+
+        if self.opt['phase'] == 'train':
+            if self.train_transform == 'resize':
+                img_gt = resize_image(img_gt, self.train_size, self.resize_kernel)
+                img_lq = resize_image(img_lq, self.train_size, self.resize_kernel)
+            elif self.train_transform == 'crop':
+                img_gt, img_lq = _paired_random_crop(img_gt, img_lq, self.train_size, paths['gt_path'])
+            img_gt, img_lq = augment([img_gt, img_lq], self.opt.get('use_hflip', False), self.opt.get('use_rot', False))
+
+        img_gt, img_lq = img2tensor([img_gt, img_lq], bgr2rgb=True, float32=True)
+        return {'lq': img_lq, 'gt': img_gt, 'lq_path': paths['lq_path'], 'gt_path': paths['gt_path']}
+
+
+def _paired_random_crop(img_gt, img_lq, size, gt_path):
+    h, w = img_gt.shape[:2]
+    if size[0] > h or size[1] > w:
+        raise ValueError(f'train_size {list(size)} is larger than the image {gt_path} ({h}x{w}); lower train_size')
+    if size[0] == size[1]:
+        return paired_random_crop(img_gt, img_lq, size[0], 1, gt_path)
+    top = np.random.randint(0, h - size[0] + 1)
+    left = np.random.randint(0, w - size[1] + 1)
+    window = (slice(top, top + size[0]), slice(left, left + size[1]))
+    return img_gt[window], img_lq[window]

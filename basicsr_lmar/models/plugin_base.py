@@ -1,0 +1,247 @@
+"""``PluginBaseModel``: what every model of the plugin shares on top of basicsr's ``BaseModel``.
+
+- building networks from validated option sections: trainable ones (moved, DDP-wrapped when
+  distributed, optionally initialised from ``path.pretrain_<section>``) and frozen ones (eval mode, no
+  parameter gradients, never DDP-wrapped, loaded from a required path);
+- a guarded optimisation step: a non-finite loss is skipped on *every* rank (so DDP never deadlocks),
+  counted and logged; after ``train.max_nonfinite_steps`` consecutive skips the run stops with a message
+  instead of writing NaN checkpoints;
+- checkpoints written atomically (temporary file, then rename), recording the plugin version and the
+  option sections that shape each network; loading a checkpoint into a mismatching network lists the
+  missing, unexpected and mis-shaped keys and the options the checkpoint was made with;
+- training states that also carry the RNG states and the skip counters, so resume is exact
+  (:mod:`basicsr_lmar.utils.resume`). Validation must not draw from the global RNGs (use a local
+  ``torch.Generator``): it runs after the checkpoint is written, and a resumed run does not repeat it.
+"""
+import copy
+import math
+import os
+import os.path as osp
+
+import torch
+
+from basicsr.archs import build_network
+from basicsr.models.base_model import BaseModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import master_only
+from basicsr.utils.registry import ARCH_REGISTRY
+from basicsr_lmar.utils.dist import all_ranks_agree
+from basicsr_lmar.utils.options import validate_registered
+from basicsr_lmar.utils.resume import capture_rng_state
+from basicsr_lmar.version import __version__
+
+DEFAULT_MAX_NONFINITE_STEPS = 10
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's tensors do not fit the network built from the options."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive optimisation steps had a non-finite loss."""
+
+
+def atomic_torch_save(obj, path):
+    """``torch.save`` to ``path`` through a temporary file: an interrupted save leaves no partial file."""
+    tmp_path = f'{path}.tmp{os.getpid()}'
+    try:
+        torch.save(obj, tmp_path)
+        os.replace(tmp_path, path)
+    finally:
+        if osp.exists(tmp_path):
+            os.remove(tmp_path)
+
+
+def describe_state_dict_mismatch(expected, loaded):
+    """Lines naming missing, unexpected and mis-shaped keys (empty when the two fit)."""
+    lines = []
+    missing = sorted(set(expected) - set(loaded))
+    unexpected = sorted(set(loaded) - set(expected))
+    shapes = sorted(k for k in set(expected) & set(loaded) if tuple(expected[k].shape) != tuple(loaded[k].shape))
+    if missing:
+        lines.append(f'  missing in checkpoint ({len(missing)}): {", ".join(missing[:8])}' + (' ...' if len(missing) > 8 else ''))
+    if unexpected:
+        lines.append(f'  not in network ({len(unexpected)}): {", ".join(unexpected[:8])}' +
+                     (' ...' if len(unexpected) > 8 else ''))
+    for key in shapes[:8]:
+        lines.append(f'  shape of {key}: network {tuple(expected[key].shape)}, checkpoint {tuple(loaded[key].shape)}')
+    return lines
+
+
+class PluginBaseModel(BaseModel):
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        train_opt = opt.get('train') or {}
+        self.max_nonfinite_steps = train_opt.get('max_nonfinite_steps', DEFAULT_MAX_NONFINITE_STEPS)
+        self.nonfinite_streak = 0
+        self.nonfinite_total = 0
+        self.network_options = {}
+
+    # ----------------------------------------------------------------------------------------- networks
+    def build_trainable_network(self, section):
+        """Builds ``opt[section]`` (validated), moves/wraps it, loads ``path.pretrain_<section>`` if set."""
+        net_opt = self.opt[section]
+        validate_registered(net_opt, section, ARCH_REGISTRY)
+        self.network_options[section] = copy.deepcopy(dict(net_opt))
+        net = build_network(net_opt)
+        net = self.model_to_device(net)
+        self.print_network(net)
+        load_path = self.opt['path'].get(f'pretrain_{section}')
+        if load_path is not None:
+            param_key = self.opt['path'].get(f'param_key_{section.replace("network_", "")}', 'params')
+            self.load_network(net, load_path, self.opt['path'].get(f'strict_load_{section.replace("network_", "")}', True),
+                              param_key, option_key=f'path.pretrain_{section}')
+        return net
+
+    def build_frozen_network(self, section, required=True):
+        """Builds ``opt[section]`` frozen: eval mode, ``requires_grad=False``, never DDP-wrapped.
+
+        Gradients still flow *through* it to its inputs.
+        """
+        net_opt = self.opt[section]
+        validate_registered(net_opt, section, ARCH_REGISTRY)
+        self.network_options[section] = copy.deepcopy(dict(net_opt))
+        net = build_network(net_opt).to(self.device)
+        key = f'pretrain_{section}'
+        load_path = self.opt['path'].get(key)
+        if load_path is None and required:
+            raise FileNotFoundError(f'path.{key} is required: {section} is a frozen, pretrained network. '
+                                    f'Set it to the checkpoint of the {net_opt["type"]} to use.')
+        if load_path is not None:
+            param_key = self.opt['path'].get(f'param_key_{section.replace("network_", "")}', 'params')
+            self.load_network(net, load_path, True, param_key, option_key=f'path.{key}')
+        net.eval()
+        net.requires_grad_(False)
+        return net
+
+    # ------------------------------------------------------------------------------------ randomness
+    def iteration_generator(self, current_iter, stream=0):
+        """A CPU generator seeded by (``manual_seed``, iteration, stream): identical on every rank.
+
+        For per-iteration draws that must agree across processes (LMAR's target size, say), so that
+        N processes × batch b train exactly like 1 process × batch N·b.
+        """
+        generator = torch.Generator()
+        seed = int(self.opt.get('manual_seed') or 0)
+        generator.manual_seed((seed * 1_000_003 + int(current_iter)) * 101 + int(stream))
+        return generator
+
+    def global_batch_randn(self, local_batch, sample_shape, current_iter, stream=0):
+        """Gaussian noise for this rank's samples, cut from one draw for the whole global batch.
+
+        Sample ``j`` of the global batch gets the same noise whether it is processed alone on rank
+        ``j // local_batch`` or together with the others in a single process.
+        """
+        world_size = self.opt.get('world_size', 1)
+        rank = self.opt.get('rank', 0)
+        noise = torch.randn((world_size * local_batch, *sample_shape), generator=self.iteration_generator(
+            current_iter, stream))
+        return noise[rank * local_batch:(rank + 1) * local_batch].to(self.device)
+
+    # ----------------------------------------------------------------------------------- optimisation
+    def guarded_step(self, loss, optimizers, parameters=None, clip_grad_norm=None):
+        """``backward`` + ``step`` unless the loss is non-finite on any rank; returns whether it stepped.
+
+        ``optimizers``: one optimizer or a list (all zeroed first). ``parameters``: what to clip.
+        """
+        optimizers = optimizers if isinstance(optimizers, (list, tuple)) else [optimizers]
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        finite = all_ranks_agree(bool(torch.isfinite(loss.detach()).all()), device=loss.device)
+        if not finite:
+            self.nonfinite_streak += 1
+            self.nonfinite_total += 1
+            get_root_logger().warning(
+                f'non-finite loss ({loss.detach().flatten()[0].item()}): step skipped '
+                f'({self.nonfinite_streak} in a row, {self.nonfinite_total} in total; the run stops after '
+                f'{self.max_nonfinite_steps} in a row, train.max_nonfinite_steps).')
+            if self.nonfinite_streak >= self.max_nonfinite_steps:
+                raise NonFiniteLossError(
+                    f'{self.nonfinite_streak} consecutive optimisation steps had a non-finite loss; stopping '
+                    'before any NaN reaches a checkpoint. Lower the learning rate, check the data for NaN/inf, '
+                    'or raise train.max_nonfinite_steps.')
+            return False
+        self.nonfinite_streak = 0
+        loss.backward()
+        if clip_grad_norm is not None and parameters is not None:
+            torch.nn.utils.clip_grad_norm_(parameters, clip_grad_norm)
+        for optimizer in optimizers:
+            optimizer.step()
+        return True
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        if current_iter == -1:
+            current_iter = 'latest'
+        save_path = osp.join(self.opt['path']['models'], f'{net_label}_{current_iter}.pth')
+        nets = net if isinstance(net, list) else [net]
+        param_keys = param_key if isinstance(param_key, list) else [param_key]
+        save_dict = {}
+        for net_, key in zip(nets, param_keys):
+            state_dict = self.get_bare_model(net_).state_dict()
+            save_dict[key] = {(k[7:] if k.startswith('module.') else k): v.cpu() for k, v in state_dict.items()}
+        section = f'network_{net_label.replace("net_", "", 1)}'
+        save_dict['basicsr_lmar'] = {'version': __version__, 'network_options': self.network_options.get(section)}
+        atomic_torch_save(save_dict, save_path)
+
+    def load_network(self, net, load_path, strict=True, param_key='params', option_key=None):
+        where = option_key or 'checkpoint'
+        if not osp.isfile(load_path):
+            raise FileNotFoundError(f'{where}: {load_path} does not exist.')
+        net = self.get_bare_model(net)
+        checkpoint = torch.load(load_path, map_location='cpu', weights_only=False)
+        state = checkpoint
+        if param_key is not None and isinstance(checkpoint, dict):
+            if param_key not in checkpoint and 'params' in checkpoint:
+                param_key = 'params'
+            if param_key not in checkpoint:
+                raise CheckpointMismatchError(f'{where}: {load_path} has no {param_key!r} entry '
+                                              f'(top-level keys: {sorted(checkpoint)[:8]}).')
+            state = checkpoint[param_key]
+        state = {(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}
+        expected = net.state_dict()
+        problems = describe_state_dict_mismatch(expected, state)
+        if problems and strict:
+            meta = checkpoint.get('basicsr_lmar') if isinstance(checkpoint, dict) else None
+            made_with = ''
+            if meta and meta.get('network_options'):
+                made_with = (f'\n  the checkpoint was saved by basicsr-lmar {meta.get("version")} for options '
+                             f'{meta["network_options"]}')
+            raise CheckpointMismatchError(
+                f'{where}: {load_path} does not fit {type(net).__name__}:\n' + '\n'.join(problems) + made_with +
+                '\n  Build the network with the options it was trained with, or set strict_load to false '
+                'to load only the matching tensors.')
+        if not strict:
+            state = {k: v for k, v in state.items() if k in expected and tuple(expected[k].shape) == tuple(v.shape)}
+        net.load_state_dict(state, strict=strict)
+        get_root_logger().info(f'Loaded {type(net).__name__} from {load_path} [{param_key}].')
+
+    @master_only
+    def save_training_state(self, epoch, current_iter):
+        if current_iter == -1:
+            return
+        state = {
+            'epoch': epoch,
+            'iter': current_iter,
+            'optimizers': [o.state_dict() for o in self.optimizers],
+            'schedulers': [s.state_dict() for s in self.schedulers],
+            'rng': capture_rng_state(),
+            'nonfinite': {'streak': self.nonfinite_streak, 'total': self.nonfinite_total},
+            'basicsr_lmar_version': __version__,
+        }
+        atomic_torch_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+
+    def resume_training(self, resume_state):
+        # The RNG states in resume_state are restored by the resumable sampler, at the point of the data
+        # pipeline where the uninterrupted run was when it saved them (basicsr_lmar.utils.resume).
+        super().resume_training(resume_state)
+        counters = resume_state.get('nonfinite', {})
+        self.nonfinite_streak = counters.get('streak', 0)
+        self.nonfinite_total = counters.get('total', 0)
+
+    def log_losses(self, loss_dict):
+        """Reduces (across ranks) and stores losses for BasicSR's message logger; skips non-finite ones."""
+        finite = {k: v for k, v in loss_dict.items() if math.isfinite(float(v))}
+        self.log_dict = self.reduce_loss_dict(finite)
+        self.log_dict['nonfinite_skips'] = self.nonfinite_total

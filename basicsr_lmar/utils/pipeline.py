@@ -1,0 +1,57 @@
+"""What the plugin's entries (``basicsr_lmar/train.py``, ``test.py``, console scripts) change in
+basicsr's pipeline before running it.
+
+- distributed initialisation through :func:`basicsr_lmar.utils.dist.init_dist` (gloo on CPU, NCCL on
+  GPU, ``dist_params.backend`` overrides; basicsr 1.4.2 passes ``dist_params`` only to slurm, so the
+  backend is read from the option file here);
+- exact, CPU-capable resume (:mod:`basicsr_lmar.utils.resume`).
+
+The stock ``python -m basicsr.train`` route is left as basicsr ships it (plus the plugin's registration
+and import fixes): single-process training works there; use the plugin's entry for torchrun/gloo and
+for exact resume.
+"""
+import argparse
+
+import yaml
+
+from basicsr_lmar.utils import resume
+from basicsr_lmar.utils.dist import init_dist
+
+
+def _backend_from_options(argv):
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('-opt', type=str)
+    args, _ = parser.parse_known_args(argv)
+    if not args.opt:
+        return None
+    with open(args.opt) as handle:
+        opt = yaml.safe_load(handle) or {}
+    return (opt.get('dist_params') or {}).get('backend')
+
+
+def install(argv=None):
+    """Patches basicsr's pipeline modules for this process (idempotent)."""
+    import basicsr.test as test_module
+    import basicsr.train as train_module
+    import basicsr.utils.options as options_module
+
+    backend = _backend_from_options(argv)
+
+    def init_dist_with_backend(launcher, **kwargs):
+        kwargs.setdefault('backend', backend)
+        init_dist(launcher, **kwargs)
+
+    options_module.init_dist = init_dist_with_backend
+    train_module.load_resume_state = resume.load_resume_state
+    train_module.EnlargedSampler = resume.ResumableEnlargedSampler
+    if not getattr(train_module.create_train_val_dataloader, '_skips_consumed_samples', False):
+        create_loaders = train_module.create_train_val_dataloader
+
+        def create_train_val_dataloader(opt, logger):
+            result = create_loaders(opt, logger)
+            resume.skip_consumed_samples(opt, result[0], result[1])
+            return result
+
+        create_train_val_dataloader._skips_consumed_samples = True
+        train_module.create_train_val_dataloader = create_train_val_dataloader
+    return train_module, test_module

@@ -1,0 +1,111 @@
+"""Every documented way to start training sees the plugin (subprocesses, CPU, 2 iterations each)."""
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+TINY_OPTIONS = REPO_ROOT / 'tests' / 'data_files' / 'train_edsr_tiny.yml'
+BIN = pathlib.Path(sys.executable).parent
+
+
+def _options_file(tmp_path, name):
+    opt = yaml.safe_load(TINY_OPTIONS.read_text())
+    opt['name'] = f'debug_route_{name}'
+    path = tmp_path / f'{name}.yml'
+    path.write_text(yaml.safe_dump(opt))
+    return path, opt['name']
+
+
+def _run(args, cwd, env_extra=None):
+    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1')
+    env.pop('BASICSR_LMAR_AUTOLOAD', None)
+    env.update(env_extra or {})
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _assert_trained(result, experiments_root):
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert 'Dataset [SkimagePhotoDataset]' in output, output[-3000:]
+    assert 'iter:       2' in output
+    assert (experiments_root / 'models' / 'net_g_latest.pth').is_file()
+
+
+@pytest.mark.slow
+def test_plugin_train_script(tmp_path):
+    """``python basicsr_lmar/train.py``: experiments go under the repository, as in BasicSR."""
+    options, name = _options_file(tmp_path, 'plugin_script')
+    root = REPO_ROOT / 'experiments' / name
+    shutil.rmtree(root, ignore_errors=True)
+    try:
+        result = _run([sys.executable, str(REPO_ROOT / 'basicsr_lmar' / 'train.py'), '-opt', str(options)], tmp_path)
+        _assert_trained(result, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_console_script(tmp_path):
+    options, name = _options_file(tmp_path, 'console')
+    result = _run([str(BIN / 'basicsr-lmar-train'), '-opt', str(options)], tmp_path)
+    _assert_trained(result, tmp_path / 'experiments' / name)
+
+
+@pytest.mark.slow
+def test_stock_basicsr_module_sees_plugin(tmp_path):
+    """``python -m basicsr.train`` of the pip-installed basicsr, unmodified."""
+    options, name = _options_file(tmp_path, 'module')
+    result = _run([sys.executable, '-m', 'basicsr.train', '-opt', str(options)], tmp_path)
+    # basicsr's __main__ block uses the package's parent folder as root (site-packages' parent).
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert 'Dataset [SkimagePhotoDataset]' in output
+
+
+@pytest.mark.slow
+def test_stock_basicsr_checkout_train_file(tmp_path):
+    """``python basicsr/train.py`` from a BasicSR checkout: the stock file, run as a script."""
+    import basicsr
+
+    checkout = tmp_path / 'BasicSR'
+    (checkout / 'basicsr').mkdir(parents=True)
+    shutil.copy(pathlib.Path(basicsr.__file__).parent / 'train.py', checkout / 'basicsr' / 'train.py')
+    options, name = _options_file(tmp_path, 'checkout')
+    result = _run([sys.executable, 'basicsr/train.py', '-opt', str(options)], checkout)
+    _assert_trained(result, checkout / 'experiments' / name)
+
+
+def test_autoload_can_be_switched_off(tmp_path):
+    code = 'import sys, basicsr_lmar, basicsr; print("ok")'
+    result = _run([sys.executable, '-c', code], tmp_path, {'BASICSR_LMAR_AUTOLOAD': '0'})
+    assert result.returncode == 0, result.stderr
+    # With the hook off, stock basicsr does not get the plugin: its registry lacks the dataset.
+    code = ('import _basicsr_lmar_autoload, sys\n'
+            'assert not any(isinstance(f, _basicsr_lmar_autoload.BasicsrImportHook) for f in sys.meta_path)\n'
+            'print("hook absent")')
+    result = _run([sys.executable, '-c', code], tmp_path, {'BASICSR_LMAR_AUTOLOAD': '0'})
+    assert 'hook absent' in result.stdout, result.stderr
+
+
+def test_autoload_registers_on_basicsr_import(tmp_path):
+    code = ('import basicsr\n'
+            'from basicsr.utils.registry import DATASET_REGISTRY\n'
+            'print("SkimagePhotoDataset" in DATASET_REGISTRY)')
+    result = _run([sys.executable, '-c', code], tmp_path)
+    assert result.stdout.strip().splitlines()[-1] == 'True', result.stderr[-2000:]
+
+
+def test_python_without_basicsr_does_not_load_torch(tmp_path):
+    """The .pth hook runs at every interpreter start: it must not import torch or the plugin."""
+    code = 'import sys; print("torch" in sys.modules, "basicsr_lmar" in sys.modules)'
+    result = _run([sys.executable, '-c', code], tmp_path)
+    assert result.stdout.split() == ['False', 'False'], result.stderr
+    code = 'import sys, _basicsr_lmar_autoload as a; print(any(isinstance(f, a.BasicsrImportHook) for f in sys.meta_path))'
+    result = _run([sys.executable, '-c', code], tmp_path)
+    assert result.stdout.strip() == 'True', 'the autoload .pth is not installed in this environment'

@@ -1,0 +1,97 @@
+"""Option schemas stop bad YAML before anything is built, naming section, key, allowed keys and value."""
+import pytest
+import torch.nn as nn
+import yaml
+
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY
+from basicsr_lmar.utils.options import Option, OptionError, OptionSchema, closest_first, configurable, validate_registered
+
+
+@configurable(scale=Option(choices=(2, 4)), width=Option(min=1), lr=Option(min=0.0, exclusive_min=True),
+              mode=Option(choices=('a', 'b')))
+class _TinyNet(nn.Module):
+
+    def __init__(self, scale=4, width=16, lr=1e-3, mode='a', use_bias=True, sizes=(1, 2), extra=None):
+        super().__init__()
+        self.kwargs = dict(scale=scale, width=width, lr=lr, mode=mode, use_bias=use_bias, sizes=sizes, extra=extra)
+
+
+def test_defaults_come_from_signature_and_are_a_yacs_node():
+    from yacs.config import CfgNode
+    defaults = _TinyNet.option_schema.defaults()
+    assert isinstance(defaults, CfgNode)
+    assert defaults.scale == 4 and defaults.width == 16 and defaults.mode == 'a' and defaults.use_bias is True
+
+
+def test_valid_construction_passes_values_through():
+    net = _TinyNet(scale=2, width=3, lr=1, sizes=[3, 4])  # an int for a float option is fine (YAML `1`)
+    assert net.kwargs['scale'] == 2 and net.kwargs['lr'] == 1
+
+
+def test_unknown_key_names_key_value_and_closest_allowed_first():
+    with pytest.raises(OptionError) as err:
+        _TinyNet(widht=8)
+    message = str(err.value)
+    assert "'widht'" in message and '8' in message and '_TinyNet' in message
+    allowed = message.split('closest first: ')[1]
+    assert allowed.startswith('width'), message
+
+
+@pytest.mark.parametrize('kwargs, expected', [
+    ({'scale': 3}, 'one of [2, 4]'),
+    ({'width': 0}, '>= 1'),
+    ({'width': 2.5}, 'type int'),
+    ({'width': True}, 'type int'),  # YAML `true` is not a number
+    ({'lr': 0.0}, '> 0.0'),
+    ({'mode': 'c'}, "one of ['a', 'b']"),
+    ({'use_bias': 'yes'}, 'type bool'),
+    ({'sizes': 3}, 'type list or tuple'),
+    ({'scale': None}, 'not ~/None'),
+])
+def test_wrong_type_or_range_names_the_key_and_received_value(kwargs, expected):
+    with pytest.raises(OptionError) as err:
+        _TinyNet(**kwargs)
+    key, value = next(iter(kwargs.items()))
+    assert f"'{key}'" in str(err.value) and expected in str(err.value) and repr(value) in str(err.value)
+
+
+def test_none_default_accepts_anything():
+    assert _TinyNet(extra={'a': 1}).kwargs['extra'] == {'a': 1}
+
+
+def test_registered_section_validation_names_the_yaml_section():
+    ARCH_REGISTRY._obj_map.setdefault('_TinyNet', _TinyNet)
+    try:
+        with pytest.raises(OptionError, match=r'\[network_g\].*unknown option .scael.'):
+            validate_registered({'type': '_TinyNet', 'scael': 2}, 'network_g', ARCH_REGISTRY)
+        merged = validate_registered({'type': '_TinyNet', 'scale': 2}, 'network_g', ARCH_REGISTRY)
+        assert merged.scale == 2 and merged.width == 16
+        with pytest.raises(OptionError, match=r"\[network_g\] type '_TinyNett' is not registered.*_TinyNet"):
+            validate_registered({'type': '_TinyNett'}, 'network_g', ARCH_REGISTRY)
+    finally:
+        ARCH_REGISTRY._obj_map.pop('_TinyNet', None)
+
+
+def test_nested_schema_and_required_keys():
+    schema = OptionSchema('Model', {
+        'optim_g': OptionSchema('optimizer', {'type': Option('Adam', choices=('Adam', 'AdamW')), 'lr': Option(min=0.0)}),
+        'total_iter': Option(type=int, min=1),
+    })
+    with pytest.raises(OptionError, match=r"\[train.optim_g\].*'type'.*one of \['Adam', 'AdamW'\].*'SGD'"):
+        schema.validate({'optim_g': {'type': 'SGD', 'lr': 1e-3}, 'total_iter': 5}, 'train')
+    with pytest.raises(OptionError, match=r"\[train\].*missing required option 'total_iter'"):
+        schema.validate({'optim_g': {'lr': 1e-3}}, 'train')
+    with pytest.raises(OptionError, match=r"\[train.optim_g\].*missing required option 'lr'"):
+        schema.validate({'optim_g': {}, 'total_iter': 1}, 'train')
+
+
+def test_closest_first_orders_by_similarity():
+    assert closest_first('lerning_rate', ['beta', 'learning_rate', 'lr'])[0] == 'learning_rate'
+
+
+def test_dataset_yaml_error_names_datasets_section(tmp_path):
+    opt = yaml.safe_load('{name: photos, phase: train, type: SkimagePhotoDataset, gt_size: 32, num_smaples: 4}')
+    with pytest.raises(OptionError) as err:
+        DATASET_REGISTRY.get('SkimagePhotoDataset')(opt)
+    assert '[datasets.train (photos)]' in str(err.value)
+    assert str(err.value).split('closest first: ')[1].startswith('num_samples')
