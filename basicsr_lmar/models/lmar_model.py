@@ -19,7 +19,6 @@ LMAR, and writes a table shaped like Table 1 (markdown + CSV) and a PSNR-vs-size
 """
 import csv
 import os
-import random
 from collections import OrderedDict
 from copy import deepcopy
 from os import path as osp
@@ -28,11 +27,11 @@ import torch
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
-from basicsr.models.base_model import BaseModel
 from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
-from basicsr_lmar.ops.resize import KERNELS, resize
+from basicsr_lmar.models.plugin_base import PluginBaseModel
+from basicsr_lmar.ops.resize import KERNELS
 from basicsr_lmar.utils.feature_hooks import FeatureHook
 from basicsr_lmar.utils.options import Option, OptionError, OptionSchema, validate_registered
 
@@ -59,6 +58,7 @@ TRAIN_SCHEMA = OptionSchema(
         'log_plain_baseline': Option(True, type=bool, doc='also log L_rc of the plain downscale (no grad)'),
         'total_iter': Option(type=int, min=1),
         'warmup_iter': Option(-1, type=int),
+        'max_nonfinite_steps': Option(10, type=int, min=1),
     },
     passthrough=('ema_decay', ))
 
@@ -98,22 +98,24 @@ def scaled_target_sizes(input_size, target_sizes=None, reference_size=PAPER_REFE
     return sizes
 
 
-def draw_working_size(crop_size, sampling='uniform', scale_range=(1.0, 4.0), rng=random):
-    """Working size for one iteration from the crop size (H_p, W_p).
+def draw_working_size(crop_size, sampling='uniform', scale_range=(1.0, 4.0), generator=None):
+    """Working size for one iteration from the crop size (H_p, W_p), drawn with ``generator``.
 
     ``uniform``: r ~ U(scale_range), (h, w) = round((H_p, W_p) / r). ``lattice8``: the released
-    code's square size drawn from ``range(H_p / 4, H_p, 8)`` (a multiple-of-8 lattice).
+    code's square size drawn from ``range(H_p // 4, H_p, 8)`` (a multiple-of-8 lattice).
     """
     height, width = crop_size
     if sampling == 'lattice8':
-        side = rng.randrange(int(height * 0.25), height, 8)
+        choices = list(range(height // 4, height, 8)) or [height]
+        side = choices[int(torch.randint(len(choices), (1, ), generator=generator))]
         return side, min(side, width)
-    ratio = rng.uniform(*scale_range)
+    low, high = scale_range
+    ratio = low + (high - low) * float(torch.rand(1, generator=generator))
     return max(1, round(height / ratio)), max(1, round(width / ratio))
 
 
 @MODEL_REGISTRY.register()
-class LMARModel(BaseModel):
+class LMARModel(PluginBaseModel):
     """Trains ``network_g`` (the LMAR resampler) in front of a frozen ``network_enhancer``."""
 
     def __init__(self, opt):
@@ -128,32 +130,32 @@ class LMARModel(BaseModel):
             scaled_target_sizes(self.val_opt.reference_size, self.val_opt.target_sizes, self.val_opt.reference_size)
         else:
             self.val_opt = VAL_SCHEMA.validate({}, 'val')
-        path_opt = opt.get('path', {})
+        path_opt = opt.setdefault('path', {})
 
-        self.net_g = self.model_to_device(build_network(deepcopy(opt['network_g'])))
-        self.print_network(self.net_g)
-        if path_opt.get('pretrain_network_g'):
-            self.load_network(self.net_g, path_opt['pretrain_network_g'], path_opt.get('strict_load_g', True),
-                              path_opt.get('param_key_g', 'params'))
+        self.net_g = self.build_trainable_network('network_g')
 
-        enhancer_opt = deepcopy(opt['network_enhancer'])
+        # The frozen enhancer: eval mode, no parameter gradients, never DDP-wrapped.
+        enhancer_opt = deepcopy(dict(opt['network_enhancer']))
         feature_layer = enhancer_opt.pop('feature_layer', None)
-        self.net_enhancer = build_network(enhancer_opt).to(self.device)  # frozen: never DDP-wrapped
+        self.network_options['network_enhancer'] = deepcopy(enhancer_opt)
+        self.net_enhancer = build_network(enhancer_opt).to(self.device)
         if feature_layer is None:
-            feature_layer = getattr(type(self.net_enhancer), 'bottleneck_layer', None)
+            cls = type(self.net_enhancer)
+            feature_layer = getattr(cls, 'BOTTLENECK_LAYER', None) or getattr(cls, 'bottleneck_layer', None)
             if feature_layer is None:
-                raise OptionError(f'[network_enhancer] {enhancer_opt["type"]} declares no bottleneck_layer; set '
+                raise OptionError(f'[network_enhancer] {enhancer_opt["type"]} declares no BOTTLENECK_LAYER; set '
                                   'feature_layer to the name of the module whose output is the bottleneck')
         enhancer_path = path_opt.get('pretrain_network_enhancer')
         if enhancer_path:
             self.load_network(self.net_enhancer, enhancer_path, path_opt.get('strict_load_enhancer', True),
-                              path_opt.get('param_key_enhancer', 'params'))
+                              path_opt.get('param_key_enhancer', 'params'), option_key='path.pretrain_network_enhancer')
         elif self.is_train:
             raise OptionError('[path] pretrain_network_enhancer is required: LMAR trains a resampler for a '
                               'pretrained, frozen enhancer. Point it at the enhancer checkpoint (.pth)')
         self.net_enhancer.eval()
         self.net_enhancer.requires_grad_(False)
         self.feature_hook = FeatureHook(self.net_enhancer, feature_layer)
+        self.feature_layer = feature_layer
 
         if self.is_train:
             self.init_training_settings()
@@ -175,13 +177,7 @@ class LMARModel(BaseModel):
             if self.opt.get('network_d') is None:
                 raise OptionError('[train] gan_opt is set but network_d is missing; add a network_d section '
                                   '(type: LMARPatchDiscriminator) or set gan_opt: ~')
-            validate_registered(self.opt['network_d'], 'network_d', ARCH_REGISTRY)
-            self.net_d = self.model_to_device(build_network(deepcopy(self.opt['network_d'])))
-            self.print_network(self.net_d)
-            path_opt = self.opt.get('path', {})
-            if path_opt.get('pretrain_network_d'):
-                self.load_network(self.net_d, path_opt['pretrain_network_d'], path_opt.get('strict_load_d', True),
-                                  path_opt.get('param_key_d', 'params'))
+            self.net_d = self.build_trainable_network('network_d')
             self.net_d.train()
         self.setup_optimizers()
         self.opt['train']['scheduler'] = dict(self.train_opt.scheduler)  # basicsr pops 'type' from it
@@ -214,7 +210,8 @@ class LMARModel(BaseModel):
     # -- training --------------------------------------------------------------------------------
     def optimize_parameters(self, current_iter):
         x = self.lq
-        size = draw_working_size(tuple(x.shape[-2:]), self.train_opt.scale_sampling, self.train_opt.scale_range)
+        size = draw_working_size(tuple(x.shape[-2:]), self.train_opt.scale_sampling, self.train_opt.scale_range,
+                                 self.iteration_generator(current_iter))  # same size on every rank
         self.working_size = size
         loss_dict = OrderedDict()
 
@@ -224,7 +221,6 @@ class LMARModel(BaseModel):
         # G step: L_rc + alpha L_fa + beta L_g (+ L_edge)
         if self.net_d is not None:
             self.net_d.requires_grad_(False)
-        self.optimizer_g.zero_grad()
         out = self.net_g(x, size, return_intermediates=True)
         x_c, x_d = out['x_c'], out['x_d'].detach()
         pred = self.resampler.resize(self.bottleneck(x_c), tuple(target.shape[-2:]))
@@ -244,8 +240,7 @@ class LMARModel(BaseModel):
             loss_dict['l_g_gan'] = l_g_gan
             l_total = l_total + l_g_gan
         loss_dict['l_g_total'] = l_total
-        l_total.backward()
-        self.optimizer_g.step()
+        self.guarded_step(l_total, self.optimizer_g)
 
         if self.train_opt.log_plain_baseline:
             with torch.no_grad():
@@ -256,18 +251,16 @@ class LMARModel(BaseModel):
         if self.net_d is not None:
             self.net_d.requires_grad_(True)
             for _ in range(self.train_opt.net_d_iters):
-                self.optimizer_d.zero_grad()
                 l_d_real = self.cri_gan(self.net_d(x_d), True, is_disc=True)
                 l_d_fake = self.cri_gan(self.net_d(x_c.detach()), False, is_disc=True)
                 l_d = 0.5 * (l_d_real + l_d_fake)
-                l_d.backward()
-                self.optimizer_d.step()
+                self.guarded_step(l_d, self.optimizer_d)
             loss_dict['l_d_real'] = l_d_real
             loss_dict['l_d_fake'] = l_d_fake
             loss_dict['l_d'] = l_d
 
         loss_dict['working_h'] = torch.tensor(float(size[0]))
-        self.log_dict = self.reduce_loss_dict(loss_dict)
+        self.log_losses({key: value.detach() for key, value in loss_dict.items()})
 
     # -- inference -------------------------------------------------------------------------------
     @torch.no_grad()
@@ -365,7 +358,7 @@ class LMARModel(BaseModel):
         return self.log_dict
 
     def save(self, epoch, current_iter):
-        self.save_network(self.net_g, 'net_g', current_iter)
+        self.save_network(self.net_g, 'net_g', current_iter)  # the frozen enhancer is not saved again
         if self.net_d is not None:
             self.save_network(self.net_d, 'net_d', current_iter)
         self.save_training_state(epoch, current_iter)

@@ -1,6 +1,4 @@
 import os.path as osp
-import random
-
 import numpy as np
 import pytest
 import torch
@@ -14,7 +12,7 @@ from basicsr_lmar.utils.options import OptionError
 
 class TinyStandInEnhancer(nn.Module):
     """A small U-Net-like enhancer standing in for UHDUNet; its bottleneck is the module `bottleneck`."""
-    bottleneck_layer = 'bottleneck'
+    BOTTLENECK_LAYER = 'bottleneck'
 
     def __init__(self, width=8):
         super().__init__()
@@ -134,12 +132,15 @@ def test_validation_table_shape_and_files(tmp_path):
 def test_working_sizes():
     assert scaled_target_sizes((2160, 3840))[0] == (2160, 3840)
     assert scaled_target_sizes((1080, 1920))[:3] == [(1080, 1920), (720, 1280), (540, 960)]
-    rng = random.Random(0)
+    generator = torch.Generator().manual_seed(0)
+    heights = set()
     for _ in range(50):
-        h, w = draw_working_size((1024, 768), 'uniform', (1, 4), rng)
-        assert 256 <= h <= 1024 and 192 <= w <= 768
-        side, _ = draw_working_size((1024, 1024), 'lattice8', rng=rng)
+        h, w = draw_working_size((1024, 768), 'uniform', (1, 4), generator)
+        assert 256 <= h <= 1024 and 192 <= w <= 768 and abs(h / w - 1024 / 768) < 0.02
+        heights.add(h)
+        side, _ = draw_working_size((1024, 1024), 'lattice8', generator=generator)
         assert side % 8 == 0 and 256 <= side < 1024
+    assert len(heights) > 20
 
 
 @pytest.mark.parametrize('val_override, match', [
