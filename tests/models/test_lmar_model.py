@@ -172,3 +172,21 @@ def test_model_option_errors(tmp_path):
     opt['network_g']['mlp_backend'] = 'cuda'
     with pytest.raises(OptionError, match=r'\[network_g\].*mlp_backend'):
         LMARModel(opt)
+
+
+def test_real_uhd_unet_enhancer_with_default_bottleneck(tmp_path):
+    from basicsr_lmar.archs.uhd_unet_arch import UHDUNet
+    opt = _options(tmp_path)
+    enhancer = UHDUNet(model_channel=2)
+    torch.save({'params': enhancer.state_dict()}, tmp_path / 'uhdunet.pth')
+    opt['network_enhancer'] = {'type': 'UHDUNet', 'model_channel': 2, 'block': 'half_instance_norm'}
+    opt['path']['pretrain_network_enhancer'] = str(tmp_path / 'uhdunet.pth')
+    with pytest.raises(Exception):  # the checkpoint is an invertible-block UHDUNet: strict load must fail
+        LMARModel(opt)
+    opt['network_enhancer']['block'] = 'invertible'
+    model = LMARModel(opt)
+    assert model.feature_layer == UHDUNet.BOTTLENECK_LAYER
+    model.feed_data({'lq': _photo()})
+    model.optimize_parameters(1)
+    assert model.net_g.imnet.params.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.net_enhancer.parameters())
