@@ -133,6 +133,8 @@ class TorchFusedMLP(nn.Module):
     def forward(self, padded_inputs):
         matrices = self.layout.split(self.params)
         last = matrices[-1][:self.layout.n_outputs]  # only the rows that are not padding
+        if not torch.is_grad_enabled() or not (self.params.requires_grad or padded_inputs.requires_grad):
+            return self._run_buffered(padded_inputs, matrices[:-1], last)
         if padded_inputs.shape[0] <= self.chunk_rows:
             return self._run(padded_inputs, matrices[:-1], last)
         return torch.cat([self._run(chunk, matrices[:-1], last) for chunk in padded_inputs.split(self.chunk_rows)])
@@ -142,6 +144,27 @@ class TorchFusedMLP(nn.Module):
         for weight in hidden_matrices:
             hidden = F.leaky_relu_(torch.mm(hidden, weight.t()), LEAKY_SLOPE)
         return torch.mm(hidden, last.t())
+
+    def _run_buffered(self, inputs, hidden_matrices, last):
+        """Inference: two reused (chunk, width) buffers, results written in place into the output."""
+        rows = inputs.shape[0]
+        chunk = min(rows, self.chunk_rows)
+        dtype = torch.promote_types(inputs.dtype, self.params.dtype)
+        inputs = inputs.to(dtype)
+        weights = [w.to(dtype) for w in hidden_matrices]
+        last = last.to(dtype)
+        output = inputs.new_empty(rows, last.shape[0])
+        ping = inputs.new_empty(chunk, self.layout.width)
+        pong = inputs.new_empty(chunk, self.layout.width)
+        for start in range(0, rows, chunk):
+            stop = min(start + chunk, rows)
+            source, a, b = inputs[start:stop], ping[:stop - start], pong[:stop - start]
+            for weight in weights:
+                torch.mm(source, weight.t(), out=a)
+                F.leaky_relu_(a, LEAKY_SLOPE)
+                source, a, b = a, b, a
+            torch.mm(source, last.t(), out=output[start:stop])
+        return output
 
 
 def plain_fused_mlp(params, inputs, layout):

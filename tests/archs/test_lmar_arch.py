@@ -101,7 +101,9 @@ def test_torch_mlp_matches_plain_per_layer_reading_of_flat_vector():
     inputs = torch.randn(2500, 7, generator=generator, dtype=torch.float64)  # > chunk_rows: exercises chunking
     padded = torch.cat([inputs, torch.ones(2500, 9, dtype=torch.float64)], 1)
     expected = _plain_mlp(mlp.params.detach(), inputs, layout.shapes, 81)
-    torch.testing.assert_close(mlp(padded), expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(mlp(padded), expected, rtol=1e-10, atol=1e-10)  # autograd path
+    with torch.no_grad():
+        torch.testing.assert_close(mlp(padded), expected, rtol=1e-10, atol=1e-10)  # reused-buffer path
 
 
 def test_padding_columns_act_as_ones():
