@@ -119,10 +119,11 @@ class TorchFusedMLP(nn.Module):
     contiguous fp32 matrices with in-place LeakyReLU, processed ``chunk_rows`` rows at a time.
     """
 
-    def __init__(self, layout, seed=42, chunk_rows=131072):
+    def __init__(self, layout, seed=42, chunk_rows=131072, inference_dtype=torch.float32):
         super().__init__()
         self.layout = layout
         self.chunk_rows = chunk_rows
+        self.inference_dtype = inference_dtype
         generator = torch.Generator().manual_seed(seed)
         pieces = []
         for out_dim, in_dim in layout.shapes:  # tiny-cuda-nn's initialisation: Xavier-uniform per matrix
@@ -150,10 +151,12 @@ class TorchFusedMLP(nn.Module):
         rows = inputs.shape[0]
         chunk = min(rows, self.chunk_rows)
         dtype = torch.promote_types(inputs.dtype, self.params.dtype)
+        if self.inference_dtype != torch.float32 and dtype == torch.float32:
+            dtype = self.inference_dtype  # reduced-precision GEMMs (bf16), fp32 output
         inputs = inputs.to(dtype)
         weights = [w.to(dtype) for w in hidden_matrices]
         last = last.to(dtype)
-        output = inputs.new_empty(rows, last.shape[0])
+        output = inputs.new_empty(rows, last.shape[0], dtype=torch.promote_types(dtype, torch.float32))
         ping = inputs.new_empty(chunk, self.layout.width)
         pong = inputs.new_empty(chunk, self.layout.width)
         for start in range(0, rows, chunk):
@@ -163,7 +166,10 @@ class TorchFusedMLP(nn.Module):
                 torch.mm(source, weight.t(), out=a)
                 F.leaky_relu_(a, LEAKY_SLOPE)
                 source, a, b = a, b, a
-            torch.mm(source, last.t(), out=output[start:stop])
+            if output.dtype == dtype:
+                torch.mm(source, last.t(), out=output[start:stop])
+            else:
+                output[start:stop] = torch.mm(source, last.t())
         return output
 
 
@@ -215,6 +221,8 @@ def _build_tcnn_mlp(layout, seed):
     tile_memory_mb=Option(type=(int, float), min=1, doc='budget of the tiled CKE working set in MiB'),
     tile_in_training=Option(type=bool, doc='tile (with checkpointing) also when gradients are needed'),
     mlp_chunk_rows=Option(type=int, min=1024, doc='rows per MLP GEMM chunk'),
+    mlp_inference_precision=Option(choices=('fp32', 'bf16'), doc='torch MLP GEMMs without gradients: fp32 '
+                                   '(exact) or bf16 (faster on CPUs with bf16 units; tcnn itself runs fp16)'),
     seed=Option(type=int))
 class LMARResampler(nn.Module):
     """Learned model-aware resampler: ``x_c = net(x, (h, w))``.
@@ -233,12 +241,15 @@ class LMARResampler(nn.Module):
         tile_in_training: when gradients are needed, also tile (each tile is checkpointed and
             recomputed in backward) instead of running one untiled pass.
         mlp_chunk_rows: rows per MLP GEMM chunk inside a tile.
+        mlp_inference_precision: ``fp32`` (default, exact) or ``bf16`` GEMMs for the torch MLP when no
+            gradients are needed (training always runs fp32).
         seed: MLP initialisation seed.
     """
 
     def __init__(self, num_channels=3, kernel_size=3, mlp_width=128, mlp_hidden_layers=5, mlp_backend='auto',
                  resize_kernel='lanczos3', antialias=False, boundary='constant', residual_conv=False,
-                 tile_memory_mb=256, tile_in_training=False, mlp_chunk_rows=131072, seed=42):
+                 tile_memory_mb=256, tile_in_training=False, mlp_chunk_rows=131072, mlp_inference_precision='fp32',
+                 seed=42):
         super().__init__()
         self.num_channels = num_channels
         self.kernel_size = kernel_size
@@ -259,7 +270,9 @@ class LMARResampler(nn.Module):
         if mlp_backend == 'tcnn':
             self.imnet = _build_tcnn_mlp(self.layout, seed)
         else:
-            self.imnet = TorchFusedMLP(self.layout, seed=seed, chunk_rows=mlp_chunk_rows)
+            self.imnet = TorchFusedMLP(self.layout, seed=seed, chunk_rows=mlp_chunk_rows,
+                                       inference_dtype={'fp32': torch.float32, 'bf16': torch.bfloat16}[
+                                           mlp_inference_precision])
         self.residual_conv = nn.Conv2d(num_channels, num_channels, 3, 1, 1) if residual_conv else None
         self.modulation = nn.Conv2d(2 * num_channels, num_channels, 1, 1, 0)
 
@@ -308,7 +321,7 @@ class LMARResampler(nn.Module):
         taps = c * self.kernel_size**2
         columns = columns.transpose(1, 2).reshape(pixels, 1, taps)
         x_hat = torch.bmm(columns, kernels.view(pixels, taps, c))  # per-pixel (1, 27) x (27, 3)
-        return x_hat.view(n, rows, w, c).permute(0, 3, 1, 2)
+        return x_hat.view(n, rows, w, c).permute(0, 3, 1, 2).contiguous()
 
     def content_kernel_conv(self, x, lr_size, x_d=None, kernel=None):
         """x_hat = K (*) x at full resolution, K from the CKE MLP (tiled, see class docstring)."""
