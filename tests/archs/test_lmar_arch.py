@@ -217,3 +217,16 @@ def test_option_and_input_errors():
         net(torch.rand(1, 3, 8, 8), (9, 4))
     with pytest.raises(ValueError, match='positive'):
         net(torch.rand(1, 3, 8, 8), (0, 4))
+
+
+def test_bf16_inference_is_close_and_training_stays_fp32():
+    torch.manual_seed(4)
+    exact = LMARResampler(mlp_backend='torch').eval()
+    fast = LMARResampler(mlp_backend='torch', mlp_inference_precision='bf16').eval()
+    fast.load_state_dict(exact.state_dict())
+    x = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        reference, approx = exact(x, (12, 16)), fast(x, (12, 16))
+    assert not torch.equal(reference, approx)  # it really ran in bf16
+    torch.testing.assert_close(approx, reference, rtol=0, atol=2e-2)
+    torch.testing.assert_close(fast(x, (12, 16)), reference, rtol=1e-5, atol=1e-6)  # with grad: fp32
