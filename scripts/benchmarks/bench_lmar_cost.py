@@ -99,8 +99,9 @@ def memory_child(size, tiled, reference_dir, device_name, tile_mb):
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-    else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    else:  # current resident set now; the peak resident set after (the forward dominates both)
+        with open('/proc/self/statm') as handle:
+            base = int(handle.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
     with torch.no_grad():
         resampler(x, working)
     if device.type == 'cuda':
