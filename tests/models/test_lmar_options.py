@@ -11,7 +11,7 @@ from basicsr_lmar.models.lmar_model import TRAIN_SCHEMA, VAL_SCHEMA, scaled_targ
 from basicsr_lmar.utils.options import validate_registered
 
 OPTIONS = pathlib.Path(__file__).resolve().parents[2] / 'options'
-FILES = sorted(p.name for p in OPTIONS.glob('*lmar_*.yml'))
+FILES = sorted(p.name for p in OPTIONS.glob('*lmar_*.yml') if 'enhancer' not in p.name)
 
 
 def test_all_six_files_exist():
@@ -37,5 +37,6 @@ def test_option_file_validates(name):
         for key in ('rc_opt', 'fa_opt', 'gan_opt'):
             validate_registered(train[key], f'train.{key}', LOSS_REGISTRY)
         validate_registered(opt['network_d'], 'network_d', ARCH_REGISTRY)
-        assert train.optim_g['lr'] == 4e-4 and train.optim_d['lr'] == 2e-4
+        if not name.startswith('demo'):  # the paper's recipe (the demo trains shorter, with a higher lr)
+            assert train.optim_g['lr'] == 4e-4 and train.optim_d['lr'] == 2e-4
         assert max(train.scheduler['milestones']) < train.total_iter
