@@ -11,6 +11,7 @@ Fixes:
   new module. With an old torchvision that still has the module, nothing changes.
 - ``BaseModel.model_to_device`` (patched by :func:`patch_basicsr` once basicsr is importable): DDP on
   CPU/gloo and no DDP for nets without trainable parameters.
+- ``BaseModel.get_optimizer``: any ``torch.optim`` optimizer by name, not only ``Adam``.
 
 Entry-level changes to basicsr's pipeline (distributed back-end, exact resume) are not here but in
 :mod:`basicsr_lmar.utils.pipeline`, applied only by the plugin's own entries.
@@ -77,8 +78,23 @@ def _model_to_device(self, net):
     return net
 
 
+def _get_optimizer(self, optim_type, params, lr, **kwargs):
+    """Any ``torch.optim`` optimizer by class name (basicsr 1.4.2 knows only ``Adam``; later BasicSR
+    releases accept the others too, so option files written for them work here)."""
+    import torch
+
+    optimizer_class = getattr(torch.optim, optim_type, None)
+    if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, torch.optim.Optimizer)):
+        known = sorted(name for name, value in vars(torch.optim).items()
+                       if isinstance(value, type) and issubclass(value, torch.optim.Optimizer) and name != 'Optimizer')
+        raise ValueError(f'train.optim_*.type {optim_type!r} is not a torch.optim optimizer; choose one of '
+                         f'{", ".join(known)}')
+    return optimizer_class(params, lr, **kwargs)
+
+
 def patch_basicsr():
     """Run-time fixes to basicsr classes (no installed file is edited). Idempotent."""
     from basicsr.models.base_model import BaseModel
 
     BaseModel.model_to_device = _model_to_device
+    BaseModel.get_optimizer = _get_optimizer

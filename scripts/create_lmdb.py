@@ -82,6 +82,21 @@ def pair_images(input_folder, gt_folder, shown=5):
     return [input_keys[k] for k in keys], [gt_keys[k] for k in keys]
 
 
+def map_size_for(folder, names):
+    """LMDB map size that fits the images whatever their PNG compression: the sum of their raw pixel
+    bytes (read from the file headers only) plus headroom. basicsr's own estimate (first image x count
+    x 10) overflows when images differ in size or compress unevenly. The map is virtual address space,
+    so a generous size costs no disk."""
+    from PIL import Image
+
+    raw_bytes = 0
+    for name in names:
+        with Image.open(osp.join(folder, name)) as img:
+            width, height = img.size
+            raw_bytes += width * height * len(img.getbands()) * (2 if img.mode.startswith('I;16') else 1)
+    return int(raw_bytes * 1.1) + 64 * 2**20 + 4096 * len(names)
+
+
 def write_lmdb(folder, names, lmdb_path, compress_level=1, workers=0):
     """Writes ``names`` (relative to ``folder``) into ``lmdb_path`` with basicsr's ``make_lmdb_from_imgs``."""
     from basicsr.utils.lmdb_util import make_lmdb_from_imgs
@@ -89,7 +104,8 @@ def write_lmdb(folder, names, lmdb_path, compress_level=1, workers=0):
     if osp.exists(lmdb_path):
         raise FileExistsError(f'{lmdb_path!r} already exists; delete it or choose another output')
     make_lmdb_from_imgs(folder, lmdb_path, names, [lmdb_key(n) for n in names], compress_level=compress_level,
-                        multiprocessing_read=workers > 1, n_thread=max(workers, 1))
+                        multiprocessing_read=workers > 1, n_thread=max(workers, 1),
+                        map_size=map_size_for(folder, names))
 
 
 def create_paired(root, splits=('train', 'test'), input_dir='input', gt_dir='gt', out_root=None, compress_level=1,

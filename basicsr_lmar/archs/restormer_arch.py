@@ -197,12 +197,21 @@ class Restormer(nn.Module):
         self.output = nn.Conv2d(2 * dim, out_channels, 3, padding=1, bias=bias)
         self.bottleneck_channels = 8 * dim
 
-    def forward(self, image):
-        x, (h, w) = pad_to_multiple(image, self.SIZE_MULTIPLE)
+    def encode(self, x):
+        """Encoder features ``(level1, level2, level3, latent)`` of an already padded input."""
         level1 = self.encoder_level1(self.patch_embed(x))
         level2 = self.encoder_level2(self.down1_2(level1))
         level3 = self.encoder_level3(self.down2_3(level2))
-        latent = self.latent(self.down3_4(level3))
+        return level1, level2, level3, self.latent(self.down3_4(level3))
+
+    def bottleneck_features(self, image):
+        """The bottleneck feature (``8 dim`` channels, ``ceil(H/8) x ceil(W/8)``), running only the encoder;
+        equal to what a hook on :attr:`BOTTLENECK_LAYER` sees in ``forward``."""
+        return self.encode(pad_to_multiple(image, self.SIZE_MULTIPLE)[0])[3]
+
+    def forward(self, image):
+        x, (h, w) = pad_to_multiple(image, self.SIZE_MULTIPLE)
+        level1, level2, level3, latent = self.encode(x)
 
         decoded = self.decoder_level3(self.reduce_chan_level3(torch.cat([self.up4_3(latent), level3], 1)))
         decoded = self.decoder_level2(self.reduce_chan_level2(torch.cat([self.up3_2(decoded), level2], 1)))

@@ -28,22 +28,19 @@ import cv2
 import numpy as np
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.data.transforms import augment, paired_random_crop
-from basicsr.utils import FileClient, imfrombytes, img2tensor
+from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from PIL import Image
 
-from basicsr_lmar.utils.options import Option, OptionError, OptionSchema
+from basicsr_lmar.data.dataset_options import dataset_schema, section_of
+from basicsr_lmar.data.image_io import make_file_client, read_image
+from basicsr_lmar.utils.options import Option, OptionError
 
 TRAIN_TRANSFORMS = ('resize', 'crop', 'none')
 RESIZE_KERNELS = ('bilinear', 'bicubic', 'area')
 _PIL_FILTERS = {'bilinear': Image.BILINEAR, 'bicubic': Image.BICUBIC}
 
-# Keys that basicsr itself puts into dataset options (or that its dataloader reads).
-_BASICSR_KEYS = ('name', 'type', 'phase', 'scale', 'batch_size_per_gpu', 'num_worker_per_gpu', 'dataset_enlarge_ratio',
-                 'prefetch_mode', 'pin_memory', 'persistent_workers', 'use_shuffle', 'num_prefetch_queue', 'mean',
-                 'std', 'color')
-
-OPTION_SCHEMA = OptionSchema(
+OPTION_SCHEMA = dataset_schema(
     'UHDPairedImageDataset', {
         'dataroot_lq': Option(type=str, doc='folder or .lmdb of the low-light inputs'),
         'dataroot_gt': Option(type=str, doc='folder or .lmdb of the ground truths'),
@@ -56,8 +53,7 @@ OPTION_SCHEMA = OptionSchema(
         'gt_size': Option(None, type=int, min=1, doc='basicsr name of train_size for crops (square)'),
         'use_hflip': Option(False, doc='random horizontal flips'),
         'use_rot': Option(False, doc='random 90-degree rotations and vertical flips'),
-    },
-    passthrough=_BASICSR_KEYS)
+    })
 
 
 def resize_image(img, size, kernel='bilinear'):
@@ -67,8 +63,10 @@ def resize_image(img, size, kernel='bilinear'):
     if kernel == 'area':
         out = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
         return out[..., None] if out.ndim == 2 else out
-    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c]), mode='F').resize((w, h), _PIL_FILTERS[kernel]))
-                for c in range(img.shape[2])]
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c]), mode='F').resize((w, h), _PIL_FILTERS[kernel]))
+        for c in range(img.shape[2])
+    ]
     return np.stack(channels, axis=-1)
 
 
@@ -83,8 +81,9 @@ class UHDPairedImageDataset(PairedImageDataset):
     option_schema = OPTION_SCHEMA
 
     def __init__(self, opt):
-        section = f"datasets.{opt.get('phase', '?')}"
-        OPTION_SCHEMA.validate({k: v for k, v in opt.items()}, section)
+        section = section_of(opt)
+        OPTION_SCHEMA.validate(opt, section)
+        self.section = section
         if opt.get('scale', 1) != 1:
             raise OptionError(f'[{section}] (UHDPairedImageDataset) enhancement pairs share their size: '
                               f"scale must be 1, got {opt['scale']}")
@@ -99,19 +98,13 @@ class UHDPairedImageDataset(PairedImageDataset):
         opt['io_backend'] = dict(opt['io_backend'])
         super().__init__(opt)
 
-    def _read(self, path, client_key):
-        img = imfrombytes(self.file_client.get(path, client_key), float32=True)
-        if img is None:
-            raise OSError(f'could not decode image {path!r} ({client_key})')
-        return img
-
     def __getitem__(self, index):
-        if self.file_client is None:
+        if self.file_client is None:  # opened lazily: one per dataloader worker; LMDBs shared per process
             backend = dict(self.io_backend_opt)
-            self.file_client = FileClient(backend.pop('type'), **backend)
+            self.file_client = make_file_client(backend.pop('type'), **backend)
         paths = self.paths[index]
-        img_gt = self._read(paths['gt_path'], 'gt')
-        img_lq = self._read(paths['lq_path'], 'lq')
+        img_gt = read_image(self.file_client, paths['gt_path'], 'gt', f'{self.section}.dataroot_gt')
+        img_lq = read_image(self.file_client, paths['lq_path'], 'lq', f'{self.section}.dataroot_lq')
         if img_gt.shape != img_lq.shape:
             raise ValueError(f"input {paths['lq_path']} is {img_lq.shape[1]}x{img_lq.shape[0]} but its GT "
                              f"{paths['gt_path']} is {img_gt.shape[1]}x{img_gt.shape[0]}; pairs must share a size")

@@ -13,6 +13,7 @@
   (:mod:`basicsr_lmar.utils.resume`). Validation must not draw from the global RNGs (use a local
   ``torch.Generator``): it runs after the checkpoint is written, and a resumed run does not repeat it.
 """
+import contextlib
 import copy
 import math
 import os
@@ -31,6 +32,8 @@ from basicsr_lmar.utils.resume import capture_rng_state
 from basicsr_lmar.version import __version__
 
 DEFAULT_MAX_NONFINITE_STEPS = 10
+#: ``train.amp``: mixed precision for the forward passes of training (autocast); ``none`` = fp32.
+AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -63,6 +66,8 @@ def describe_state_dict_mismatch(expected, loaded):
     if unexpected:
         lines.append(f'  not in network ({len(unexpected)}): {", ".join(unexpected[:8])}' +
                      (' ...' if len(unexpected) > 8 else ''))
+    if shapes:
+        lines.append(f'  {len(shapes)} tensors differ in shape' + (', the first 8:' if len(shapes) > 8 else ':'))
     for key in shapes[:8]:
         lines.append(f'  shape of {key}: network {tuple(expected[key].shape)}, checkpoint {tuple(loaded[key].shape)}')
     return lines
@@ -74,6 +79,7 @@ class PluginBaseModel(BaseModel):
         super().__init__(opt)
         train_opt = opt.get('train') or {}
         self.max_nonfinite_steps = train_opt.get('max_nonfinite_steps', DEFAULT_MAX_NONFINITE_STEPS)
+        self.amp_dtype = AMP_DTYPES[train_opt.get('amp', 'none')] if 'amp' in train_opt else None
         self.nonfinite_streak = 0
         self.nonfinite_total = 0
         self.network_options = {}
@@ -104,7 +110,9 @@ class PluginBaseModel(BaseModel):
         self.network_options[section] = copy.deepcopy(dict(net_opt))
         net = build_network(net_opt).to(self.device)
         key = f'pretrain_{section}'
-        load_path = self.opt['path'].get(key)
+        # A frozen network is not saved by the run: on resume, basicsr's redirection to the run's own
+        # checkpoints does not apply to it (basicsr_lmar.utils.resume keeps the original path).
+        load_path = (self.opt.get('_pretrain_paths_before_resume') or self.opt['path']).get(key)
         if load_path is None and required:
             raise FileNotFoundError(f'path.{key} is required: {section} is a frozen, pretrained network. '
                                     f'Set it to the checkpoint of the {net_opt["type"]} to use.')
@@ -140,6 +148,15 @@ class PluginBaseModel(BaseModel):
         return noise[rank * local_batch:(rank + 1) * local_batch].to(self.device)
 
     # ----------------------------------------------------------------------------------- optimisation
+    def autocast(self):
+        """Context for training forward passes: autocast to ``train.amp`` (bf16 on CPU and GPU, fp16
+        on GPU), or nothing. Losses are computed in fp32 outside it by the models."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        if self.amp_dtype == torch.float16 and self.device.type != 'cuda':
+            raise ValueError('train.amp: fp16 needs a GPU; use bf16 on CPU.')
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
     def guarded_step(self, loss, optimizers, parameters=None, clip_grad_norm=None):
         """``backward`` + ``step`` unless the loss is non-finite on any rank; returns whether it stepped.
 

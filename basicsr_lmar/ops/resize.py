@@ -32,12 +32,15 @@ as ``F.interpolate(mode='nearest-exact')``: output pixel ``o`` copies input pixe
 ``floor((o + 1/2) · n_in / n_out)`` (computed exactly in integers). It never reads outside the image and
 has no low-pass filter, so ``antialias`` and ``boundary`` do not change its result.
 
-Fast path. Each axis becomes a linear operator ``M`` (``n_out × n_in``) with the boundary folded in
-(mirrored / clamped indices, or dropped for zeros). ``M`` is stored as row blocks: a block of
-consecutive outputs only touches a short range of consecutive inputs, so each block is a small dense
-tile and the pass is a handful of BLAS matmuls over views of the image; no padded copy of the image is
-made and the work is O(output × (taps + block)). The backward pass applies ``Mᵀ`` in the same banded
-form, so gradients (of any order) are exact. Operators are cached per
+Fast path. Each axis becomes a sparse linear operator ``M`` (``n_out × n_in``, ``taps`` non-zeros per
+row) with the boundary folded in (mirrored or clamped indices; positions that read zeros are dropped),
+so no padded copy of the image is ever made. A pass is one call of ``F.embedding_bag(mode='sum',
+per_sample_weights=...)``, which computes every output row as the weighted sum of its input rows in a
+single fused, parallel kernel: work and extra memory are O(output × taps), and there are only a few
+kernel launches per call (many small matmuls were as fast on an idle CPU but stalled badly when the
+machine was oversubscribed). The width pass transposes the image around that kernel; the pass order
+(height or width first) is picked to move the fewest values. The backward pass applies ``Mᵀ`` with the
+same kernel, so gradients (of any order) are exact. Operators are cached per
 (sizes, kernel, antialias, boundary, device, dtype).
 """
 import functools
@@ -45,6 +48,7 @@ import math
 import numbers
 
 import torch
+import torch.nn.functional as F
 from resize_right import interp_methods
 from resize_right import resize as _resize_right
 
@@ -152,104 +156,116 @@ def fold_boundary(indices, n, boundary):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Banded linear operators.
+# Sparse axis operators applied with one fused gather-multiply-sum kernel.
 
-class BandedOperator:
-    """A sparse ``n_out × n_in`` matrix stored as row blocks, each a dense tile over the column range
-    its rows touch. ``apply(x, dim)`` multiplies it into dim -2 (rows) or -1 (columns) of a 3-D tensor."""
+class AxisOperator:
+    """A sparse ``n_out × n_in`` matrix in compressed-row form: output ``o`` is the weighted sum of the
+    input rows ``columns[offsets[o]:offsets[o + 1]]``. ``apply_rows(x)`` multiplies it into dim 1 of a
+    contiguous (B, n_in, D) tensor with ``F.embedding_bag(mode='sum', per_sample_weights=...)``: a single
+    parallel kernel that gathers the taps of each output row and writes only the output, so work and
+    memory are O(output × taps) and no padded copy of the image is made."""
 
-    def __init__(self, rows, cols, values, shape, block_rows, device, dtype):
+    def __init__(self, rows, cols, values, shape, device, dtype):
+        order = torch.argsort(rows, stable=True)
+        rows, cols, values = rows[order], cols[order], values[order]
         self.shape = shape
-        self.block_rows = block_rows
         self.device, self.dtype = device, dtype
         self._coo = (rows, cols, values)
         self._transposed = None
-        self.blocks = []  # (row_start, row_stop, col_start, col_stop, tile)
-        order = torch.argsort(rows, stable=True)
-        rows, cols, values = rows[order], cols[order], values[order]
-        n_out, n_in = shape
-        starts = torch.searchsorted(rows, torch.arange(0, n_out + block_rows, block_rows)).tolist()
-        for r0 in range(0, n_out, block_rows):
-            r1 = min(r0 + block_rows, n_out)
-            k0, k1 = starts[r0 // block_rows], starts[r0 // block_rows + 1]
-            if k0 == k1:
-                self.blocks.append((r0, r1, 0, 0, None))
-                continue
-            block_cols = cols[k0:k1]
-            c0, c1 = int(block_cols.min()), int(block_cols.max()) + 1
-            tile = torch.zeros(r1 - r0, c1 - c0, dtype=torch.float64)
-            tile.index_put_((rows[k0:k1] - r0, block_cols - c0), values[k0:k1].double(), accumulate=True)
-            self.blocks.append((r0, r1, c0, c1, tile.to(device=device, dtype=dtype)))
+        counts = torch.bincount(rows, minlength=shape[0])
+        self.columns = cols.to(device)
+        self.offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).to(device)
+        self.weights = values.to(device=device, dtype=dtype)
+        self.taps = int(counts.max()) if len(counts) else 0
+        self._batched = {}
 
     @property
     def transposed(self):
         if self._transposed is None:
             rows, cols, values = self._coo
-            n_out, n_in = self.shape
-            self._transposed = BandedOperator(cols, rows, values, (n_in, n_out),
-                                              _block_rows(n_in, n_out), self.device, self.dtype)
+            self._transposed = AxisOperator(cols, rows, values, self.shape[::-1], self.device, self.dtype)
             self._transposed._transposed = self
         return self._transposed
 
     def dense(self):
         """The operator as a dense matrix (for tests and inspection)."""
-        matrix = torch.zeros(self.shape, device=self.device, dtype=self.dtype)
-        for r0, r1, c0, c1, tile in self.blocks:
-            if tile is not None:
-                matrix[r0:r1, c0:c1] = tile
-        return matrix
+        rows, cols, values = self._coo
+        matrix = torch.zeros(self.shape, dtype=torch.float64)
+        matrix.index_put_((rows, cols), values.double(), accumulate=True)
+        return matrix.to(device=self.device, dtype=self.dtype)
 
-    def apply(self, x, dim):
-        """``x`` contiguous (B, H, W); returns ``M`` applied along ``dim`` (-2 or -1)."""
-        batch, height, width = x.shape
-        if dim == -2:
-            out = x.new_empty(batch, self.shape[0], width)
-            for r0, r1, c0, c1, tile in self.blocks:
-                if tile is None:
-                    out[:, r0:r1].zero_()
-                elif batch == 1:
-                    torch.mm(tile, x[0, c0:c1], out=out[0, r0:r1])
-                else:
-                    torch.matmul(tile, x[:, c0:c1], out=out[:, r0:r1])
-            return out
-        flat = x.view(batch * height, width)
-        out = x.new_empty(batch * height, self.shape[0])
-        for r0, r1, c0, c1, tile in self.blocks:
-            if tile is None:
-                out[:, r0:r1].zero_()
-            else:
-                torch.mm(flat[:, c0:c1], tile.t(), out=out[:, r0:r1])
-        return out.view(batch, height, self.shape[0])
+    def _batched_bags(self, batch):
+        """Bags for ``batch`` stacked images: image ``b`` reads table rows ``b · n_in + column``."""
+        if batch not in self._batched:
+            n_out, n_in = self.shape
+            nnz = self.columns.numel()
+            shift = torch.arange(batch, device=self.device)
+            columns = (self.columns[None] + shift[:, None] * n_in).reshape(-1)
+            offsets = (self.offsets[None, :-1] + shift[:, None] * nnz).reshape(-1)
+            weights = self.weights.repeat(batch)
+            if len(self._batched) > 8:
+                self._batched.clear()
+            self._batched[batch] = (columns, offsets, weights)
+        return self._batched[batch]
 
-
-def _block_rows(n_out, n_in):
-    """Outputs per tile: large enough for efficient matmuls, small enough that the tile's column range
-    (about block · n_in / n_out + taps) stays short. Tuned on 2160×3840 ↔ 1080×1920 (CPU)."""
-    return int(min(32, max(8, round(32 * n_out / n_in))))
+    def apply_rows(self, x):
+        """``x`` contiguous (B, n_in, D) -> (B, n_out, D)."""
+        batch, n_in, depth = x.shape
+        if self.columns.numel() == 0 or batch == 0 or depth == 0:
+            return x.new_zeros(batch, self.shape[0], depth)
+        columns, offsets, weights = self._batched_bags(batch)
+        out = F.embedding_bag(columns, x.view(batch * n_in, depth), offsets, mode='sum',
+                              per_sample_weights=weights.to(x.dtype), include_last_offset=False)
+        return out.view(batch, self.shape[0], depth)
 
 
 @functools.lru_cache(maxsize=64)
-def _axis_operator(n_in, n_out, kernel, antialias, boundary, device, dtype):
+def _axis_taps_folded(n_in, n_out, kernel, antialias, boundary):
+    """The axis operator in coordinate form (rows, cols, values), boundary folded in, zeros dropped."""
     indices, weights = axis_taps(n_in, n_out, kernel, antialias)
     indices, inside = fold_boundary(indices, n_in, boundary)
     weights = weights * inside
     keep = weights != 0
     rows = torch.arange(n_out)[:, None].expand_as(indices)[keep]
-    return BandedOperator(rows, indices[keep], weights[keep], (n_out, n_in), _block_rows(n_out, n_in),
-                          device, dtype)
+    return rows, indices[keep], weights[keep]
 
 
-class _AxisResample(torch.autograd.Function):
-    """Applies a banded operator along one axis; the backward applies its transpose."""
+@functools.lru_cache(maxsize=128)
+def _axis_operator(n_in, n_out, kernel, antialias, boundary, device, dtype):
+    """Cached operator for one axis on one device and dtype."""
+    rows, cols, values = _axis_taps_folded(n_in, n_out, kernel, antialias, boundary)
+    return AxisOperator(rows, cols, values, (n_out, n_in), device, dtype)
+
+
+class _ResampleRows(torch.autograd.Function):
+    """Applies an operator along dim 1 of a (B, n, D) tensor; the backward applies its transpose (with
+    this same function, so higher-order gradients work too)."""
 
     @staticmethod
-    def forward(ctx, x, operator, dim):
-        ctx.operator, ctx.dim = operator, dim
-        return operator.apply(x, dim)
+    def forward(ctx, x, operator):
+        ctx.operator = operator
+        return operator.apply_rows(x)
 
     @staticmethod
     def backward(ctx, grad):
-        return _AxisResample.apply(grad.contiguous(), ctx.operator.transposed, ctx.dim), None, None
+        return _ResampleRows.apply(grad.contiguous(), ctx.operator.transposed), None
+
+
+def _resample_rows(x, operator):
+    return _ResampleRows.apply(x, operator)
+
+
+def _resample_columns(x, operator):
+    """Along dim 2: the gather kernel works on rows, so the image is transposed around it."""
+    return _ResampleRows.apply(x.transpose(1, 2).contiguous(), operator).transpose(1, 2).contiguous()
+
+
+def _pass_order(in_h, in_w, out_h, out_w, taps_h, taps_w):
+    """'hw' (height first) or 'wh', whichever moves fewer values: each pass costs output × taps, and the
+    width pass also transposes its input and output."""
+    height_first = out_h * in_w * taps_h + out_h * (in_w + out_w) * 2 + out_h * out_w * taps_w
+    width_first = in_h * out_w * taps_w + in_h * (in_w + out_w) * 2 + out_h * out_w * taps_h
+    return 'hw' if height_first <= width_first else 'wh'
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -296,13 +312,19 @@ def resize(x: torch.Tensor, size, kernel='bicubic', antialias=True, boundary='co
     (out_h, out_w), kernel = _check_arguments(x, size, kernel, boundary)
     *lead, in_h, in_w = x.shape
     antialias = bool(antialias)
-    passes = [(-2, in_h, out_h), (-1, in_w, out_w)]
-    # Smaller scale first (height on ties), as resize_right does; identity axes are skipped.
-    passes = sorted((p for p in passes if p[1] != p[2]), key=lambda p: p[2] / p[1])
-    if not passes:
-        return x.clone()
     out = x.reshape(-1, in_h, in_w).contiguous()
-    for dim, n_in, n_out in passes:
-        operator = _axis_operator(n_in, n_out, kernel, antialias, boundary, out.device, out.dtype)
-        out = _AxisResample.apply(out, operator, dim)
+    operators = {}
+    if in_h != out_h:
+        operators['h'] = _axis_operator(in_h, out_h, kernel, antialias, boundary, x.device, x.dtype)
+    if in_w != out_w:
+        operators['w'] = _axis_operator(in_w, out_w, kernel, antialias, boundary, x.device, x.dtype)
+    if not operators:
+        return x.clone()
+    order = 'hw'
+    if len(operators) == 2:
+        order = _pass_order(in_h, in_w, out_h, out_w, operators['h'].taps, operators['w'].taps)
+    for axis in order:
+        if axis in operators:
+            resample = _resample_rows if axis == 'h' else _resample_columns
+            out = resample(out, operators[axis])
     return out.reshape(*lead, out_h, out_w)

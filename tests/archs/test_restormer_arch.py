@@ -73,9 +73,12 @@ def test_bottleneck_hook_shape():
     net = Restormer(**COMPACT).eval()
     seen = []
     net.get_submodule(Restormer.BOTTLENECK_LAYER).register_forward_hook(lambda m, i, o: seen.append(o))
+    x = torch.rand(1, 3, 20, 33)
     with torch.no_grad():
-        net(torch.rand(1, 3, 20, 33))
+        net(x)
+        direct = net.bottleneck_features(x)
     assert seen[0].shape == (1, net.bottleneck_channels, math.ceil(20 / 8), math.ceil(33 / 8)) == (1, 64, 3, 5)
+    torch.testing.assert_close(direct, seen[0], rtol=0, atol=0)
 
 
 def test_zero_output_conv_gives_the_identity():

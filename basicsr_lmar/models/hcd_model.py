@@ -1,0 +1,263 @@
+"""HCDModel: hierarchical collaborative downscaling (Xu et al., ICCV 2023) as a test-time BasicSR model.
+
+HCD refines, per image, the input of a *pretrained* rescaler (gradient descent on the HR image, then
+on the LR image; :func:`basicsr_lmar.ops.collaborative_downscaling.collaborative_downscale`) and
+stores an 8-bit LR that the unchanged upscaler reconstructs better. This model builds the networks of
+every ``network_*`` section, wraps them with the rescaler adapter named in the ``rescaler`` section
+(looked up in ``RESCALER_REGISTRY``; e.g. ``IRNRescaler``, ``BicubicSRRescaler``), and reports, through
+BasicSR's ``calculate_metric``, the metrics of the base rescaler and of HCD at each N of
+``hcd.steps_list`` (N_x = N_y = N), the gain and the latency per image. It never trains.
+
+Options (YAML)::
+
+    network_g: {type: InvRescaleNet, scale: 4, block_num: [8, 8]}
+    path: {pretrain_network_g: IRN_x4.pth}
+    rescaler: {type: IRNRescaler, z_policy: seeded, z_seed: 0}
+    hcd: {steps_hr: 15, steps_lr: 15, epsilon: 0.3, step_size: 0.0784313725, norm: l2, restarts: 1,
+          seed: 0, keep_best: false, steps_list: [1, 5, 10, 15, 20]}
+
+Data: HR images under ``gt`` (or ``lq`` for BasicSR's ``SingleImageDataset`` pointed at an HR folder);
+they are cropped to a multiple of the scale (bottom/right), like ``GTmod`` folders.
+"""
+import inspect
+import time
+from collections import OrderedDict
+from os import path as osp
+
+import torch
+from basicsr.archs import build_network
+from basicsr.metrics import calculate_metric
+from basicsr.models.base_model import BaseModel
+from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
+from tqdm import tqdm
+
+from basicsr_lmar.ops.collaborative_downscaling import NORMS, collaborative_downscale
+from basicsr_lmar.ops.quantize import quantize
+from basicsr_lmar.utils.options import Option, OptionError, OptionSchema, closest_first, validate_registered
+from basicsr_lmar.utils.registry import RESCALER_REGISTRY
+
+HCD_SCHEMA = OptionSchema(
+    'HCDModel', {
+        'steps_hr': Option(15, type=int, min=0, doc='N_y, gradient steps on the HR image'),
+        'steps_lr': Option(15, type=int, min=0, doc='N_x, gradient steps on the LR image'),
+        'epsilon': Option(0.3, min=0, doc='radius of the per-image perturbation ball'),
+        'step_size': Option(20 / 255, min=0, exclusive_min=True, doc='alpha'),
+        'norm': Option('l2', choices=NORMS),
+        'restarts': Option(1, type=int, min=1, doc='random starts per stage, best kept per image'),
+        'seed': Option(0, type=int, nullable=True, doc='seed of the random starts; ~ for the global RNG'),
+        'keep_best': Option(False, doc='return the best iterate instead of the last'),
+        'quantize_hr_stage': Option(True, doc='straight-through 8-bit LR inside the HR-stage objective'),
+        'steps_list': Option(None, type=(list, tuple), min=0, nullable=True,
+                             doc='extra N values evaluated with N_x = N_y = N'),
+    })
+
+VAL_SCHEMA = OptionSchema('HCDModel', {
+    'save_img': Option(False),
+    'metrics': Option(None, nullable=True, type=dict),
+    'suffix': Option(None, nullable=True),
+    'pbar': Option(False),
+}, passthrough=('val_freq', ))
+
+
+def _network_sections(opt):
+    return sorted(key for key in opt if key.startswith('network_'))
+
+
+def _higher_is_better(metric_opt):
+    return metric_opt.get('better', 'higher') == 'higher'
+
+
+@MODEL_REGISTRY.register()
+class HCDModel(BaseModel):
+    """Test-time collaborative downscaling around any registered rescaler adapter."""
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        if opt.get('is_train'):
+            raise OptionError('[model_type] HCDModel is test-time only (it never updates weights); run '
+                              'basicsr_lmar/test.py -opt <file>, or train the rescaler with its own model.')
+        self.hcd_opt = HCD_SCHEMA.validate(opt.get('hcd') or {}, 'hcd')
+        self.val_opt = VAL_SCHEMA.validate(opt.get('val') or {}, 'val')
+        self.rescaler = self._build_rescaler(opt)
+        self.scale = self.rescaler.scale
+        if opt.get('scale') is not None and opt['scale'] != self.scale:
+            raise OptionError(f"[scale] is {opt['scale']} but the rescaler has scale {self.scale}; make them equal.")
+        main = (self.hcd_opt['steps_hr'], self.hcd_opt['steps_lr'])
+        listed = [(n, n) for n in (self.hcd_opt['steps_list'] or [])]
+        self.settings = list(OrderedDict.fromkeys(listed + [main]))  # (N_y, N_x) pairs, main one last
+        self.main_setting = main
+
+    # ------------------------------------------------------------------ building
+    def _build_rescaler(self, opt):
+        section = opt.get('rescaler')
+        if not isinstance(section, dict) or 'type' not in section:
+            known = ', '.join(sorted(key for key, _ in RESCALER_REGISTRY))
+            raise OptionError('[rescaler] needs a mapping with a `type` naming a rescaler adapter, e.g. '
+                              f'{{type: IRNRescaler}}; registered: {known}.')
+        name = section['type']
+        if name not in RESCALER_REGISTRY:
+            known = [key for key, _ in RESCALER_REGISTRY]
+            raise OptionError(f'[rescaler] type {name!r} is not a registered rescaler adapter. '
+                              f'Closest: {", ".join(closest_first(name, known)[:5])}.')
+        cls = RESCALER_REGISTRY.get(name)
+        params = inspect.signature(cls.__init__).parameters
+        wanted = [key for key in params if key.startswith('network_')]
+        options = {key: value for key, value in section.items() if key != 'type'}
+        schema = getattr(cls, 'option_schema', None)
+        if schema is not None:
+            stray = [key for key in options if key.startswith('network_')]
+            if stray:
+                raise OptionError(f'[rescaler] {stray[0]!r} is a network; give it as a top-level YAML section.')
+            schema.check_keys(options, 'rescaler')
+            for key, value in options.items():
+                schema.check_value(key, value, 'rescaler')
+        networks = {}
+        for key in _network_sections(opt):
+            if key not in wanted:
+                raise OptionError(f'[{key}] is not used by rescaler {name}, which takes {wanted or "no networks"}; '
+                                  'remove the section or pick another adapter.')
+            networks[key] = self._build_frozen_network(opt, key)
+        missing = [key for key in wanted if key not in networks and params[key].default is inspect.Parameter.empty]
+        if missing:
+            raise OptionError(f'[{missing[0]}] rescaler {name} needs a network section {missing[0]!r}.')
+        rescaler = cls(**networks, **options)
+        if isinstance(rescaler, torch.nn.Module):
+            rescaler = rescaler.to(self.device).eval()
+        return rescaler
+
+    def _build_frozen_network(self, opt, key):
+        validate_registered(opt[key], key, ARCH_REGISTRY)
+        net = build_network(opt[key]).to(self.device)
+        self.print_network(net)
+        suffix = key[len('network_'):]
+        opt.setdefault('path', {})
+        load_path = opt['path'].get(f'pretrain_network_{suffix}')
+        if load_path is not None:
+            self.load_network(net, load_path, opt['path'].get(f'strict_load_{suffix}', True),
+                              opt['path'].get(f'param_key_{suffix}', 'params'))
+        else:
+            get_root_logger().warning(f'HCDModel: path.pretrain_network_{suffix} is not set; {key} keeps its '
+                                      'initial weights.')
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        return net
+
+    # ------------------------------------------------------------------ running
+    def feed_data(self, data):
+        key = 'gt' if 'gt' in data else 'lq' if 'lq' in data else None
+        if key is None:
+            raise KeyError(f'HCDModel needs HR images under "gt" (or "lq" for SingleImageDataset); got {sorted(data)}')
+        hr = data[key].to(self.device)
+        h, w = hr.shape[-2:]
+        h, w = h - h % self.scale, w - w % self.scale
+        if h == 0 or w == 0:
+            raise ValueError(f'HCDModel: image of size {tuple(hr.shape[-2:])} is smaller than the scale {self.scale}')
+        self.gt = hr[..., :h, :w].contiguous()
+
+    def refine(self, hr, steps_hr, steps_lr):
+        options = {k: self.hcd_opt[k] for k in ('epsilon', 'step_size', 'norm', 'restarts', 'seed', 'keep_best',
+                                                'quantize_hr_stage')}
+        return collaborative_downscale(self.rescaler, hr, steps_hr=steps_hr, steps_lr=steps_lr, **options)
+
+    def test(self):
+        """Base LR/SR and, for each (N_y, N_x) setting, the HCD LR, its reconstruction and the latency."""
+        with torch.no_grad():
+            self.lq_base = quantize(self.rescaler.downscale(self.gt))
+            self.output_base = self.rescaler.upscale(self.lq_base).clamp(0, 1)
+        self.results = OrderedDict()
+        for steps_hr, steps_lr in self.settings:
+            start = time.perf_counter()
+            result = self.refine(self.gt, steps_hr, steps_lr)
+            with torch.no_grad():
+                output = self.rescaler.upscale(result.lr).clamp(0, 1)
+            seconds = (time.perf_counter() - start) / self.gt.shape[0]
+            self.results[(steps_hr, steps_lr)] = {'lq': result.lr, 'output': output, 'seconds': seconds}
+        main = self.results[self.main_setting]
+        self.lq, self.output = main['lq'], main['output']
+
+    def get_current_visuals(self):
+        return OrderedDict(lq=self.lq.detach().cpu(), result=self.output.detach().cpu(),
+                           lq_base=self.lq_base.detach().cpu(), result_base=self.output_base.detach().cpu(),
+                           gt=self.gt.detach().cpu())
+
+    @staticmethod
+    def setting_name(steps_hr, steps_lr):
+        return f'hcd{steps_hr}' if steps_hr == steps_lr else f'hcd{steps_hr}y{steps_lr}x'
+
+    # ------------------------------------------------------------------ validation
+    def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        if self.opt['rank'] == 0:
+            self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        dataset_name = dataloader.dataset.opt['name']
+        metrics = dict(self.val_opt['metrics'] or {})
+        sums = OrderedDict()
+        self.per_image = []
+        pbar = tqdm(total=len(dataloader), unit='image') if self.val_opt['pbar'] else None
+        logger = get_root_logger()
+        count = 0
+        for idx, data in enumerate(dataloader):
+            self.feed_data(data)
+            self.test()
+            names = self._names(data, idx)
+            for b, name in enumerate(names):
+                gt_img = tensor2img([self.gt[b]])
+                base_img = tensor2img([self.output_base[b]])
+                record = OrderedDict(name=name)
+                for metric, metric_opt in metrics.items():
+                    record[f'{metric}_base'] = calculate_metric({'img': base_img, 'img2': gt_img}, metric_opt)
+                for setting, result in self.results.items():
+                    tag = self.setting_name(*setting)
+                    img = tensor2img([result['output'][b]])
+                    for metric, metric_opt in metrics.items():
+                        value = calculate_metric({'img': img, 'img2': gt_img}, metric_opt)
+                        record[f'{metric}_{tag}'] = value
+                        sign = 1 if _higher_is_better(metric_opt) else -1
+                        record[f'{metric}_gain_{tag}'] = sign * (value - record[f'{metric}_base'])
+                    record[f'seconds_{tag}'] = result['seconds']
+                    if save_img and setting == self.main_setting:
+                        self._save(dataset_name, name, tag, result['lq'][b], img, current_iter)
+                if save_img:
+                    self._save(dataset_name, name, 'base', self.lq_base[b], base_img, current_iter)
+                for key, value in record.items():
+                    if key != 'name':
+                        sums[key] = sums.get(key, 0.0) + value
+                self.per_image.append(record)
+                logger.info('HCD ' + ' '.join(f'{k}: {v:.4f}' if isinstance(v, float) else f'{k}: {v}'
+                                              for k, v in record.items()))
+                count += 1
+            del self.gt, self.lq, self.output, self.lq_base, self.output_base, self.results
+            if pbar is not None:
+                pbar.update(1)
+                pbar.set_description(f'HCD {names[0]}')
+        if pbar is not None:
+            pbar.close()
+        self.metric_results = OrderedDict((key, value / max(count, 1)) for key, value in sums.items())
+        self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+
+    def _names(self, data, idx):
+        for key in ('gt_path', 'lq_path'):
+            if key in data:
+                return [osp.splitext(osp.basename(p))[0] for p in data[key]]
+        return [f'{idx:04d}_{b}' for b in range(self.gt.shape[0])]
+
+    def _save(self, dataset_name, name, tag, lq, sr_img, current_iter):
+        folder = osp.join(self.opt['path']['visualization'], dataset_name)
+        suffix = self.val_opt['suffix'] or self.opt['name']
+        imwrite(tensor2img([lq]), osp.join(folder, f'{name}_{suffix}_LR_{tag}.png'))
+        imwrite(sr_img, osp.join(folder, f'{name}_{suffix}_SR_{tag}.png'))
+
+    def _log_validation_metric_values(self, current_iter, dataset_name, tb_logger):
+        log_str = f'HCD validation {dataset_name} (mean over images; gains are HCD - base)\n'
+        for metric, value in self.metric_results.items():
+            log_str += f'\t # {metric}: {value:.4f}\n'
+        get_root_logger().info(log_str)
+        if tb_logger:
+            for metric, value in self.metric_results.items():
+                tb_logger.add_scalar(f'metrics/{dataset_name}/{metric}', value, current_iter)
+
+    def save(self, epoch, current_iter):
+        raise RuntimeError('HCDModel has no weights of its own to save; it is test-time only.')

@@ -1,0 +1,37 @@
+"""Rounding to 8-bit levels that gradients can pass through.
+
+``round_ste``: exact rounding in the forward pass, identity gradient (straight-through estimator), as
+used to quantise downscaled images during training (e.g. IRN, HCD).
+``soft_round``: a smooth stand-in for rounding, ``y - α sin(2π y) / (2π)`` in the integer domain
+``y = x · levels``. α = 0 is the identity, α = 1 has zero slope at the integers (closest to rounding);
+for 0 ≤ α ≤ 1 it is monotonic and keeps every integer level fixed.
+"""
+import math
+import numbers
+
+import torch
+
+
+def _check_levels(levels):
+    if isinstance(levels, bool) or not isinstance(levels, numbers.Real) or levels <= 0:
+        raise ValueError(f'levels must be a positive number (255 for 8-bit images in [0, 1]), got {levels!r}')
+    return levels
+
+
+def round_ste(x: torch.Tensor, levels=255) -> torch.Tensor:
+    """``round(x · levels) / levels`` in the forward pass; the gradient w.r.t. ``x`` is the identity."""
+    levels = _check_levels(levels)
+    rounded = torch.round(x * levels) / levels
+    return x + (rounded - x).detach()
+
+
+def soft_round(x: torch.Tensor, alpha=1.0, levels=255) -> torch.Tensor:
+    """Soft rounding ``(y - α sin(2π y) / (2π)) / levels`` with ``y = x · levels``; differentiable.
+
+    ``alpha`` in [0, 1] (a float, or a tensor broadcastable to ``x`` for annealing schedules).
+    """
+    levels = _check_levels(levels)
+    if isinstance(alpha, numbers.Real) and not 0 <= alpha <= 1:
+        raise ValueError(f'soft_round: alpha must be in [0, 1] (0 = identity, 1 = flat at integers), got {alpha!r}')
+    y = x * levels
+    return (y - alpha * torch.sin(2 * math.pi * y) / (2 * math.pi)) / levels

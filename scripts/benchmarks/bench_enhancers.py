@@ -1,0 +1,115 @@
+"""Cost of full-resolution UHD inference of the enhancers on CPU, and what tiling changes.
+
+    python scripts/benchmarks/bench_enhancers.py [--weights base_model.bin] [--size 2160 3840] \
+        [--tile 1024] [--overlap 64]
+
+Each mode runs in a fresh child process so that its peak resident memory (``ru_maxrss``) is its own:
+``full`` (one forward pass of the whole frame) and ``tiled`` (:func:`tiled_forward`), both under
+``torch.no_grad()``. The test frame is scikit-image's ``coffee`` photo resized (bicubic) to the UHD
+size, darkened (gamma 2.2, x0.3) as a low-light input. With the authors' CNN-I weights
+(``--weights``, default ``$BASICSR_LMAR_REFERENCE/lmar_official/base_model.bin`` when present) the
+PSNR of each output against the bright frame is printed too; the tiled-vs-full PSNR measures what
+instance norm over tiles changes.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir, osp.pardir))
+sys.path.insert(0, REPO)
+
+
+def test_frame(size):
+    import cv2
+    from skimage import data
+
+    bright = cv2.resize(data.coffee(), (size[1], size[0]), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255
+    bright = np.clip(bright, 0, 1)
+    return bright, (bright**2.2 * 0.3).astype(np.float32)
+
+
+def build_net(weights):
+    from basicsr_lmar.archs.uhd_unet_arch import UHDUNet
+    from basicsr_lmar.utils.checkpoint_conversion import convert_official_uhd_unet, load_official_state_dict
+
+    net = UHDUNet(block='invertible').eval()
+    if weights:
+        net.load_state_dict(convert_official_uhd_unet(load_official_state_dict(weights)), strict=True)
+    return net
+
+
+def child(args):
+    import torch
+
+    from basicsr_lmar.utils.tiled_inference import tiled_forward
+
+    net = build_net(args.weights)
+    _, dark = test_frame(args.size)
+    x = torch.from_numpy(dark).permute(2, 0, 1)[None].contiguous()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.perf_counter()
+    with torch.no_grad():
+        out = net(x) if args.mode == 'full' else tiled_forward(net, x, args.tile, args.overlap)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    np.save(args.output, out[0].permute(1, 2, 0).clamp(0, 1).numpy())
+    print(json.dumps({'seconds': seconds, 'peak_rss_mib': peak / 1024, 'rss_before_mib': before / 1024,
+                      'threads': torch.get_num_threads()}))
+
+
+def psnr(a, b):
+    return float(10 * np.log10(1 / np.mean((a.astype(np.float64) - b)**2)))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    default_weights = osp.join(os.environ.get('BASICSR_LMAR_REFERENCE', osp.join(REPO, os.pardir, 'shared',
+                                                                                 'reference')),
+                               'lmar_official', 'base_model.bin')
+    parser.add_argument('--weights', default=default_weights if osp.isfile(default_weights) else None)
+    parser.add_argument('--size', type=int, nargs=2, default=[2160, 3840])
+    parser.add_argument('--tile', type=int, default=1024)
+    parser.add_argument('--overlap', type=int, default=64)
+    parser.add_argument('--mode', choices=['full', 'tiled'], help=argparse.SUPPRESS)
+    parser.add_argument('--output', help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mode:
+        return child(args)
+
+    print(f'CNN-I (UHDUNet invertible), input {args.size[0]}x{args.size[1]}, weights: {args.weights or "random init"}')
+    outputs, results = {}, {}
+    with tempfile.TemporaryDirectory() as folder:
+        for mode in ('full', 'tiled'):
+            path = osp.join(folder, f'{mode}.npy')
+            command = [sys.executable, __file__, '--mode', mode, '--output', path, '--size', *map(str, args.size),
+                       '--tile', str(args.tile), '--overlap', str(args.overlap)]
+            if args.weights:
+                command += ['--weights', args.weights]
+            line = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            results[mode] = json.loads(line)
+            outputs[mode] = np.load(path)
+    bright, dark = test_frame(args.size)
+    for mode, result in results.items():
+        label = mode if mode == 'full' else f'tiled {args.tile}/{args.overlap}'
+        quality = f', PSNR vs bright {psnr(outputs[mode], bright):.2f} dB' if args.weights else ''
+        print(f'{label:>16}: {result["seconds"]:.1f} s, peak RSS {result["peak_rss_mib"]:.0f} MiB '
+              f'(model + frame before the pass: {result["rss_before_mib"]:.0f} MiB), {result["threads"]} threads'
+              f'{quality}')
+    print(f'full / tiled time ratio: {results["full"]["seconds"] / results["tiled"]["seconds"]:.2f}; '
+          f'peak RSS ratio: {results["full"]["peak_rss_mib"] / results["tiled"]["peak_rss_mib"]:.2f}')
+    print(f'tiled vs full: PSNR {psnr(outputs["tiled"], outputs["full"]):.2f} dB, '
+          f'max |diff| {np.abs(outputs["tiled"] - outputs["full"]).max():.4f}')
+    if args.weights:
+        print(f'dark input PSNR vs bright: {psnr(dark, bright):.2f} dB')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,59 @@
+"""Running the plugin's train entry in subprocesses (single process and torchrun) for model tests."""
+import os
+import pathlib
+import re
+import socket
+import subprocess
+import sys
+
+import torch
+import yaml
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+CONSOLE_SCRIPT = pathlib.Path(sys.executable).parent / 'basicsr-lmar-train'  # root = the working directory
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def write_options(opt, folder, filename):
+    path = pathlib.Path(folder) / filename
+    path.write_text(yaml.safe_dump(opt, sort_keys=False))
+    return path
+
+
+def run_training(options_path, cwd, nproc=1, extra_args=(), timeout=600):
+    """Runs the console-script form of the entry (root = ``cwd``); torchrun with gloo when ``nproc`` > 1."""
+    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+    entry = str(CONSOLE_SCRIPT)
+    if nproc > 1:
+        command = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', '--master_addr=127.0.0.1',
+                   f'--master_port={free_port()}', '--no-python', entry, '-opt', str(options_path),
+                   '--launcher', 'pytorch', *extra_args]
+    else:
+        command = [entry, '-opt', str(options_path), *extra_args]
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f'{" ".join(command)}\n{output[-6000:]}'
+    return output
+
+
+def load_params(path, key='params'):
+    return torch.load(path, map_location='cpu', weights_only=False)[key]
+
+
+def logged_losses(output, iteration):
+    """The loss fields that BasicSR's message logger printed for ``iteration`` (strings, as printed)."""
+    for line in output.splitlines():
+        if re.search(rf'iter:\s+{iteration},', line):
+            return dict(re.findall(r'(\w+): ([-+0-9.e]+)\s', line.split(']')[-1] + ' '))
+    raise AssertionError(f'no log line for iteration {iteration}')
+
+
+def assert_state_dicts_close(a, b, rtol=0.0, atol=0.0):
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=rtol, atol=atol, msg=lambda m, k=key: f'{k}: {m}')

@@ -1,0 +1,108 @@
+import cv2
+import numpy as np
+import pytest
+import torch
+from basicsr.data import build_dataset
+from basicsr.models import build_model
+from skimage import data
+from torch.utils.data import DataLoader
+
+import basicsr_lmar  # noqa: F401
+from basicsr_lmar.archs.irn_arch import InvRescaleNet
+from basicsr_lmar.utils.options import OptionError
+
+METRICS = {'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': True},
+           'ssim': {'type': 'calculate_ssim', 'crop_border': 2, 'test_y_channel': True}}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The test machine is shared and oversubscribed: intra-op threads only contend there."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def hr_folder(tmp_path):
+    folder = tmp_path / 'hr'
+    folder.mkdir()
+    for name, image in (('astronaut', data.astronaut()), ('coffee', data.coffee())):
+        crop = image[100:134, 200:234]  # 34x34: not a multiple of 4, cropped to 32x32 by the model
+        cv2.imwrite(str(folder / f'{name}.png'), crop[..., ::-1])
+    return folder
+
+
+@pytest.fixture
+def irn_weights(tmp_path):
+    # A fresh IRN is a sensible rescaler: box-average downscaling, z = 0 gives box upsampling.
+    torch.manual_seed(0)
+    net = InvRescaleNet(scale=4, block_num=[1, 1], growth=4)
+    path = tmp_path / 'irn.pth'
+    torch.save({'params': net.state_dict()}, path)
+    return path
+
+
+def _opt(tmp_path, weights, **overrides):
+    opt = {
+        'name': 'hcd_test', 'model_type': 'HCDModel', 'num_gpu': 0, 'dist': False, 'rank': 0, 'is_train': False,
+        'scale': 4,
+        'network_g': {'type': 'InvRescaleNet', 'scale': 4, 'block_num': [1, 1], 'growth': 4},
+        'rescaler': {'type': 'IRNRescaler', 'z_policy': 'zero'},
+        'hcd': {'steps_hr': 3, 'steps_lr': 3, 'seed': 0, 'steps_list': [1]},
+        'path': {'pretrain_network_g': str(weights), 'visualization': str(tmp_path / 'vis')},
+        'val': {'save_img': True, 'metrics': METRICS},
+    }
+    opt.update(overrides)
+    return opt
+
+
+def _loader(folder):
+    dataset = build_dataset({'name': 'tiny', 'type': 'SingleImageDataset', 'dataroot_lq': str(folder),
+                             'io_backend': {'type': 'disk'}, 'phase': 'test'})
+    return DataLoader(dataset, batch_size=1)
+
+
+def test_hcd_validation_reports_base_hcd_gain_latency_and_saves_8bit_lr(tmp_path, hr_folder, irn_weights):
+    model = build_model(_opt(tmp_path, irn_weights))
+    model.validation(_loader(hr_folder), current_iter='test', tb_logger=None, save_img=True)
+    results = model.metric_results
+    for key in ('psnr_base', 'psnr_hcd3', 'psnr_hcd1', 'psnr_gain_hcd3', 'ssim_gain_hcd3', 'seconds_hcd3'):
+        assert key in results, sorted(results)
+    assert np.isclose(results['psnr_gain_hcd3'], results['psnr_hcd3'] - results['psnr_base'])
+    assert len(model.per_image) == 2 and all(r['seconds_hcd3'] > 0 for r in model.per_image)
+    # The stored LR PNG is the HCD LR (8-bit exact), and reconstructing it gives the reported PSNR.
+    lr_png = cv2.imread(str(tmp_path / 'vis' / 'tiny' / 'astronaut_hcd_test_LR_hcd3.png'))[..., ::-1]
+    assert lr_png.shape == (8, 8, 3)
+    model.feed_data({'gt': torch.from_numpy(data.astronaut()[100:132, 200:232].copy()).permute(2, 0, 1)[None] / 255.})
+    model.test()
+    assert np.array_equal((model.lq[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), lr_png)
+    assert (tmp_path / 'vis' / 'tiny' / 'astronaut_hcd_test_SR_base.png').is_file()
+
+
+def test_hcd_improves_bicubic_rescaler_on_every_image(tmp_path, hr_folder, irn_weights):
+    opt = _opt(tmp_path, irn_weights, rescaler={'type': 'BicubicSRRescaler', 'scale': 4})
+    del opt['network_g'], opt['path']['pretrain_network_g']
+    # Small images: a ball and step sized for 32x32 (the paper's 0.3 and 20/255 are l2 over whole photos).
+    opt['hcd'] = {'steps_hr': 4, 'steps_lr': 4, 'seed': 0, 'epsilon': 0.1, 'step_size': 0.02}
+    model = build_model(opt)
+    model.validation(_loader(hr_folder), current_iter='test', tb_logger=None, save_img=False)
+    # Bicubic down/up is not a matched pair: HCD improves every image over it.
+    assert all(record['psnr_gain_hcd4'] > 0 for record in model.per_image), model.per_image
+
+
+@pytest.mark.parametrize('change, message', [
+    ({'hcd': {'epsilon': -0.1}}, r"\[hcd\].*'epsilon'"),
+    ({'hcd': {'steps_hr': -1}}, r"\[hcd\].*'steps_hr'"),
+    ({'hcd': {'norm': 'l1'}}, r"\[hcd\].*'norm'"),
+    ({'hcd': {'step': 3}}, r"\[hcd\].*'step'.*steps_hr"),
+    ({'rescaler': {'type': 'IRNRescalr'}}, r'\[rescaler\].*IRNRescaler'),
+    ({'rescaler': {'type': 'IRNRescaler', 'z_policy': 'mean'}}, r"\[rescaler\].*z_policy"),
+    ({'network_up': {'type': 'InvRescaleNet'}}, r'\[network_up\] is not used'),
+    ({'scale': 2}, r'\[scale\]'),
+    ({'is_train': True}, 'test-time only'),
+])
+def test_option_errors(tmp_path, irn_weights, change, message):
+    with pytest.raises(OptionError, match=message):
+        build_model(_opt(tmp_path, irn_weights, **change))
