@@ -200,3 +200,15 @@ def test_triton_equals_reference_in_interpreter():
     result = subprocess.run([sys.executable, '-c', TRITON_SCRIPT], env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0 and 'TRITON_OK' in result.stdout, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize('impl', IMPLS)
+def test_full_gradcheck_tiny(impl):
+    """Every entry of the Jacobian (fast_mode above checks random projections of larger cases)."""
+    img = torch.rand(1, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+    maps = [t.requires_grad_() for t in random_maps(1, 2, 2, 2, seed=5)]
+    if impl == 'chunked':
+        function = lambda *a: adaptive_resample_chunked(*a, 2, chunk_elements=1)  # noqa: E731
+    else:
+        function = lambda *a: adaptive_resample_reference(*a, 2)  # noqa: E731
+    assert torch.autograd.gradcheck(function, (img, *maps), eps=1e-6, atol=1e-5)
