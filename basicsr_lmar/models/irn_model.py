@@ -136,8 +136,8 @@ class IRNModel(PluginBaseModel):
         total = sum(loss_dict.values())
         self.guarded_step(total, self.optimizer_g, parameters=list(self.net_g.parameters()),
                           clip_grad_norm=self.train_opt['gradient_clipping'] or None)
-        loss_dict['l_total'] = total.detach()
-        self.log_losses(loss_dict)
+        loss_dict['l_total'] = total
+        self.log_losses(OrderedDict((key, value.detach()) for key, value in loss_dict.items()))
 
     def rescaler(self):
         """The trained net in the rescaler protocol, with the validation z policy."""
