@@ -10,11 +10,9 @@ file); images whose LR already exists are skipped unless ``--overwrite``. The pr
 RGB PSNR gain of each image over the base rescaler (same z policy for both).
 """
 import argparse
-import glob
 import os
 import os.path as osp
 
-import cv2
 import numpy as np
 import torch
 import yaml
@@ -25,8 +23,7 @@ from tqdm import tqdm
 import basicsr_lmar  # noqa: F401  (registers archs, models, rescaler adapters)
 from basicsr_lmar.ops.collaborative_downscaling import mse_per_image
 from basicsr_lmar.ops.quantize import quantize
-
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+from basicsr_lmar.utils.image_files import list_images, read_image_file, write_image_file
 
 
 def load_model(option_file, steps=None, seed=None, device=None):
@@ -50,18 +47,12 @@ def psnr(mse):
 
 
 def write_png(image, path):
-    """Writes an RGB float image in [0, 1] (exact multiples of 1/255) as PNG via temp-name-then-rename."""
-    array = (image.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-    temporary = osp.join(osp.dirname(path), f'.{osp.basename(path)}.tmp.png')
-    if not cv2.imwrite(temporary, array[..., ::-1]):
-        raise OSError(f'could not write {temporary}')
-    os.replace(temporary, path)
+    """Writes an RGB tensor (3, H, W) of multiples of 1/255 as an 8-bit PNG, atomically."""
+    write_image_file(path, image.permute(1, 2, 0).cpu().numpy(), bit_depth=8)
 
 
 def refine_folder(model, input_folder, output_folder, overwrite=False, save_sr=False):
-    paths = sorted(p for p in glob.glob(osp.join(input_folder, '*')) if p.lower().endswith(IMAGE_EXTENSIONS))
-    if not paths:
-        raise FileNotFoundError(f'hcd_refine: no images ({", ".join(IMAGE_EXTENSIONS)}) in {input_folder}')
+    paths = list_images(input_folder)
     os.makedirs(output_folder, exist_ok=True)
     gains = []
     bar = tqdm(paths, unit='image')
@@ -70,10 +61,8 @@ def refine_folder(model, input_folder, output_folder, overwrite=False, save_sr=F
         target = osp.join(output_folder, f'{name}.png')
         if osp.exists(target) and not overwrite:
             continue
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None:
-            raise OSError(f'hcd_refine: cannot read {path}')
-        hr = torch.from_numpy(image[..., ::-1].astype(np.float32) / 255).permute(2, 0, 1)[None]
+        rgb, _ = read_image_file(path)  # float RGB in [0, 1]; gray and RGBA are converted (see image_files)
+        hr = torch.from_numpy(rgb).permute(2, 0, 1)[None]
         model.feed_data({'gt': hr})
         result = model.refine(model.gt, model.hcd_opt['steps_hr'], model.hcd_opt['steps_lr'])
         with torch.no_grad():

@@ -16,7 +16,7 @@ Options (YAML)::
     hcd: {steps_hr: 15, steps_lr: 15, epsilon: 0.3, step_size: 0.0784313725, norm: l2, restarts: 1,
           seed: 0, keep_best: false, steps_list: [1, 5, 10, 15, 20]}
 
-Data: HR images under ``gt`` (or ``lq`` for BasicSR's ``SingleImageDataset`` pointed at an HR folder);
+Data: HR images under ``gt`` (``HROnlyDataset``; or ``lq`` of BasicSR's ``SingleImageDataset`` on an HR folder);
 they are cropped to a multiple of the scale (bottom/right), like ``GTmod`` folders.
 """
 import inspect
@@ -25,16 +25,15 @@ from collections import OrderedDict
 from os import path as osp
 
 import torch
-from basicsr.archs import build_network
 from basicsr.metrics import calculate_metric
-from basicsr.models.base_model import BaseModel
 from basicsr.utils import get_root_logger, imwrite, tensor2img
-from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
+from basicsr.utils.registry import MODEL_REGISTRY
 from tqdm import tqdm
 
+from basicsr_lmar.models.plugin_base import PluginBaseModel
 from basicsr_lmar.ops.collaborative_downscaling import NORMS, collaborative_downscale
 from basicsr_lmar.ops.quantize import quantize
-from basicsr_lmar.utils.options import Option, OptionError, OptionSchema, closest_first, validate_registered
+from basicsr_lmar.utils.options import Option, OptionError, OptionSchema, closest_first
 from basicsr_lmar.utils.registry import RESCALER_REGISTRY
 
 HCD_SCHEMA = OptionSchema(
@@ -69,7 +68,7 @@ def _higher_is_better(metric_opt):
 
 
 @MODEL_REGISTRY.register()
-class HCDModel(BaseModel):
+class HCDModel(PluginBaseModel):
     """Test-time collaborative downscaling around any registered rescaler adapter."""
 
     def __init__(self, opt):
@@ -117,7 +116,8 @@ class HCDModel(BaseModel):
             if key not in wanted:
                 raise OptionError(f'[{key}] is not used by rescaler {name}, which takes {wanted or "no networks"}; '
                                   'remove the section or pick another adapter.')
-            networks[key] = self._build_frozen_network(opt, key)
+            opt.setdefault('path', {})
+            networks[key] = self.build_frozen_network(key, required=True)
         missing = [key for key in wanted if key not in networks and params[key].default is inspect.Parameter.empty]
         if missing:
             raise OptionError(f'[{missing[0]}] rescaler {name} needs a network section {missing[0]!r}.')
@@ -125,24 +125,6 @@ class HCDModel(BaseModel):
         if isinstance(rescaler, torch.nn.Module):
             rescaler = rescaler.to(self.device).eval()
         return rescaler
-
-    def _build_frozen_network(self, opt, key):
-        validate_registered(opt[key], key, ARCH_REGISTRY)
-        net = build_network(opt[key]).to(self.device)
-        self.print_network(net)
-        suffix = key[len('network_'):]
-        opt.setdefault('path', {})
-        load_path = opt['path'].get(f'pretrain_network_{suffix}')
-        if load_path is not None:
-            self.load_network(net, load_path, opt['path'].get(f'strict_load_{suffix}', True),
-                              opt['path'].get(f'param_key_{suffix}', 'params'))
-        else:
-            get_root_logger().warning(f'HCDModel: path.pretrain_network_{suffix} is not set; {key} keeps its '
-                                      'initial weights.')
-        net.eval()
-        for p in net.parameters():
-            p.requires_grad_(False)
-        return net
 
     # ------------------------------------------------------------------ running
     def feed_data(self, data):

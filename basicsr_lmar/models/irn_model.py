@@ -21,22 +21,20 @@ from collections import OrderedDict
 from os import path as osp
 
 import torch
-from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
-from basicsr.models.base_model import BaseModel
 from basicsr.utils import get_root_logger, imwrite, tensor2img
-from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
-from torch import nn
+from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 from tqdm import tqdm
 
+from basicsr_lmar.models.plugin_base import PluginBaseModel
 from basicsr_lmar.ops.quantize import quantize, quantize_ste
 from basicsr_lmar.ops.resize import KERNELS, resize
 from basicsr_lmar.utils.options import Option, OptionError, OptionSchema, validate_registered
 from basicsr_lmar.utils.registry import RESCALER_REGISTRY
 
-# BasicSR's own train keys (read by basicsr.train) are passed through unchecked.
-_BASICSR_TRAIN_KEYS = ('total_iter', 'warmup_iter', 'ema_decay')
+# BasicSR's own train keys (read by basicsr.train) and PluginBaseModel's are passed through unchecked.
+_BASICSR_TRAIN_KEYS = ('total_iter', 'warmup_iter', 'ema_decay', 'max_nonfinite_steps')
 
 IRN_TRAIN_SCHEMA = OptionSchema(
     'IRNModel', {
@@ -70,20 +68,16 @@ def _image_name(data):
 
 
 @MODEL_REGISTRY.register()
-class IRNModel(BaseModel):
+class IRNModel(PluginBaseModel):
     """Invertible rescaling: trains ``network_g`` (an ``InvRescaleNet``) on HR images."""
 
     def __init__(self, opt):
         super().__init__(opt)
-        validate_registered(opt['network_g'], 'network_g', ARCH_REGISTRY)
+        if opt.get('train') and 'amp' in opt['train']:
+            raise OptionError('[train] amp is not supported by IRNModel: the invertible coupling blocks need '
+                              'fp32 to stay invertible; remove the key.')
         self.val_opt = IRN_VAL_Z_SCHEMA.validate(opt.get('val') or {}, 'val')
-        self.net_g = build_network(opt['network_g'])
-        self.net_g = self.model_to_device(self.net_g)
-        self.print_network(self.net_g)
-        load_path = opt['path'].get('pretrain_network_g')
-        if load_path is not None:
-            self.load_network(self.net_g, load_path, opt['path'].get('strict_load_g', True),
-                              opt['path'].get('param_key_g', 'params'))
+        self.net_g = self.build_trainable_network('network_g')
         bare = self.get_bare_model(self.net_g)
         self.scale = bare.scale
         if opt.get('scale') is not None and opt['scale'] != self.scale:
@@ -124,7 +118,6 @@ class IRNModel(BaseModel):
         return resize(gt, (h // self.scale, w // self.scale), kernel=self.train_opt['lr_kernel'], antialias=True)
 
     def optimize_parameters(self, current_iter):
-        self.optimizer_g.zero_grad()
         out = self.net_g(self.gt)
         channels = self.gt.shape[1]
         lr, z = out[:, :channels], out[:, channels:]
@@ -135,16 +128,16 @@ class IRNModel(BaseModel):
         if 'latent' in self.losses:
             loss_dict['l_latent'] = self.losses['latent'](z)
         if 'reconstruction' in self.losses:
-            sampled_z = self.train_opt['gaussian_scale'] * torch.randn_like(z)
+            # z drawn for the global batch (same samples however the batch is split over ranks)
+            noise = self.global_batch_randn(z.shape[0], z.shape[1:], current_iter).to(z.dtype)
+            sampled_z = self.train_opt['gaussian_scale'] * noise
             hr = self.net_g(torch.cat((quantize_ste(lr), sampled_z), dim=1), rev=True)[:, :channels]
             loss_dict['l_reconstruction'] = self.losses['reconstruction'](hr, self.gt)
         total = sum(loss_dict.values())
-        total.backward()
-        if self.train_opt['gradient_clipping']:
-            nn.utils.clip_grad_norm_(self.net_g.parameters(), self.train_opt['gradient_clipping'])
-        self.optimizer_g.step()
+        self.guarded_step(total, self.optimizer_g, parameters=list(self.net_g.parameters()),
+                          clip_grad_norm=self.train_opt['gradient_clipping'] or None)
         loss_dict['l_total'] = total
-        self.log_dict = self.reduce_loss_dict(loss_dict)
+        self.log_losses(OrderedDict((key, value.detach()) for key, value in loss_dict.items()))
 
     def rescaler(self):
         """The trained net in the rescaler protocol, with the validation z policy."""

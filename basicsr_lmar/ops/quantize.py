@@ -5,8 +5,9 @@ forward pass; the backward pass is the identity (straight-through estimator), as
 output and as HCD optimises through the stored LR. ``quantize(x)`` is the same forward pass without a
 graph, for images that will be written to disk: ``quantize(x) * 255`` holds exact integers.
 
-(The shared ``basicsr_lmar.ops.rounding.round_ste`` will round without clamping; this module adds the
-clamp to the image range that a stored image needs.)
+``basicsr_lmar.ops.rounding.round_ste`` rounds without clamping; this module adds the clamp to the
+image range that a stored image needs (the gradient also passes straight through the clamp, as in the
+IRN and HCD authors' ``Quantization``).
 """
 import torch
 
@@ -16,19 +17,8 @@ def quantize(x: torch.Tensor, levels: int = 255) -> torch.Tensor:
     return torch.round(x.clamp(0, 1) * levels) / levels
 
 
-class _QuantizeSTE(torch.autograd.Function):
-
-    @staticmethod
-    def forward(ctx, x, levels):
-        return quantize(x, levels)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        return grad_output, None
-
-
 def quantize_ste(x: torch.Tensor, levels: int = 255) -> torch.Tensor:
     """:func:`quantize` in the forward pass, identity gradient in the backward pass."""
     if levels < 1:
         raise ValueError(f'quantize_ste: levels must be >= 1, got {levels}')
-    return _QuantizeSTE.apply(x, levels)
+    return x + (quantize(x, levels) - x).detach()

@@ -59,7 +59,7 @@ def _opt(tmp_path, weights, **overrides):
 
 
 def _loader(folder):
-    dataset = build_dataset({'name': 'tiny', 'type': 'SingleImageDataset', 'dataroot_lq': str(folder),
+    dataset = build_dataset({'name': 'tiny', 'type': 'HROnlyDataset', 'dataroot_gt': str(folder),
                              'io_backend': {'type': 'disk'}, 'phase': 'test'})
     return DataLoader(dataset, batch_size=1)
 

@@ -65,7 +65,7 @@ def test_basicsr_test_pipeline_runs_hcd(tmp_path):
     torch.save({'params': net.state_dict()}, tmp_path / 'irn.pth')
     opt = {
         'name': 'tiny_hcd', 'model_type': 'HCDModel', 'scale': 2, 'num_gpu': 0,
-        'datasets': {'test_1': {'name': 'tiny', 'type': 'SingleImageDataset', 'dataroot_lq': str(hr),
+        'datasets': {'test_1': {'name': 'tiny', 'type': 'HROnlyDataset', 'dataroot_gt': str(hr),
                                 'io_backend': {'type': 'disk'}}},
         'network_g': {'type': 'InvRescaleNet', 'scale': 2, 'block_num': [1], 'growth': 4},
         'path': {'pretrain_network_g': str(tmp_path / 'irn.pth')},
@@ -85,19 +85,15 @@ def test_basicsr_test_pipeline_runs_hcd(tmp_path):
 
 @pytest.mark.slow
 def test_basicsr_train_pipeline_runs_irn(tmp_path):
-    gt, lq = tmp_path / 'gt', tmp_path / 'lq'
+    gt = tmp_path / 'gt'
     gt.mkdir()
-    lq.mkdir()
     for name, image in (('astronaut', data.astronaut()), ('coffee', data.coffee())):
-        crop = image[100:148, 200:248, ::-1]
-        cv2.imwrite(str(gt / f'{name}.png'), crop)
-        cv2.imwrite(str(lq / f'{name}.png'), cv2.resize(crop, (24, 24), interpolation=cv2.INTER_AREA))
+        cv2.imwrite(str(gt / f'{name}.png'), image[100:148, 200:248, ::-1])
     opt = _load('train_irn_x2.yml')
     opt.update(name='tiny_irn', num_gpu=0, manual_seed=0)
     opt['network_g'] = {'type': 'InvRescaleNet', 'scale': 2, 'block_num': [1], 'growth': 4}
     for phase in ('train', 'val'):
-        dataset = dict(opt['datasets'][phase], dataroot_gt=str(gt), dataroot_lq=str(lq))
-        opt['datasets'][phase] = dataset
+        opt['datasets'][phase] = dict(opt['datasets'][phase], dataroot_gt=str(gt))
     opt['datasets']['train'].update(gt_size=32, batch_size_per_gpu=2, num_worker_per_gpu=0)
     opt['train'] = dict(opt['train'], total_iter=2)
     opt['val'] = dict(opt['val'], val_freq=2, save_img=True)
