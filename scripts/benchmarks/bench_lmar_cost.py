@@ -13,8 +13,9 @@ For each input size H x W (working size H/2 x W/2, lanczos3 without antialiasing
 - ``--official-code DIR``: the authors' ``LMAR_model.inference`` (a copy of their repository kept
   outside this project, with a torch stand-in for tiny-cuda-nn: ``official_runner.py`` in DIR) on the
   same input: resampler time = their pipeline - their enhancer at the working size;
-- peak extra memory of the resampler, tiled (default budget) vs untiled, as the rise of the peak RSS
-  of a fresh process (CPU) or ``torch.cuda.max_memory_allocated`` (CUDA).
+- peak extra memory of the resampler, tiled (default budget) vs untiled, in a fresh process: the rise
+  of the peak RSS (VmHWM, reset first through /proc/self/clear_refs, since a forked child inherits the
+  parent's peak) on CPU, ``torch.cuda.max_memory_allocated`` on CUDA.
 
 Times are the best of ``--repeat`` runs after one warm-up.
 """
@@ -22,7 +23,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import resource
 import subprocess
 import sys
 import time
@@ -87,6 +87,25 @@ def image(size, device):
     return (photo.clamp(0, 1)**2.2 * 0.3).contiguous().to(device)
 
 
+def _status_bytes(key):
+    with open('/proc/self/status') as handle:
+        for line in handle:
+            if line.startswith(key + ':'):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def _reset_peak_rss():
+    """Resets the peak RSS (VmHWM; a forked child starts with its parent's) and returns the current RSS."""
+    with open('/proc/self/clear_refs', 'w') as handle:
+        handle.write('5')
+    return _status_bytes('VmRSS')
+
+
+def _peak_rss():
+    return _status_bytes('VmHWM')
+
+
 def memory_child(size, tiled, reference_dir, device_name, tile_mb):
     """Run in a fresh process: peak extra memory of one resampler forward (MiB)."""
     device = torch.device(device_name)
@@ -99,16 +118,15 @@ def memory_child(size, tiled, reference_dir, device_name, tile_mb):
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-    else:  # current resident set now; the peak resident set after (the forward dominates both)
-        with open('/proc/self/statm') as handle:
-            base = int(handle.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+    else:
+        base = _reset_peak_rss()
     with torch.no_grad():
         resampler(x, working)
     if device.type == 'cuda':
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() - base
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        peak = _peak_rss() - base
     print(json.dumps({'peak_mib': peak / 2**20}))
 
 
