@@ -266,9 +266,9 @@ class LMARModel(PluginBaseModel):
     @torch.no_grad()
     def enhance(self, x, size, kernel, use_lmar=True):
         """U(E(D(x))) at working size ``size`` with resizer ``kernel``; D is LMAR when ``use_lmar``."""
-        resampler = self.resampler
+        resampler = self.resampler  # the bare module: validation may run on rank 0 only (no DDP collectives)
         if use_lmar:
-            low = self.net_g(x, size, kernel=kernel)
+            low = resampler(x, size, kernel=kernel)
         else:
             low = resampler.resize(x, size, kernel)
         return resampler.resize(self.net_enhancer(low), tuple(x.shape[-2:]), kernel)

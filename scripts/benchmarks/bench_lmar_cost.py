@@ -13,8 +13,9 @@ For each input size H x W (working size H/2 x W/2, lanczos3 without antialiasing
 - ``--official-code DIR``: the authors' ``LMAR_model.inference`` (a copy of their repository kept
   outside this project, with a torch stand-in for tiny-cuda-nn: ``official_runner.py`` in DIR) on the
   same input: resampler time = their pipeline - their enhancer at the working size;
-- peak extra memory of the resampler, tiled (default budget) vs untiled, as the rise of the peak RSS
-  of a fresh process (CPU) or ``torch.cuda.max_memory_allocated`` (CUDA).
+- peak extra memory of the resampler, tiled (default budget) vs untiled, in a fresh process: the rise
+  of the peak RSS (VmHWM, reset first through /proc/self/clear_refs, since a forked child inherits the
+  parent's peak) on CPU, ``torch.cuda.max_memory_allocated`` on CUDA.
 
 Times are the best of ``--repeat`` runs after one warm-up.
 """
@@ -22,7 +23,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import resource
 import subprocess
 import sys
 import time
@@ -87,6 +87,25 @@ def image(size, device):
     return (photo.clamp(0, 1)**2.2 * 0.3).contiguous().to(device)
 
 
+def _status_bytes(key):
+    with open('/proc/self/status') as handle:
+        for line in handle:
+            if line.startswith(key + ':'):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def _reset_peak_rss():
+    """Resets the peak RSS (VmHWM; a forked child starts with its parent's) and returns the current RSS."""
+    with open('/proc/self/clear_refs', 'w') as handle:
+        handle.write('5')
+    return _status_bytes('VmRSS')
+
+
+def _peak_rss():
+    return _status_bytes('VmHWM')
+
+
 def memory_child(size, tiled, reference_dir, device_name, tile_mb):
     """Run in a fresh process: peak extra memory of one resampler forward (MiB)."""
     device = torch.device(device_name)
@@ -99,16 +118,15 @@ def memory_child(size, tiled, reference_dir, device_name, tile_mb):
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-    else:  # current resident set now; the peak resident set after (the forward dominates both)
-        with open('/proc/self/statm') as handle:
-            base = int(handle.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+    else:
+        base = _reset_peak_rss()
     with torch.no_grad():
         resampler(x, working)
     if device.type == 'cuda':
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() - base
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        peak = _peak_rss() - base
     print(json.dumps({'peak_mib': peak / 2**20}))
 
 
@@ -129,6 +147,44 @@ def load_official(code_dir):
     return official_runner.build()
 
 
+def head_to_head(official, resampler, fast, sizes, rounds, device):
+    """Alternates the authors' resampler and ours ``rounds`` times per size; best time of each.
+
+    The authors' resampler time is their ``inference`` with the enhancer replaced by the identity,
+    minus their final upscale of the 3-channel result (timed in the same rounds).
+    """
+    import copy
+    their_resize = sys.modules['model.LMAR_model'].resize
+    theirs = copy.copy(official)
+    theirs.model = torch.nn.Identity()
+    rows = []
+    for size in sizes:
+        x = image(size, device)
+        working = (size[0] // 2, size[1] // 2)
+        small = torch.rand(1, 3, *working, device=device)
+        features = torch.ones(size[0] * size[1], resampler.layout.padded_inputs, device=device)
+        features[:, :7] = torch.rand(size[0] * size[1], 7, device=device)
+        n = 4096
+        a, b, out = (torch.rand(n, n, device=device) for _ in range(3))
+        best = {key: float('inf') for key in ('theirs', 'up', 'fp32', 'bf16', 'mlp', 'gemm')}
+        with torch.no_grad():
+            for _ in range(rounds):
+                for key, fn in (('theirs', lambda: theirs.inference(x, working, size)),
+                                ('up', lambda: their_resize(small, out_shape=size, antialiasing=False)),
+                                ('fp32', lambda: resampler(x, working)), ('bf16', lambda: fast(x, working)),
+                                ('mlp', lambda: resampler.imnet(features)), ('gemm', lambda: torch.mm(a, b, out=out))):
+                    best[key] = min(best[key], best_time(fn, 1, device))
+        their_resampler = best['theirs'] - best['up']
+        gemm = 2 * n**3 / best['gemm'] / 1e9
+        mlp = mlp_flops_per_pixel(resampler.layout) * size[0] * size[1] / best['mlp'] / 1e9
+        rows.append(f'| {size[0]}x{size[1]} | {their_resampler:.2f} s | {best["fp32"]:.2f} s | {best["bf16"]:.2f} s | '
+                    f'{their_resampler / best["fp32"]:.2f}x | {their_resampler / best["bf16"]:.2f}x | '
+                    f'{mlp:.1f} / {gemm:.1f} GFLOP/s ({100 * mlp / gemm:.0f} %) |')
+        print(rows[-1], flush=True)
+    print('\n| input | authors resampler | ours fp32 | ours bf16 MLP | speed-up fp32 | speed-up bf16 '
+          '| fp32 MLP / fp32 GEMM peak |\n|---|---|---|---|---|---|---|\n' + '\n'.join(rows))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--full', action='store_true', help='also 2160x3840')
@@ -141,6 +197,8 @@ def main():
     parser.add_argument('--official-code', help="folder with the authors' code and official_runner.py")
     parser.add_argument('--tile-mb', type=float, help='tile budget (default: the arch default)')
     parser.add_argument('--no-memory', action='store_true')
+    parser.add_argument('--head-to-head', type=int, metavar='ROUNDS',
+                        help="only alternate the authors' resampler and ours ROUNDS times (needs --official-code)")
     parser.add_argument('--memory-child', nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -152,12 +210,19 @@ def main():
     device = torch.device(args.device)
     resampler, enhancer, loaded = build(args.reference, device, args.tile_mb)
     official = load_official(args.official_code) if args.official_code else None
+    sizes = [(s, s) for s in args.sizes] + ([(2160, 3840)] if args.full else [])
+    if args.head_to_head:
+        if official is None:
+            parser.error('--head-to-head needs --official-code')
+        fast = LMARResampler(mlp_backend='torch', mlp_inference_precision='bf16').to(device).eval()
+        fast.load_state_dict(resampler.state_dict())
+        head_to_head(official, resampler, fast, sizes, args.head_to_head, device)
+        return
     peak = gemm_gflops(device)
     per_pixel = mlp_flops_per_pixel(resampler.layout)
     print(f'device {device}, {args.threads} threads, torch {torch.__version__}; weights: '
           f'{"authors" if loaded else "random"}; fp32 GEMM peak (4096^3 mm): {peak:.1f} GFLOP/s; '
           f'MLP {per_pixel / 2:,.0f} multiply-adds per UHD pixel')
-    sizes = [(s, s) for s in args.sizes] + ([(2160, 3840)] if args.full else [])
     fast = LMARResampler(mlp_backend='torch', mlp_inference_precision='bf16').to(device).eval()
     fast.load_state_dict(resampler.state_dict())
     header = ('| input | enhancer full | enhancer 1/2 | plain 1/2 | LMAR 1/2 | resampler | resampler bf16 | MLP '
