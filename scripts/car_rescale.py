@@ -34,7 +34,7 @@ from basicsr.metrics import calculate_psnr, calculate_ssim  # noqa: E402
 from basicsr.utils import img2tensor, tensor2img  # noqa: E402
 
 from basicsr_lmar.archs.car_arch import SIZE_MULTIPLE, BicubicUpscaler  # noqa: E402
-from basicsr_lmar.models.car_model import quantize_8bit  # noqa: E402
+from basicsr_lmar.ops.rounding import quantize_8bit  # noqa: E402
 from basicsr_lmar.ops.adaptive_resample import adaptive_resample  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 import basicsr_lmar  # noqa: F401  (registers archs, models, rescaler adapters)
 from basicsr_lmar.ops.collaborative_downscaling import mse_per_image
-from basicsr_lmar.ops.quantize import quantize
+from basicsr_lmar.ops.rounding import quantize
 from basicsr_lmar.utils.image_files import list_images, read_image_file, write_image_file
 
 

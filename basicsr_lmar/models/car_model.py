@@ -23,6 +23,7 @@ from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 from basicsr_lmar.archs.car_arch import SIZE_MULTIPLE, BicubicUpscaler, CARResamplerNet
 from basicsr_lmar.models.plugin_base import PluginBaseModel
 from basicsr_lmar.ops.adaptive_resample import adaptive_resample
+from basicsr_lmar.ops.rounding import quantize_8bit
 from basicsr_lmar.utils.options import Option, OptionError, OptionSchema, validate_registered
 
 ROUNDING_MODES = ('soft', 'ste', 'none')
@@ -38,7 +39,8 @@ TRAIN_SCHEMA = OptionSchema('CARModel', {
     'tv_opt': Option(None, type=dict, doc='PartialTVLoss section (gamma_tv = loss_weight)'),
     'lr_rounding': Option('soft', choices=ROUNDING_MODES,
                           doc='8-bit quantisation of the LR in training: soft | ste (straight-through) | none'),
-    'soft_round_alpha': Option(4.0, min=0.0, exclusive_min=True, doc='soft rounding sharpness (large = round)'),
+    'soft_round_alpha': Option(1.0, min=0.0, max=1.0, exclusive_min=True,
+                               doc='soft rounding x - a sin(2 pi x)/(2 pi) on the 8-bit grid; 1 = flat at integers'),
     'ema_decay': Option(0, min=0, max=0, doc='EMA is not supported by CARModel'),
     'max_nonfinite_steps': Option(10, type=int, min=1, doc='stop after this many non-finite losses in a row'),
 })
@@ -47,33 +49,6 @@ MODEL_SCHEMA = OptionSchema('CARModel', {
     'upscaler': Option(None, choices=('bicubic', ), nullable=True,
                        doc='fixed upscaler when network_sr is ~'),
 }, passthrough=())
-
-
-def _round_ste(x):
-    """Hard rounding forward, identity gradient (straight-through)."""
-    return x + (torch.round(x) - x).detach()
-
-
-def _soft_round(x, alpha):
-    """Soft rounding of Agustsson & Theis (2020): ``floor(x) + 1/2 + tanh(alpha r) / (2 tanh(alpha/2))``,
-    ``r = x - floor(x) - 1/2``; identity as alpha -> 0, rounding as alpha -> inf, differentiable."""
-    base = torch.floor(x).detach()
-    r = x - base - 0.5
-    return base + 0.5 + torch.tanh(alpha * r) / (2 * math.tanh(alpha / 2))
-
-
-def quantize_8bit(lr, mode, alpha=4.0):
-    """LR in [0, 1] -> values on the 8-bit grid (``mode``: 'round' (test) | 'soft' | 'ste' | 'none')."""
-    levels = lr * 255.0
-    if mode == 'round':
-        levels = torch.round(levels)
-    elif mode == 'soft':
-        levels = _soft_round(levels, alpha)
-    elif mode == 'ste':
-        levels = _round_ste(levels)
-    elif mode != 'none':
-        raise ValueError(f'quantize_8bit: mode must be round | soft | ste | none, got {mode!r}')
-    return levels / 255.0
 
 
 @MODEL_REGISTRY.register()

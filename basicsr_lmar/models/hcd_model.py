@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from basicsr_lmar.models.plugin_base import PluginBaseModel
 from basicsr_lmar.ops.collaborative_downscaling import NORMS, collaborative_downscale
-from basicsr_lmar.ops.quantize import quantize
+from basicsr_lmar.ops.rounding import quantize
 from basicsr_lmar.utils.options import Option, OptionError, OptionSchema, closest_first
 from basicsr_lmar.utils.registry import RESCALER_REGISTRY
 

@@ -28,7 +28,7 @@ from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 from tqdm import tqdm
 
 from basicsr_lmar.models.plugin_base import PluginBaseModel
-from basicsr_lmar.ops.quantize import quantize, quantize_ste
+from basicsr_lmar.ops.rounding import quantize, quantize_ste
 from basicsr_lmar.ops.resize import KERNELS, resize
 from basicsr_lmar.utils.options import Option, OptionError, OptionSchema, validate_registered
 from basicsr_lmar.utils.registry import RESCALER_REGISTRY

@@ -32,7 +32,7 @@ from typing import Optional, Protocol, Sequence, Union, runtime_checkable
 import torch
 from torch import nn
 
-from basicsr_lmar.ops.quantize import quantize, quantize_ste
+from basicsr_lmar.ops.rounding import quantize, quantize_ste
 
 NORMS = ('l2', 'linf')
 

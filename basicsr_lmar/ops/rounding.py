@@ -1,10 +1,14 @@
-"""Rounding to 8-bit levels that gradients can pass through.
+"""Rounding to 8-bit levels, with and without gradients passing through.
 
 ``round_ste``: exact rounding in the forward pass, identity gradient (straight-through estimator), as
 used to quantise downscaled images during training (e.g. IRN, HCD).
 ``soft_round``: a smooth stand-in for rounding, ``y - α sin(2π y) / (2π)`` in the integer domain
 ``y = x · levels``. α = 0 is the identity, α = 1 has zero slope at the integers (closest to rounding);
 for 0 ≤ α ≤ 1 it is monotonic and keeps every integer level fixed.
+``quantize`` / ``quantize_ste``: what a stored image needs: clamp to [0, 1], then round (without a
+graph, or with the straight-through gradient, which also passes through the clamp as in the IRN and
+HCD authors' ``Quantization``). ``quantize(x) * 255`` holds exact integers.
+``quantize_8bit``: the LR quantisation modes of CAR training (``round`` | ``soft`` | ``ste`` | ``none``).
 """
 import math
 import numbers
@@ -35,3 +39,31 @@ def soft_round(x: torch.Tensor, alpha=1.0, levels=255) -> torch.Tensor:
         raise ValueError(f'soft_round: alpha must be in [0, 1] (0 = identity, 1 = flat at integers), got {alpha!r}')
     y = x * levels
     return (y - alpha * torch.sin(2 * math.pi * y) / (2 * math.pi)) / levels
+
+
+def quantize(x: torch.Tensor, levels: int = 255) -> torch.Tensor:
+    """Clamps to [0, 1] and rounds to multiples of 1/levels. Not differentiable (zero gradient)."""
+    return torch.round(x.clamp(0, 1) * levels) / levels
+
+
+def quantize_ste(x: torch.Tensor, levels: int = 255) -> torch.Tensor:
+    """:func:`quantize` in the forward pass, identity gradient in the backward pass."""
+    _check_levels(levels)
+    return x + (quantize(x, levels) - x).detach()
+
+
+QUANTIZE_MODES = ('round', 'soft', 'ste', 'none')
+
+
+def quantize_8bit(x: torch.Tensor, mode: str, alpha=1.0) -> torch.Tensor:
+    """Values on the 8-bit grid: ``round`` (hard, test time), ``soft`` (:func:`soft_round` with
+    ``alpha``), ``ste`` (:func:`round_ste`) or ``none`` (unchanged). The input is not clamped."""
+    if mode == 'round':
+        return torch.round(x * 255.0) / 255.0
+    if mode == 'soft':
+        return soft_round(x, alpha)
+    if mode == 'ste':
+        return round_ste(x)
+    if mode == 'none':
+        return x
+    raise ValueError(f'quantize_8bit: mode must be one of {QUANTIZE_MODES}, got {mode!r}')

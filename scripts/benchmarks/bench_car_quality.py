@@ -25,7 +25,7 @@ from basicsr.utils import tensor2img
 from basicsr_lmar.archs.car_arch import BicubicUpscaler, CARResamplerNet
 from basicsr_lmar.data.skimage_photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, load_photo
 from basicsr_lmar.losses.car_loss import CAROffsetLoss, PartialTVLoss
-from basicsr_lmar.models.car_model import quantize_8bit
+from basicsr_lmar.ops.rounding import quantize_8bit
 from basicsr_lmar.ops.adaptive_resample import adaptive_resample
 from basicsr_lmar.ops.resize import resize
 

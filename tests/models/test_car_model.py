@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 import basicsr_lmar  # noqa: F401  (registers the plugin)
 from basicsr_lmar.data.skimage_dataset import SkimagePhotoDataset
-from basicsr_lmar.models.car_model import quantize_8bit
+from basicsr_lmar.ops.rounding import quantize_8bit
 from basicsr_lmar.utils.options import OptionError
 from tests.conftest import REPO_ROOT
 
@@ -80,15 +80,14 @@ def test_test_time_lr_is_8_bit_and_validation_saves_lr(tmp_path):
 
 def test_soft_round_gradient_and_modes():
     x = torch.linspace(0.0, 1.0, 1001, dtype=torch.float64, requires_grad=True)
-    soft = quantize_8bit(x, 'soft', alpha=4.0)
+    soft = quantize_8bit(x, 'soft', alpha=0.9)
     grad, = torch.autograd.grad(soft.sum(), x)
-    assert torch.isfinite(grad).all() and (grad > 0).all()
-    sharp = quantize_8bit(x, 'soft', alpha=60.0).detach()
+    assert torch.isfinite(grad).all() and (grad > 0).all()  # monotonic for alpha < 1
+    sharp = quantize_8bit(x, 'soft', alpha=1.0).detach()
     hard = quantize_8bit(x, 'round')
-    near_grid = ((x.detach() * 255 - hard * 255).abs() < 0.4)  # away from the half-way points
-    assert (sharp - hard)[near_grid].abs().max() < 1e-3 / 255
-    # soft rounding moves values towards the grid; alpha -> 0 is the identity
-    assert (soft.detach() - hard).abs().mean() < (x.detach() - hard).abs().mean()
+    # soft rounding moves values towards the grid, more for larger alpha; alpha -> 0 is the identity
+    distance = lambda y: (y.detach() - hard).abs().mean()  # noqa: E731
+    assert distance(sharp) < distance(soft) < distance(x)
     torch.testing.assert_close(quantize_8bit(x, 'soft', alpha=1e-4).detach(), x.detach(), atol=1e-6, rtol=0)
     ste = quantize_8bit(x, 'ste')
     torch.testing.assert_close(ste.detach(), hard)

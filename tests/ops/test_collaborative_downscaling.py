@@ -9,7 +9,7 @@ from basicsr_lmar.archs.bicubic_rescaler_arch import BicubicSRRescaler
 from basicsr_lmar.archs.irn_arch import InvRescaleNet, IRNRescaler
 from basicsr_lmar.ops.collaborative_downscaling import (Rescaler, _generators, collaborative_downscale,
                                                         mse_per_image, random_start)
-from basicsr_lmar.ops.quantize import quantize
+from basicsr_lmar.ops.rounding import quantize
 
 
 @pytest.fixture(autouse=True)
