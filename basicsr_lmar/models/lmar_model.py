@@ -145,7 +145,7 @@ class LMARModel(PluginBaseModel):
             if feature_layer is None:
                 raise OptionError(f'[network_enhancer] {enhancer_opt["type"]} declares no BOTTLENECK_LAYER; set '
                                   'feature_layer to the name of the module whose output is the bottleneck')
-        enhancer_path = path_opt.get('pretrain_network_enhancer')
+        enhancer_path = self.frozen_checkpoint_path('network_enhancer')
         if enhancer_path:
             self.load_network(self.net_enhancer, enhancer_path, path_opt.get('strict_load_enhancer', True),
                               path_opt.get('param_key_enhancer', 'params'), option_key='path.pretrain_network_enhancer')

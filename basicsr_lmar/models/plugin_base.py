@@ -100,6 +100,16 @@ class PluginBaseModel(BaseModel):
                               param_key, option_key=f'path.pretrain_{section}')
         return net
 
+    def frozen_checkpoint_path(self, section):
+        """``path.pretrain_<section>`` of a frozen network, as written in the options.
+
+        A frozen network is not saved by the run, so on resume basicsr's redirection of every
+        ``pretrain_network_*`` to the run's own checkpoints must not apply to it
+        (:func:`basicsr_lmar.utils.resume.load_resume_state` keeps the original paths).
+        """
+        paths = self.opt.get('_pretrain_paths_before_resume') or self.opt['path']
+        return paths.get(f'pretrain_{section}')
+
     def build_frozen_network(self, section, required=True):
         """Builds ``opt[section]`` frozen: eval mode, ``requires_grad=False``, never DDP-wrapped.
 
@@ -110,9 +120,7 @@ class PluginBaseModel(BaseModel):
         self.network_options[section] = copy.deepcopy(dict(net_opt))
         net = build_network(net_opt).to(self.device)
         key = f'pretrain_{section}'
-        # A frozen network is not saved by the run: on resume, basicsr's redirection to the run's own
-        # checkpoints does not apply to it (basicsr_lmar.utils.resume keeps the original path).
-        load_path = (self.opt.get('_pretrain_paths_before_resume') or self.opt['path']).get(key)
+        load_path = self.frozen_checkpoint_path(section)
         if load_path is None and required:
             raise FileNotFoundError(f'path.{key} is required: {section} is a frozen, pretrained network. '
                                     f'Set it to the checkpoint of the {net_opt["type"]} to use.')

@@ -103,7 +103,7 @@ def main():
     parser.add_argument('--lr', type=float, default=1e-3)
     parser.add_argument('--offset-weight', type=float, default=1e-5, help='lambda of CAROffsetLoss')
     parser.add_argument('--tv-weight', type=float, default=1e-3, help='gamma_tv of PartialTVLoss')
-    parser.add_argument('--alpha', type=float, default=4.0, help='soft rounding sharpness')
+    parser.add_argument('--alpha', type=float, default=1.0, help='soft rounding strength in (0, 1] (ops.rounding.soft_round)')
     parser.add_argument('--width', type=int, nargs=4, default=[16, 32, 64, 2], metavar=('HEAD', 'BODY', 'TOP', 'BLOCKS'),
                         help='reduced ResamplerNet widths (full network: 64 128 256 5)')
     parser.add_argument('--init', choices=('bicubic', 'random'), default='bicubic',
