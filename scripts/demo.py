@@ -1,23 +1,14 @@
 """``make demo``: the main job on the embedded default data (scikit-image's bundled photos).
 
-Placeholder until the LMAR demo lands: trains a small stock BasicSR EDSR ×2 for a few hundred
-iterations on crops of the training photos through the plugin's train entry, then validates on the
-held-out photos. Everything it writes goes under ``experiments/``.
+Runs the LMAR demo (:mod:`scripts.lmar_demo`): pretrains a tiny UHD U-Net enhancer on synthetic
+low-light crops, trains an LMAR resampler in front of it through the plugin's BasicSR entry, and
+prints the with/without-LMAR table over working sizes and resizers; the table (markdown, CSV), the
+PSNR-vs-size plot and example images are saved under ``results/lmar_demo/``.
 """
 import os
-import subprocess
+import runpy
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def main():
-    options = os.path.join(REPO, 'options', 'demo_edsr_skimage.yml')
-    command = [sys.executable, os.path.join(REPO, 'basicsr_lmar', 'train.py'), '-opt', options]
-    print('running:', ' '.join(command), flush=True)
-    subprocess.run(command, cwd=REPO, check=True)
-    print(f'\ndemo done: see {os.path.join(REPO, "experiments", "demo_edsr_x2_skimage")}')
-
-
 if __name__ == '__main__':
-    main()
+    sys.argv = [os.path.join(os.path.dirname(os.path.abspath(__file__)), 'lmar_demo.py')] + sys.argv[1:]
+    runpy.run_path(sys.argv[0], run_name='__main__')

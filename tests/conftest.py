@@ -2,6 +2,7 @@ import os
 import pathlib
 
 import pytest
+import torch
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The authors' released files live beside the project, never inside it (see ../shared/reference/README.md).
@@ -19,3 +20,12 @@ def reference_file():
         return path
 
     return get
+
+
+@pytest.fixture(autouse=True)
+def _one_intra_op_thread():
+    """Test tensors are tiny: intra-op threads only add overhead (and contend on a loaded machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -7,14 +7,6 @@ from basicsr_lmar.archs.irn_arch import AffineCoupling, InvRescaleNet, IRNRescal
 from basicsr_lmar.utils.options import OptionError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine is shared and oversubscribed: intra-op threads only contend there."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _randomise(net, std=0.05, seed=0):
     """The last conv of each subnet starts at zero (identity blocks); make the blocks non-trivial."""

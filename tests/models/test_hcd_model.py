@@ -15,14 +15,6 @@ METRICS = {'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel'
            'ssim': {'type': 'calculate_ssim', 'crop_border': 2, 'test_y_channel': True}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine is shared and oversubscribed: intra-op threads only contend there."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture
 def hr_folder(tmp_path):

@@ -8,14 +8,6 @@ import basicsr_lmar  # noqa: F401
 from basicsr_lmar.utils.options import OptionError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine is shared and oversubscribed: intra-op threads only contend there."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _opt(tmp_path, train=None, val=None):
     return {

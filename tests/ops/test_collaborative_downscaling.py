@@ -12,14 +12,6 @@ from basicsr_lmar.ops.collaborative_downscaling import (Rescaler, _generators, c
 from basicsr_lmar.ops.rounding import quantize
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The test machine is shared and oversubscribed: intra-op threads only contend there."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _photos(size=16, dtype=torch.float32):
     crops = [im[120:120 + size, 180:180 + size] for im in (data.astronaut(), data.coffee(), data.chelsea())]
