@@ -110,7 +110,9 @@ class PluginBaseModel(BaseModel):
         self.network_options[section] = copy.deepcopy(dict(net_opt))
         net = build_network(net_opt).to(self.device)
         key = f'pretrain_{section}'
-        load_path = self.opt['path'].get(key)
+        # A frozen network is not saved by the run: on resume, basicsr's redirection to the run's own
+        # checkpoints does not apply to it (basicsr_lmar.utils.resume keeps the original path).
+        load_path = (self.opt.get('_pretrain_paths_before_resume') or self.opt['path']).get(key)
         if load_path is None and required:
             raise FileNotFoundError(f'path.{key} is required: {section} is a frozen, pretrained network. '
                                     f'Set it to the checkpoint of the {net_opt["type"]} to use.')

@@ -152,3 +152,21 @@ def convert_official_restormer(state_dict, prefix=''):
         new_key = re.sub(r'^patch_embed\.proj\.', 'patch_embed.', new_key)
         converted[new_key] = tensor
     return converted
+
+
+#: Keys of the LMAR resampler inside the authors' ``LMAR_model.bin`` (tiny-cuda-nn MLP + eq. 9's 1x1 conv).
+OFFICIAL_LMAR_RESAMPLER_KEYS = ('imnet.params', 'modulation.weight', 'modulation.bias')
+
+
+def convert_official_lmar_resampler(state_dict):
+    """Picks the resampler of an authors' ``LMAR_model.bin`` state dict for
+    :class:`basicsr_lmar.archs.lmar_arch.LMARResampler` (default options).
+
+    The keys are the same on both sides: ``imnet.params`` is tiny-cuda-nn's flat FullyFusedMLP vector
+    (79,872 fp32 values), which the torch backend stores in the same layout; ``modulation.*`` is the
+    1x1 conv. The enhancer copies (``model.*``, ``extractor_mid.*``) are left out.
+    """
+    missing = [key for key in OFFICIAL_LMAR_RESAMPLER_KEYS if key not in state_dict]
+    if missing:
+        raise KeyError(f'not an LMAR_model.bin state dict: missing {missing}; first keys: {list(state_dict)[:5]}')
+    return {key: state_dict[key].detach().clone().float() for key in OFFICIAL_LMAR_RESAMPLER_KEYS}

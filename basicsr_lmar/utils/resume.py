@@ -9,8 +9,9 @@ other samples and other random draws than an uninterrupted one. Three pieces mak
 2. :class:`ResumableEnlargedSampler` skips, once, the samples of the interrupted epoch that were
    already consumed (indices only: no data is loaded or augmented twice) and restores those RNG states;
 3. :func:`load_resume_state` loads on CPU when there is no GPU (basicsr calls
-   ``torch.cuda.current_device()`` unconditionally) and finds ``auto_resume`` states under the run's
-   root path rather than the current directory.
+   ``torch.cuda.current_device()`` unconditionally), finds ``auto_resume`` states under the run's
+   root path rather than the current directory, and keeps the original checkpoint paths of frozen
+   networks (basicsr redirects all of them to the run's own checkpoints).
 
 Exactness holds for datasets whose sample ``i`` depends only on ``i`` and the seed (such as
 ``SkimagePhotoDataset``) and for any dataset with ``num_worker_per_gpu: 0``; with several workers and a
@@ -92,6 +93,9 @@ def load_resume_state(opt):
     # Training states hold RNG states (numpy arrays, tuples) besides tensors: they are written by the
     # run itself, so the full unpickler is used, as basicsr did before torch made weights_only the default.
     resume_state = torch.load(resume_state_path, map_location=map_location, weights_only=False)
+    # basicsr's check_resume points every `pretrain_network_*` at this run's own checkpoints; frozen
+    # networks (LMAR's enhancer) are never saved by the run, so they keep their original path.
+    opt['_pretrain_paths_before_resume'] = {k: v for k, v in opt['path'].items() if k.startswith('pretrain_network')}
     check_resume(opt, resume_state['iter'])
     opt['_resume_position'] = {'iter': resume_state['iter'], 'epoch': resume_state['epoch'],
                                'rng': resume_state.get('rng')}

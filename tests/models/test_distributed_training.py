@@ -9,6 +9,7 @@ import copy
 import shutil
 
 import pytest
+import torch
 import yaml
 
 from tests.models.run_helpers import (REPO_ROOT, assert_state_dicts_close, load_params, logged_losses, run_training,
@@ -17,12 +18,28 @@ from tests.models.run_helpers import (REPO_ROOT, assert_state_dicts_close, load_
 # family -> (option file, checkpoint labels of the trained networks, loss keys that must be logged)
 FAMILIES = {
     'enhancer': ('train_uhdunet_tiny.yml', ['net_g'], ['l_pix']),
+    'lmar': ('train_lmar_tiny.yml', ['net_g', 'net_d'], ['l_rc', 'l_fa', 'l_g_gan', 'l_d']),
+    'car': ('train_car_tiny.yml', ['net_g', 'net_sr'], ['l_pix']),
+    'irn': ('train_irn_tiny.yml', ['net_g'], ['l_total']),
 }
 
 
-def _options(family):
+def _frozen_enhancer_checkpoint(opt, folder):
+    """LMAR trains in front of a pretrained enhancer: a freshly initialised one stands in for it."""
+    from basicsr.archs import build_network
+    torch.manual_seed(1)
+    enhancer = build_network(dict(opt['network_enhancer']))
+    path = folder / 'enhancer.pth'
+    torch.save({'params': enhancer.state_dict()}, path)
+    return str(path)
+
+
+def _options(family, folder):
     filename = FAMILIES[family][0]
-    return yaml.safe_load((REPO_ROOT / 'tests' / 'data_files' / filename).read_text())
+    opt = yaml.safe_load((REPO_ROOT / 'tests' / 'data_files' / filename).read_text())
+    if 'network_enhancer' in opt:
+        opt['path']['pretrain_network_enhancer'] = _frozen_enhancer_checkpoint(opt, folder)
+    return opt
 
 
 def _set_batch(opt, batch):
@@ -45,7 +62,7 @@ def _use_sgd(opt):
 @pytest.mark.parametrize('family', sorted(FAMILIES))
 def test_two_processes_equal_one_process_with_double_batch(family, tmp_path):
     labels = FAMILIES[family][1]
-    opt = _options(family)
+    opt = _options(family, tmp_path)
     opt.pop('val', None)
     opt['datasets'] = {'train': opt['datasets']['train']}
     opt['train']['total_iter'] = 3
@@ -74,7 +91,7 @@ def test_two_processes_equal_one_process_with_double_batch(family, tmp_path):
 @pytest.mark.parametrize('family', sorted(FAMILIES))
 def test_resume_mid_epoch_is_exact(family, tmp_path):
     labels, loss_keys = FAMILIES[family][1], FAMILIES[family][2]
-    opt = _options(family)
+    opt = _options(family, tmp_path)
     opt.pop('val', None)
     opt['datasets'] = {'train': opt['datasets']['train']}
     opt['name'] = f'{family}_resume'

@@ -1,0 +1,188 @@
+"""CAR (Sun & Chen, "Learned Image Downscaling for Upscaling using Content Adaptive Resampler", TIP 2020).
+
+* :class:`CARResamplerNet` -- the kernel-generation network: HR image -> per-LR-pixel kernels and offsets
+  for :func:`basicsr_lmar.ops.adaptive_resample.adaptive_resample`. Layer for layer the authors'
+  network (``sunwj/CAR``, ``modules.py``), with its trainable parameter counts (10,645,651 at x2,
+  9,896,443 at x4); the DIV2K mean subtraction is a fixed buffer.
+* :class:`BicubicUpscaler` -- a parameter-free, differentiable bicubic upscaler (``network_sr`` for the
+  paper's "CAR trained under bicubic upscaling").
+* :class:`CARRescaler` -- an unregistered adapter pairing a resampler net with an upscaler, exposing
+  ``downscale(hr) -> lr``, ``upscale(lr) -> hr`` and ``scale`` (both differentiable; no quantisation).
+  This is the interface test-time methods such as HCD use.
+
+Size policy: the resampler works on HR images whose height and width are multiples of 8 (three
+pixel-unshuffles) and of ``scale``; other sizes raise an error naming the size and the nearest valid
+crop. Crop (or pad) before calling; ``scripts/car_rescale.py`` crops to the multiple, as the authors did.
+"""
+import math
+
+import torch
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from basicsr_lmar.ops.adaptive_resample import IMPLEMENTATIONS, adaptive_resample, kernel_size_for_scale
+from basicsr_lmar.ops.resize import resize
+from basicsr_lmar.utils.options import Option, configurable
+
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+SIZE_MULTIPLE = 8
+
+
+def _conv3x3(in_channels, out_channels):
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1, padding_mode='reflect')
+
+
+class _ResidualBlock(nn.Module):
+    """x + conv(lrelu(conv(x))), reflection-padded 3x3 convolutions."""
+
+    def __init__(self, channels, negative_slope=0.2):
+        super().__init__()
+        self.conv1 = _conv3x3(channels, channels)
+        self.act = nn.LeakyReLU(negative_slope)
+        self.conv2 = _conv3x3(channels, channels)
+
+    def forward(self, x):
+        return x + self.conv2(self.act(self.conv1(x)))
+
+
+def _downsample(in_channels, out_channels):
+    """Pixel-unshuffle by 2 then a 1x1 convolution."""
+    return nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(in_channels * 4, out_channels, 1))
+
+
+def _branch_trunk(channels, upscale):
+    """Three 3x3 conv + ReLU, a 1x1 conv + pixel-shuffle up to the LR grid, a 3x3 conv + ReLU."""
+    layers = []
+    for _ in range(3):
+        layers += [_conv3x3(channels, channels), nn.ReLU()]
+    layers += [nn.Conv2d(channels, channels * upscale**2, 1), nn.PixelShuffle(upscale)]
+    layers += [_conv3x3(channels, channels), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+def _map_head(channels, elements, final=None):
+    layers = [_conv3x3(channels, channels), nn.ReLU(), _conv3x3(channels, elements)]
+    if final is not None:
+        layers.append(final)
+    return nn.Sequential(*layers)
+
+
+def check_hr_size(height, width, scale, owner='CARResamplerNet'):
+    """Raises a ValueError naming the size when it is not a multiple of 8 and of ``scale``."""
+    multiple = math.lcm(SIZE_MULTIPLE, scale)
+    if height % multiple or width % multiple:
+        raise ValueError(f'{owner}: HR size {height}x{width} must be a multiple of {multiple} (8 for the three '
+                         f'pixel-unshuffles, and the scale {scale}); crop to '
+                         f'{height - height % multiple}x{width - width % multiple} or pad the image first')
+    return multiple
+
+
+@ARCH_REGISTRY.register()
+@configurable(
+    scale=Option(type=int, choices=(2, 4, 8), doc='downscaling factor; kernels are (3*scale+1)^2'),
+    in_channels=Option(min=1), num_feat=Option(min=1), body_feat=Option(min=1), top_feat=Option(min=1),
+    num_block=Option(min=0), negative_slope=Option(min=0.0), kernel_min=Option(min=0.0, exclusive_min=True),
+    impl=Option(choices=IMPLEMENTATIONS, doc='adaptive_resample implementation used by downscale()'))
+class CARResamplerNet(nn.Module):
+    """The CAR kernel-generation network.
+
+    ``forward(hr)`` returns ``(kernels, offsets_h, offsets_v)``, each (N, k*k, H/s, W/s) with k = 3s + 1:
+    kernels clamped to [kernel_min, 1] and normalised to sum 1 over the k*k elements; offsets in (-1, 1)
+    (units of ``scale`` HR pixels). ``downscale(hr)`` applies them with ``adaptive_resample``.
+
+    Args:
+        scale: downscaling factor (2, 4 or 8; the authors released 2 and 4).
+        in_channels: image channels (3; the DIV2K mean is subtracted only for 3 channels).
+        num_feat: channels of the full-resolution 5x5 head (64).
+        body_feat: channels at 1/2 and 1/4 resolution and in the residual blocks (128).
+        top_feat: channels at 1/8 resolution and in both branches (256).
+        num_block: residual blocks at 1/4 resolution (5).
+        negative_slope: LeakyReLU slope of the encoder (0.2).
+        kernel_min: lower clamp of the raw kernel weights before normalisation (1e-6).
+        impl: implementation of the resampling op used by :meth:`downscale` ('auto').
+    """
+
+    def __init__(self, scale=4, in_channels=3, num_feat=64, body_feat=128, top_feat=256, num_block=5,
+                 negative_slope=0.2, kernel_min=1e-6, impl='auto'):
+        super().__init__()
+        self.scale = scale
+        self.kernel_size = kernel_size_for_scale(scale)
+        self.kernel_min = kernel_min
+        self.impl = impl
+        elements = self.kernel_size**2
+        mean = DIV2K_RGB_MEAN if in_channels == 3 else (0.0, ) * in_channels
+        self.register_buffer('rgb_mean', torch.tensor(mean).view(1, in_channels, 1, 1), persistent=False)
+        self.head = nn.Sequential(
+            nn.Conv2d(in_channels, num_feat, 5, padding=2, padding_mode='reflect'), nn.LeakyReLU(negative_slope))
+        self.down2 = _downsample(num_feat, body_feat)
+        self.down4 = _downsample(body_feat, body_feat)
+        self.body = nn.Sequential(*[_ResidualBlock(body_feat, negative_slope) for _ in range(num_block)])
+        self.down8 = _downsample(body_feat, top_feat)
+        self.kernel_trunk = _branch_trunk(top_feat, SIZE_MULTIPLE // scale)
+        self.kernel_head = _map_head(top_feat, elements)
+        self.offset_trunk = _branch_trunk(top_feat, SIZE_MULTIPLE // scale)
+        self.offset_h_head = _map_head(top_feat, elements, nn.Tanh())
+        self.offset_v_head = _map_head(top_feat, elements, nn.Tanh())
+
+    def forward(self, hr):
+        check_hr_size(hr.shape[-2], hr.shape[-1], self.scale)
+        x = self.head(hr - self.rgb_mean)
+        x = self.down4(self.down2(x))
+        x = self.down8(x + self.body(x))
+        raw = self.kernel_head(self.kernel_trunk(x)).clamp(self.kernel_min, 1)
+        kernels = raw / raw.sum(1, keepdim=True).clamp(min=self.kernel_min)
+        offsets = self.offset_trunk(x)
+        return kernels, self.offset_h_head(offsets), self.offset_v_head(offsets)
+
+    def downscale(self, hr):
+        """HR (N, C, H, W) -> LR (N, C, H/s, W/s), differentiable, not clamped or quantised."""
+        return adaptive_resample(hr, *self(hr), self.scale, impl=self.impl)
+
+
+@ARCH_REGISTRY.register()
+@configurable(scale=Option(type=int, min=1), kernel=Option(choices=('bicubic', 'bilinear', 'lanczos3')))
+class BicubicUpscaler(nn.Module):
+    """Parameter-free differentiable upscaler (``basicsr_lmar.ops.resize.resize``), bicubic by default,
+    pixel-centre aligned, reflecting at the borders."""
+
+    def __init__(self, scale=4, kernel='bicubic'):
+        super().__init__()
+        self.scale = scale
+        self.kernel = kernel
+
+    def forward(self, lr):
+        size = (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
+        return resize(lr, size, kernel=self.kernel, antialias=True, boundary='reflect')
+
+
+class CARRescaler(nn.Module):
+    """A trained CAR pair as a rescaler: ``downscale(hr) -> lr`` and ``upscale(lr) -> hr``.
+
+    Both are differentiable (w.r.t. their input and the parameters); neither clamps nor quantises, so
+    callers (HCD, ``CARModel``) decide where the 8-bit rounding goes. ``upscaler=None`` means bicubic.
+
+    Args:
+        resampler: a :class:`CARResamplerNet`.
+        upscaler: an SR network mapping LR to HR at ``resampler.scale`` (EDSR, ...), or None for bicubic.
+    """
+
+    def __init__(self, resampler, upscaler=None):
+        super().__init__()
+        if not isinstance(resampler, CARResamplerNet):
+            raise TypeError(f'CARRescaler: resampler must be a CARResamplerNet, got {type(resampler).__name__}')
+        self.resampler = resampler
+        self.upscaler = upscaler if upscaler is not None else BicubicUpscaler(resampler.scale)
+
+    @property
+    def scale(self):
+        return self.resampler.scale
+
+    def downscale(self, hr):
+        return self.resampler.downscale(hr)
+
+    def upscale(self, lr):
+        return self.upscaler(lr)
+
+    def forward(self, hr):
+        """Round trip without quantisation: ``upscale(downscale(hr))``."""
+        return self.upscale(self.downscale(hr))

@@ -1,0 +1,70 @@
+import pytest
+import torch
+from basicsr.utils.registry import ARCH_REGISTRY
+
+from basicsr_lmar.archs.car_arch import BicubicUpscaler, CARRescaler, CARResamplerNet
+from basicsr_lmar.ops.adaptive_resample import adaptive_resample_reference
+from basicsr_lmar.utils.options import OptionError
+
+
+def trainable(net):
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize('scale, count', [(2, 10_645_651), (4, 9_896_443)])
+def test_parameter_count_matches_authors(scale, count):
+    net = ARCH_REGISTRY.get('CARResamplerNet')(scale=scale)
+    assert trainable(net) == count
+    assert 'rgb_mean' not in dict(net.named_parameters())
+
+
+@pytest.mark.parametrize('scale', [2, 4])
+def test_map_shapes_normalisation_and_offset_range(scale):
+    torch.manual_seed(0)
+    net = CARResamplerNet(scale=scale, num_feat=8, body_feat=8, top_feat=16, num_block=1)
+    hr = torch.rand(2, 3, 16, 24)
+    kernels, offsets_h, offsets_v = net(hr)
+    k = 3 * scale + 1
+    for t in (kernels, offsets_h, offsets_v):
+        assert t.shape == (2, k * k, 16 // scale, 24 // scale)
+    torch.testing.assert_close(kernels.sum(1), torch.ones(2, 16 // scale, 24 // scale))
+    assert kernels.min() > 0
+    assert offsets_h.abs().max() < 1 and offsets_v.abs().max() < 1
+    lr = net.downscale(hr)
+    torch.testing.assert_close(lr, adaptive_resample_reference(hr, kernels, offsets_h, offsets_v, scale))
+
+
+def test_size_not_multiple_of_8_is_a_clear_error():
+    net = CARResamplerNet(scale=2, num_feat=4, body_feat=4, top_feat=4, num_block=0)
+    with pytest.raises(ValueError, match=r'20x16 must be a multiple of 8.*crop to 16x16'):
+        net(torch.rand(1, 3, 20, 16))
+
+
+def test_bad_option_names_key():
+    with pytest.raises(OptionError, match='scale'):
+        CARResamplerNet(scale=3)
+    with pytest.raises(OptionError, match='num_blocks'):
+        CARResamplerNet(num_blocks=3)
+
+
+def test_rescaler_round_trip_is_differentiable():
+    torch.manual_seed(0)
+    rescaler = CARRescaler(CARResamplerNet(scale=4, num_feat=4, body_feat=4, top_feat=8, num_block=1))
+    assert rescaler.scale == 4 and isinstance(rescaler.upscaler, BicubicUpscaler)
+    hr = torch.rand(1, 3, 16, 16, requires_grad=True)
+    lr = rescaler.downscale(hr)
+    assert lr.shape == (1, 3, 4, 4)
+    lr_leaf = lr.detach().requires_grad_()
+    up = rescaler.upscale(lr_leaf)
+    assert up.shape == (1, 3, 16, 16)
+    grad_lr, = torch.autograd.grad(up.square().sum(), lr_leaf)
+    assert grad_lr.abs().sum() > 0
+    grad_hr, = torch.autograd.grad(rescaler(hr).square().sum(), hr)
+    assert grad_hr.abs().sum() > 0
+    with pytest.raises(TypeError, match='CARResamplerNet'):
+        CARRescaler(BicubicUpscaler(4))
+
+
+def test_bicubic_upscaler_keeps_constants():
+    up = BicubicUpscaler(scale=2)(torch.full((1, 3, 5, 6), 0.3))
+    torch.testing.assert_close(up, torch.full((1, 3, 10, 12), 0.3))

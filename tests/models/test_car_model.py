@@ -1,0 +1,155 @@
+import copy
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from basicsr.utils.registry import MODEL_REGISTRY
+from torch.utils.data import DataLoader
+
+import basicsr_lmar  # noqa: F401  (registers the plugin)
+from basicsr_lmar.data.skimage_dataset import SkimagePhotoDataset
+from basicsr_lmar.models.car_model import quantize_8bit
+from basicsr_lmar.utils.options import OptionError
+from tests.conftest import REPO_ROOT
+
+TINY = REPO_ROOT / 'tests' / 'data_files' / 'train_car_tiny.yml'
+
+
+def tiny_opt(tmp_path, **changes):
+    opt = yaml.safe_load(TINY.read_text())
+    opt.update(is_train=True, dist=False, rank=0, world_size=1)
+    opt['path'].update(models=str(tmp_path / 'models'), training_states=str(tmp_path / 'states'),
+                       visualization=str(tmp_path / 'visualization'), experiments_root=str(tmp_path))
+    for key, value in changes.items():
+        opt[key] = value
+    return opt
+
+
+def hr_batch(n=2, size=32, seed=0):
+    data = SkimagePhotoDataset(dict(name='t', phase='train', split='train', degradation='none', gt_size=size,
+                                    num_samples=n, seed=seed))
+    return {'gt': torch.stack([data[i]['gt'] for i in range(n)])}
+
+
+def fixed_batch_l1(model, batch):
+    model.feed_data(batch)
+    model.test()
+    return float((model.output - model.gt).abs().mean())
+
+
+@pytest.mark.parametrize('upscaler', ['edsr', 'bicubic'])
+def test_joint_iterations_lower_l1(tmp_path, upscaler):
+    torch.manual_seed(0)
+    changes = {'network_sr': None, 'upscaler': 'bicubic'} if upscaler == 'bicubic' else {}
+    model = MODEL_REGISTRY.get('CARModel')(tiny_opt(tmp_path, **changes))
+    assert model.sr_trainable is (upscaler == 'edsr')
+    batch = hr_batch()
+    before = fixed_batch_l1(model, batch)
+    sr_before = [p.detach().clone() for p in model.net_sr.parameters()]
+    for it in range(12):
+        model.feed_data(batch)
+        model.optimize_parameters(it + 1)
+    assert {'l_pix', 'l_offset', 'l_tv', 'l_total'} <= set(model.log_dict)
+    after = fixed_batch_l1(model, batch)
+    assert after < before * 0.9, (before, after)
+    moved = any(not torch.equal(a, b) for a, b in zip(sr_before, model.net_sr.parameters()))
+    assert moved is (upscaler == 'edsr')  # joint update of both nets; the bicubic upscaler has no parameters
+
+
+def test_test_time_lr_is_8_bit_and_validation_saves_lr(tmp_path):
+    model = MODEL_REGISTRY.get('CARModel')(tiny_opt(tmp_path))
+    data = SkimagePhotoDataset(dict(name='skimage_heldout', phase='val', split='heldout', photos=['chelsea'],
+                                    degradation='none'))
+    loader = DataLoader(data, batch_size=1)
+    model.validation(loader, current_iter=3, tb_logger=None, save_img=True)
+    assert 0 < model.metric_results['psnr'] < 100
+    folder = tmp_path / 'visualization' / 'chelsea'
+    lr = folder / 'chelsea_3_lr.png'
+    assert lr.is_file() and (folder / 'chelsea_3.png').is_file()
+    import cv2
+    assert cv2.imread(str(lr)).shape == (296 // 4, 448 // 4, 3)  # 300x451 cropped to multiples of 8
+    model.feed_data({'gt': data[0]['gt'][None]})
+    model.test()
+    levels = model.lq * 255
+    torch.testing.assert_close(levels, levels.round())
+
+
+def test_soft_round_gradient_and_modes():
+    x = torch.linspace(0.0, 1.0, 1001, dtype=torch.float64, requires_grad=True)
+    soft = quantize_8bit(x, 'soft', alpha=4.0)
+    grad, = torch.autograd.grad(soft.sum(), x)
+    assert torch.isfinite(grad).all() and (grad > 0).all()
+    sharp = quantize_8bit(x, 'soft', alpha=60.0).detach()
+    hard = quantize_8bit(x, 'round')
+    near_grid = ((x.detach() * 255 - hard * 255).abs() < 0.4)  # away from the half-way points
+    assert (sharp - hard)[near_grid].abs().max() < 1e-3 / 255
+    # soft rounding moves values towards the grid; alpha -> 0 is the identity
+    assert (soft.detach() - hard).abs().mean() < (x.detach() - hard).abs().mean()
+    torch.testing.assert_close(quantize_8bit(x, 'soft', alpha=1e-4).detach(), x.detach(), atol=1e-6, rtol=0)
+    ste = quantize_8bit(x, 'ste')
+    torch.testing.assert_close(ste.detach(), hard)
+    grad, = torch.autograd.grad(ste.sum(), x)
+    torch.testing.assert_close(grad, torch.ones_like(grad))
+
+
+def test_option_errors_name_the_section(tmp_path):
+    with pytest.raises(OptionError, match=r'\[network_sr\].*upscaler: bicubic'):
+        MODEL_REGISTRY.get('CARModel')(tiny_opt(tmp_path, network_sr=None))
+    opt = tiny_opt(tmp_path)
+    opt['network_g']['scale'] = 2
+    with pytest.raises(OptionError, match=r'\[network_g\] scale 2 differs'):
+        MODEL_REGISTRY.get('CARModel')(opt)
+    opt = tiny_opt(tmp_path)
+    opt['train']['lr_rounding'] = 'hard'
+    with pytest.raises(OptionError, match=r'\[train\].*lr_rounding'):
+        MODEL_REGISTRY.get('CARModel')(opt)
+    opt = tiny_opt(tmp_path)
+    opt['train']['offset_opt']['type'] = 'L1Loss'
+    with pytest.raises(OptionError, match=r'\[train.offset_opt\] type must be CAROffsetLoss'):
+        MODEL_REGISTRY.get('CARModel')(opt)
+    opt = tiny_opt(tmp_path)
+    opt['network_sr']['upscale'] = 2
+    model = MODEL_REGISTRY.get('CARModel')(opt)
+    model.feed_data(hr_batch(1))
+    with pytest.raises(ValueError, match=r'\[network_sr\] output shape'):
+        model.optimize_parameters(1)
+
+
+@pytest.mark.slow
+def test_train_entry_runs_car(tmp_path):
+    opt = yaml.safe_load(TINY.read_text())
+    opt['name'] = 'debug_car_entry'
+    options = tmp_path / 'car.yml'
+    options.write_text(yaml.safe_dump(opt))
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(REPO_ROOT))
+    root = REPO_ROOT / 'experiments' / opt['name']  # python basicsr_lmar/train.py writes under the repository
+    shutil.rmtree(root, ignore_errors=True)
+    try:
+        result = subprocess.run([sys.executable, str(REPO_ROOT / 'basicsr_lmar' / 'train.py'), '-opt', str(options)],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-3000:]
+        assert 'l_offset' in output and '# psnr' in output
+        assert (root / 'models' / 'net_sr_latest.pth').is_file() and (root / 'models' / 'net_g_latest.pth').is_file()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize('name', ['train_car_edsr_x2', 'train_car_edsr_x4', 'train_car_bicubic_x4',
+                                  'test_car_edsr_x2', 'test_car_edsr_x4', 'test_car_bicubic_x4'])
+def test_shipped_options_validate(name):
+    from basicsr.utils.options import ordered_yaml
+    opt = yaml.load((REPO_ROOT / 'options' / f'{name}.yml').read_text(), Loader=ordered_yaml()[0])
+    opt['is_train'] = name.startswith('train')
+    MODEL_REGISTRY.get('CARModel')._validate(None, opt)
+    scale = opt['scale']
+    assert opt['network_g']['scale'] == scale
+    for metric in opt['val']['metrics'].values():
+        assert metric['crop_border'] == scale and metric['test_y_channel']
+    if opt['is_train']:
+        assert opt['datasets']['train']['gt_size'] == {2: 96, 4: 192}[scale]
+        assert opt['train']['optim_g']['betas'] == [0.9, 0.999] and opt['train']['optim_g']['eps'] == 1e-6

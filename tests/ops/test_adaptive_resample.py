@@ -1,0 +1,214 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from basicsr_lmar.ops.adaptive_resample import (adaptive_resample, adaptive_resample_chunked,
+                                                adaptive_resample_reference, kernel_size_for_scale)
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def delta_maps(n, scale, out_h, out_w, element=None, shift_h=0.0, shift_v=0.0, dtype=torch.float64):
+    """A one-hot kernel at ``element`` (default: the centre) and constant offsets."""
+    k = kernel_size_for_scale(scale)
+    element = (k * k) // 2 if element is None else element
+    kernels = torch.zeros(n, k * k, out_h, out_w, dtype=dtype)
+    kernels[:, element] = 1
+    return (kernels, torch.full_like(kernels, float(shift_h)), torch.full_like(kernels, float(shift_v)))
+
+
+def random_maps(n, scale, out_h, out_w, dtype=torch.float64, spread=1.2, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    k = kernel_size_for_scale(scale)
+    kernels = torch.rand(n, k * k, out_h, out_w, generator=generator, dtype=dtype)
+    kernels = kernels / kernels.sum(1, keepdim=True)
+    offsets = [(torch.rand(n, k * k, out_h, out_w, generator=generator, dtype=dtype) * 2 - 1) * spread
+               for _ in range(2)]
+    return kernels, offsets[0], offsets[1]
+
+
+IMPLS = ('reference', 'chunked')
+
+
+@pytest.mark.parametrize('impl', IMPLS)
+@pytest.mark.parametrize('scale', [2, 4])
+def test_centre_delta_samples_projected_centre(impl, scale):
+    img = torch.rand(1, 3, 4 * scale, 3 * scale, dtype=torch.float64)
+    out = adaptive_resample(img, *delta_maps(1, scale, 4, 3), scale, impl=impl)
+    # (x + 0.5) * s - 0.5 lies between HR pixels s*x + s/2 - 1 and s*x + s/2: the central 2x2 block mean.
+    lo = scale // 2 - 1
+    blocks = img.unfold(2, scale, scale).unfold(3, scale, scale)  # (1, 3, 4, 3, s, s)
+    expected = blocks[..., lo:lo + 2, lo:lo + 2].mean((-1, -2))
+    torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize('impl', IMPLS)
+def test_offset_unit_shifts_by_scale_pixels(impl):
+    scale = 2
+    img = torch.rand(1, 2, 12, 12, dtype=torch.float64)
+    out = adaptive_resample(img, *delta_maps(1, scale, 6, 6, shift_h=1.0, shift_v=-1.0), scale, impl=impl)
+    # Sample at row 2y + 0.5 - 2, column 2x + 0.5 + 2: the 2x2 block one LR pixel up and right.
+    for y in range(1, 6):
+        for x in range(0, 5):
+            expected = img[0, :, 2 * y - 2:2 * y, 2 * x + 2:2 * x + 4].mean((-1, -2))
+            torch.testing.assert_close(out[0, :, y, x], expected)
+    # Half a unit is one HR pixel: the sample moves to (2y + 1.5, 2x + 1.5), the block shifted by one pixel.
+    out = adaptive_resample(img, *delta_maps(1, scale, 6, 6, shift_h=0.5, shift_v=0.5), scale, impl=impl)
+    for y in range(0, 5):
+        for x in range(0, 5):
+            expected = img[0, :, 2 * y + 1:2 * y + 3, 2 * x + 1:2 * x + 3].mean((-1, -2))
+            torch.testing.assert_close(out[0, :, y, x], expected)
+
+
+@pytest.mark.parametrize('impl', IMPLS)
+def test_reflection_at_borders(impl):
+    scale, k = 2, 7
+    img = torch.rand(1, 1, 8, 8, dtype=torch.float64)
+    # Centre element, offset -1 unit at x = 0: column 0.5 - 2 = -1.5 -> columns -2, -1 -> reflected 2, 1.
+    out = adaptive_resample(img, *delta_maps(1, scale, 4, 4, shift_h=-1.0), scale, impl=impl)
+    expected = img[0, 0, 0:2][:, [1, 2]].mean()
+    torch.testing.assert_close(out[0, 0, 0, 0], expected)
+    # Element (ky, kx) = (0, 0) samples column (x + 0.5) * 2 - 0.5 - 3: at x = 0 columns -3, -2 -> 3, 2;
+    # rows likewise -3, -2 -> 3, 2.
+    out = adaptive_resample(img, *delta_maps(1, scale, 4, 4, element=0), scale, impl=impl)
+    torch.testing.assert_close(out[0, 0, 0, 0], img[0, 0][[2, 3]][:, [2, 3]].mean())
+    # Last element (6, 6) at the bottom-right pixel: column 3.5 * 2 - 0.5 + 6 - 3 = 9.5 -> 9, 10 (W = 8)
+    # -> reflected 5, 4; rows likewise.
+    out = adaptive_resample(img, *delta_maps(1, scale, 4, 4, element=k * k - 1), scale, impl=impl)
+    torch.testing.assert_close(out[0, 0, 3, 3], img[0, 0][[4, 5]][:, [4, 5]].mean())
+
+
+@pytest.mark.parametrize('impl', IMPLS)
+def test_clamping_beyond_padding_follows_authors_kernel(impl):
+    scale = 2
+    img = torch.rand(1, 1, 8, 8, dtype=torch.float64)
+    # Element kx = 0, offset -1 unit, x = 0: padded column 1 + 0 - 2 - 0.5 = -1.5. The authors clamp the left
+    # neighbour to 0 and take the right one as left + 1 = 1, keeping alpha = 0.5: padded columns 0 and 1
+    # = image columns 3 and 2. Rows: element ky = 3 (centre row) -> padded rows 3.5 -> image rows 0, 1.
+    k = kernel_size_for_scale(scale)
+    out = adaptive_resample(img, *delta_maps(1, scale, 4, 4, element=3 * k, shift_h=-1.0), scale, impl=impl)
+    torch.testing.assert_close(out[0, 0, 0, 0], img[0, 0, 0:2][:, [2, 3]].mean())
+
+
+def test_kernel_weights_sum_channels_alike():
+    img = torch.rand(2, 3, 8, 8, dtype=torch.float64)
+    kernels, offsets_h, offsets_v = random_maps(2, 2, 4, 4)
+    constant = torch.ones_like(img) * 0.7
+    out = adaptive_resample(constant, kernels, offsets_h, offsets_v, 2)
+    torch.testing.assert_close(out, torch.full_like(out, 0.7))  # normalised kernels preserve constants
+    per_channel = torch.cat([adaptive_resample(img[:, c:c + 1], kernels, offsets_h, offsets_v, 2) for c in range(3)], 1)
+    torch.testing.assert_close(adaptive_resample(img, kernels, offsets_h, offsets_v, 2), per_channel)
+
+
+@pytest.mark.parametrize('impl', IMPLS)
+def test_gradcheck_float64(impl):
+    img = torch.rand(1, 2, 6, 4, dtype=torch.float64, requires_grad=True)
+    maps = [t.requires_grad_() for t in random_maps(1, 2, 3, 2, seed=3)]
+    if impl == 'chunked':
+        function = lambda *a: adaptive_resample_chunked(*a, 2, chunk_elements=1)  # noqa: E731  one row per chunk
+    else:
+        function = lambda *a: adaptive_resample_reference(*a, 2)  # noqa: E731
+    assert torch.autograd.gradcheck(function, (img, *maps), eps=1e-6, atol=1e-5, fast_mode=True)
+
+
+@pytest.mark.parametrize('scale', [2, 4])
+def test_chunked_equals_reference(scale):
+    img = torch.rand(2, 3, 6 * scale, 5 * scale, requires_grad=True)
+    maps = [t.float().requires_grad_() for t in random_maps(2, scale, 6, 5, seed=scale)]
+    grad_out = torch.randn(2, 3, 6, 5)
+    results = []
+    for function in (lambda *a: adaptive_resample_reference(*a, scale),
+                     lambda *a: adaptive_resample_chunked(*a, scale, chunk_elements=2 * 3 * maps[0].shape[1] * 5 * 2)):
+        out = function(img, *maps)
+        results.append((out, *torch.autograd.grad(out, (img, *maps), grad_out)))
+    for ref, chunked in zip(*results):
+        torch.testing.assert_close(chunked, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_chunked_partial_gradients():
+    img = torch.rand(1, 3, 8, 8)
+    kernels, offsets_h, offsets_v = (t.float() for t in random_maps(1, 2, 4, 4))
+    img.requires_grad_()
+    out = adaptive_resample(img, kernels, offsets_h, offsets_v, 2, impl='chunked')
+    grad, = torch.autograd.grad(out.sum(), img)
+    ref_img = img.detach().requires_grad_()
+    ref, = torch.autograd.grad(adaptive_resample_reference(ref_img, kernels, offsets_h, offsets_v, 2).sum(), ref_img)
+    torch.testing.assert_close(grad, ref)
+
+
+def test_bad_inputs_name_shapes():
+    img = torch.rand(1, 3, 9, 8)
+    kernels, offsets_h, offsets_v = (t.float() for t in random_maps(1, 2, 4, 4))
+    with pytest.raises(ValueError, match=r'9x8.*not divisible by scale 2'):
+        adaptive_resample(img, kernels, offsets_h, offsets_v, 2)
+    img = torch.rand(1, 3, 8, 8)
+    with pytest.raises(ValueError, match=r'not a square'):
+        adaptive_resample(img, kernels[:, :48], offsets_h[:, :48], offsets_v[:, :48], 2)
+    with pytest.raises(ValueError, match=r'kernels shape \(1, 49, 3, 4\).*expected \(1, 49, 4, 4\)'):
+        adaptive_resample(img, kernels[:, :, :3], offsets_h, offsets_v, 2)
+    with pytest.raises(ValueError, match=r'offsets_v shape \(1, 49, 4, 3\)'):
+        adaptive_resample(img, kernels, offsets_h, offsets_v[..., :3], 2)
+    with pytest.raises(ValueError, match='impl must be one of'):
+        adaptive_resample(img, kernels, offsets_h, offsets_v, 2, impl='cuda')
+
+
+@pytest.mark.skipif(os.environ.get('TRITON_INTERPRET') == '1' or torch.cuda.is_available(),
+                    reason='the fused path can run here')
+def test_triton_on_cpu_without_interpreter_is_a_clear_error():
+    kernels, offsets_h, offsets_v = (t.float() for t in random_maps(1, 2, 4, 4))
+    with pytest.raises(RuntimeError, match='TRITON_INTERPRET'):
+        adaptive_resample(torch.rand(1, 3, 8, 8), kernels, offsets_h, offsets_v, 2, impl='triton')
+
+
+TRITON_SCRIPT = textwrap.dedent('''
+    import torch
+    from basicsr_lmar.ops.adaptive_resample import adaptive_resample
+    torch.manual_seed(0)
+    for scale, (h, w), n, channels in ((2, (3, 4), 2, 3), (4, (3, 2), 1, 2)):
+        k = 3 * scale + 1
+        img = torch.rand(n, channels, h * scale, w * scale, requires_grad=True)
+        kernels = torch.rand(n, k * k, h, w)
+        kernels = (kernels / kernels.sum(1, keepdim=True)).requires_grad_()
+        offsets = [((torch.rand(n, k * k, h, w) * 2 - 1) * 1.3).requires_grad_() for _ in range(2)]
+        grad_out = torch.randn(n, channels, h, w)
+        results = []
+        for impl in ('reference', 'triton'):
+            out = adaptive_resample(img, kernels, *offsets, scale, impl=impl)
+            results.append((out, *torch.autograd.grad(out, (img, kernels, *offsets), grad_out)))
+        for name, ref, fused in zip(('out', 'img', 'kernels', 'offsets_h', 'offsets_v'), *results):
+            error = float((ref - fused).abs().max())
+            assert error < 1e-5, (scale, name, error)
+        if scale == 4:
+            continue
+        # without an image gradient (the atomics are skipped)
+        out = adaptive_resample(img.detach(), kernels, *offsets, scale, impl='triton')
+        grads = torch.autograd.grad(out, (kernels, *offsets), grad_out)
+        for ref, fused in zip(results[0][2:], grads):
+            assert float((ref - fused).abs().max()) < 1e-5
+    print('TRITON_OK')
+''')
+
+
+@pytest.mark.slow
+def test_triton_equals_reference_in_interpreter():
+    pytest.importorskip('triton')
+    env = dict(os.environ, TRITON_INTERPRET='1', PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    result = subprocess.run([sys.executable, '-c', TRITON_SCRIPT], env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0 and 'TRITON_OK' in result.stdout, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize('impl', IMPLS)
+def test_full_gradcheck_tiny(impl):
+    """Every entry of the Jacobian (fast_mode above checks random projections of larger cases)."""
+    img = torch.rand(1, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+    maps = [t.requires_grad_() for t in random_maps(1, 2, 2, 2, seed=5)]
+    if impl == 'chunked':
+        function = lambda *a: adaptive_resample_chunked(*a, 2, chunk_elements=1)  # noqa: E731
+    else:
+        function = lambda *a: adaptive_resample_reference(*a, 2)  # noqa: E731
+    assert torch.autograd.gradcheck(function, (img, *maps), eps=1e-6, atol=1e-5)
