@@ -117,7 +117,11 @@ class HCDModel(PluginBaseModel):
                 raise OptionError(f'[{key}] is not used by rescaler {name}, which takes {wanted or "no networks"}; '
                                   'remove the section or pick another adapter.')
             opt.setdefault('path', {})
-            networks[key] = self.build_frozen_network(key, required=True)
+            net = self.build_frozen_network(key, required=False)
+            if opt['path'].get(f'pretrain_{key}') is None and any(True for _ in net.parameters()):
+                raise FileNotFoundError(f'path.pretrain_{key} is required: {key} is the frozen, pretrained '
+                                        f'{opt[key]["type"]} of the rescaler. Set it to its checkpoint.')
+            networks[key] = net
         missing = [key for key in wanted if key not in networks and params[key].default is inspect.Parameter.empty]
         if missing:
             raise OptionError(f'[{missing[0]}] rescaler {name} needs a network section {missing[0]!r}.')

@@ -8,6 +8,7 @@ from skimage import data
 from torch.utils.data import DataLoader
 
 import basicsr_lmar  # noqa: F401
+from basicsr.utils.registry import ARCH_REGISTRY
 from basicsr_lmar.archs.irn_arch import InvRescaleNet
 from basicsr_lmar.utils.options import OptionError
 
@@ -82,6 +83,31 @@ def test_hcd_improves_bicubic_rescaler_on_every_image(tmp_path, hr_folder, irn_w
     model.validation(_loader(hr_folder), current_iter='test', tb_logger=None, save_img=False)
     # Bicubic down/up is not a matched pair: HCD improves every image over it.
     assert all(record['psnr_gain_hcd4'] > 0 for record in model.per_image), model.per_image
+
+
+def test_hcd_with_car_pair_rescaler(tmp_path, hr_folder):
+    # A tiny CAR resampler (random weights) with the parameter-free bicubic upscaler: built from the
+    # CARModel-style sections network_g / network_sr through CARPairRescaler.
+    car = {'type': 'CARResamplerNet', 'scale': 4, 'num_feat': 4, 'body_feat': 4, 'top_feat': 4, 'num_block': 0}
+    net = ARCH_REGISTRY.get('CARResamplerNet')(**{k: v for k, v in car.items() if k != 'type'})
+    torch.save({'params': net.state_dict()}, tmp_path / 'car.pth')
+    opt = _opt(tmp_path, tmp_path / 'car.pth', network_g=car, network_sr={'type': 'BicubicUpscaler', 'scale': 4},
+               rescaler={'type': 'CARPairRescaler'})
+    opt['hcd'] = {'steps_hr': 2, 'steps_lr': 2, 'seed': 0, 'epsilon': 0.1, 'step_size': 0.02}
+    model = build_model(opt)
+    model.validation(_loader(hr_folder), current_iter='test', tb_logger=None, save_img=False)
+    assert len(model.per_image) == 2 and all('psnr_hcd2' in record for record in model.per_image)
+    model.feed_data({'gt': torch.from_numpy(data.chelsea()[60:92, 100:132].copy()).permute(2, 0, 1)[None] / 255.})
+    model.test()
+    levels = model.get_current_visuals()['lq'] * 255
+    assert levels.shape == (1, 3, 8, 8) and torch.equal(levels, levels.round())
+
+
+def test_missing_pretrained_weights_are_named(tmp_path, irn_weights):
+    opt = _opt(tmp_path, irn_weights)
+    del opt['path']['pretrain_network_g']
+    with pytest.raises(FileNotFoundError, match='path.pretrain_network_g'):
+        build_model(opt)
 
 
 @pytest.mark.parametrize('change, message', [
