@@ -6,7 +6,7 @@
   9,896,443 at x4); the DIV2K mean subtraction is a fixed buffer.
 * :class:`BicubicUpscaler` -- a parameter-free, differentiable bicubic upscaler (``network_sr`` for the
   paper's "CAR trained under bicubic upscaling").
-* :class:`CARRescaler` -- an unregistered adapter pairing a resampler net with an upscaler, exposing
+* :class:`CARRescaler` -- the rescaler adapter (in ``RESCALER_REGISTRY``) pairing a resampler net with an upscaler, exposing
   ``downscale(hr) -> lr``, ``upscale(lr) -> hr`` and ``scale`` (both differentiable; no quantisation).
   This is the interface test-time methods such as HCD use.
 
@@ -23,6 +23,7 @@ from torch import nn
 from basicsr_lmar.ops.adaptive_resample import IMPLEMENTATIONS, adaptive_resample, kernel_size_for_scale
 from basicsr_lmar.ops.resize import resize
 from basicsr_lmar.utils.options import Option, configurable
+from basicsr_lmar.utils.registry import RESCALER_REGISTRY
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 SIZE_MULTIPLE = 8
@@ -155,23 +156,27 @@ class BicubicUpscaler(nn.Module):
         return resize(lr, size, kernel=self.kernel, antialias=True, boundary='reflect')
 
 
+@RESCALER_REGISTRY.register()
 class CARRescaler(nn.Module):
     """A trained CAR pair as a rescaler: ``downscale(hr) -> lr`` and ``upscale(lr) -> hr``.
 
     Both are differentiable (w.r.t. their input and the parameters); neither clamps nor quantises, so
-    callers (HCD, ``CARModel``) decide where the 8-bit rounding goes. ``upscaler=None`` means bicubic.
+    callers (HCD, ``CARModel``) decide where the 8-bit rounding goes. Registered in the rescaler
+    registry: ``HCDModel`` builds it from the option sections named like its arguments (those of
+    ``CARModel``).
 
     Args:
-        resampler: a :class:`CARResamplerNet`.
-        upscaler: an SR network mapping LR to HR at ``resampler.scale`` (EDSR, ...), or None for bicubic.
+        network_g: the :class:`CARResamplerNet`.
+        network_sr: an SR network mapping LR to HR at its scale (EDSR, ``BicubicUpscaler``, ...), or None
+            for bicubic.
     """
 
-    def __init__(self, resampler, upscaler=None):
+    def __init__(self, network_g, network_sr=None):
         super().__init__()
-        if not isinstance(resampler, CARResamplerNet):
-            raise TypeError(f'CARRescaler: resampler must be a CARResamplerNet, got {type(resampler).__name__}')
-        self.resampler = resampler
-        self.upscaler = upscaler if upscaler is not None else BicubicUpscaler(resampler.scale)
+        if not isinstance(network_g, CARResamplerNet):
+            raise TypeError(f'CARRescaler: network_g must be a CARResamplerNet, got {type(network_g).__name__}')
+        self.resampler = network_g
+        self.upscaler = network_sr if network_sr is not None else BicubicUpscaler(network_g.scale)
 
     @property
     def scale(self):

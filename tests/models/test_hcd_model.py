@@ -87,12 +87,12 @@ def test_hcd_improves_bicubic_rescaler_on_every_image(tmp_path, hr_folder, irn_w
 
 def test_hcd_with_car_pair_rescaler(tmp_path, hr_folder):
     # A tiny CAR resampler (random weights) with the parameter-free bicubic upscaler: built from the
-    # CARModel-style sections network_g / network_sr through CARPairRescaler.
+    # CARModel-style sections network_g / network_sr through CARRescaler.
     car = {'type': 'CARResamplerNet', 'scale': 4, 'num_feat': 4, 'body_feat': 4, 'top_feat': 4, 'num_block': 0}
     net = ARCH_REGISTRY.get('CARResamplerNet')(**{k: v for k, v in car.items() if k != 'type'})
     torch.save({'params': net.state_dict()}, tmp_path / 'car.pth')
     opt = _opt(tmp_path, tmp_path / 'car.pth', network_g=car, network_sr={'type': 'BicubicUpscaler', 'scale': 4},
-               rescaler={'type': 'CARPairRescaler'})
+               rescaler={'type': 'CARRescaler'})
     opt['hcd'] = {'steps_hr': 2, 'steps_lr': 2, 'seed': 0, 'epsilon': 0.1, 'step_size': 0.02}
     model = build_model(opt)
     model.validation(_loader(hr_folder), current_iter='test', tb_logger=None, save_img=False)
