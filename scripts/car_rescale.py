@@ -20,7 +20,6 @@ import os
 import os.path as osp
 import sys
 
-import cv2
 import numpy as np
 import torch
 import yaml
@@ -31,38 +30,22 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import basicsr_lmar  # noqa: E402,F401  (registers the plugin)
 from basicsr.archs import build_network  # noqa: E402
 from basicsr.metrics import calculate_psnr, calculate_ssim  # noqa: E402
-from basicsr.utils import img2tensor, tensor2img  # noqa: E402
+from basicsr.utils import tensor2img  # noqa: E402
 
 from basicsr_lmar.archs.car_arch import SIZE_MULTIPLE, BicubicUpscaler  # noqa: E402
 from basicsr_lmar.ops.rounding import quantize_8bit  # noqa: E402
 from basicsr_lmar.ops.adaptive_resample import adaptive_resample  # noqa: E402
-
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
-
-
-def list_images(folder, what):
-    if not osp.isdir(folder):
-        sys.exit(f'car_rescale: {what} folder {folder!r} does not exist')
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
-    if not names:
-        sys.exit(f'car_rescale: no images ({", ".join(IMAGE_EXTENSIONS)}) in {what} folder {folder!r}')
-    return names
-
+from basicsr_lmar.utils.image_files import ImageFileError, list_images, read_image_file, write_image_file  # noqa: E402
 
 def read_rgb(path):
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise OSError(f'car_rescale: cannot read image {path!r}')
-    return img2tensor(image.astype(np.float32) / 255.0, bgr2rgb=True, float32=True)[None]
+    """(1, 3, H, W) float RGB in [0, 1]; gray, RGBA and 16-bit inputs are converted (see image_files)."""
+    rgb, _ = read_image_file(path)
+    return torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None]
 
 
-def write_png(image_rgb_uint8_bgr, path):
-    """Writes under a temporary name, then renames (atomic on one filesystem)."""
-    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
-    tmp = f'{path}.tmp.png'
-    if not cv2.imwrite(tmp, image_rgb_uint8_bgr):
-        raise OSError(f'car_rescale: cannot write {path!r}')
-    os.replace(tmp, path)
+def write_png(image, path):
+    """Writes a (1, 3, H, W) tensor in [0, 1] as an 8-bit PNG, atomically (temporary name, then rename)."""
+    write_image_file(path, image[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy(), bit_depth=8)
 
 
 def load_networks(opt, net_g_path, net_sr_path, device):
@@ -106,7 +89,10 @@ def main(argv=None):
     device = torch.device(args.device)
     net_g, net_sr, scale = load_networks(opt, args.net_g, args.net_sr, device)
     multiple = math.lcm(SIZE_MULTIPLE, scale)
-    names = list_images(args.lr, 'LR') if args.lr else list_images(args.hr, 'HR')
+    try:
+        names = [osp.basename(p) for p in list_images(args.lr if args.lr else args.hr)]
+    except ImageFileError as exc:
+        sys.exit(f'car_rescale: {exc}')
     scores = []
     with torch.no_grad():
         for name in tqdm(names, unit='image'):
@@ -124,10 +110,11 @@ def main(argv=None):
             else:
                 lr = quantize_8bit(adaptive_resample(hr, *net_g(hr), scale).clamp(0, 1), 'round')
                 if args.lr_out:
-                    write_png(tensor2img([lr]), osp.join(args.lr_out, f'{stem}.png'))
+                    write_png(lr, osp.join(args.lr_out, f'{stem}.png'))
             if args.sr_out:
-                sr_img = tensor2img([net_sr(lr).clamp(0, 1)])
-                write_png(sr_img, osp.join(args.sr_out, f'{stem}.png'))
+                sr = net_sr(lr).clamp(0, 1)
+                write_png(sr, osp.join(args.sr_out, f'{stem}.png'))
+                sr_img = tensor2img([sr])
                 if hr is not None:
                     hr_img = tensor2img([hr])
                     if hr_img.shape != sr_img.shape:

@@ -53,3 +53,22 @@ def test_missing_folder_is_named(setup):
     with pytest.raises(SystemExit, match='nowhere'):
         car_rescale.main(['-opt', str(setup / 'opt.yml'), '--hr', str(setup / 'nowhere'), '--lr-out',
                           str(setup / 'lr'), '--device', 'cpu'])
+
+
+def test_gray_and_16bit_inputs_are_converted_and_a_corrupt_file_is_named(setup):
+    photo = load_photo('astronaut')[:36, :52]  # the fixture's astronaut.png, at 16 bits
+    cv2.imwrite(str(setup / 'hr' / 'gray.png'), (photo.mean(axis=2) * 255).round().astype(np.uint8))
+    cv2.imwrite(str(setup / 'hr' / 'deep.png'), (photo[:, :, ::-1] * 65535).round().astype(np.uint16))
+    car_rescale.main(['-opt', str(setup / 'opt.yml'), '--hr', str(setup / 'hr'), '--lr-out', str(setup / 'lr'),
+                      '--device', 'cpu'])
+    gray_lr = cv2.imread(str(setup / 'lr' / 'gray.png'), cv2.IMREAD_UNCHANGED)
+    assert gray_lr.shape == (8, 12, 3) and gray_lr.dtype == np.uint8  # replicated to RGB, 8-bit LR
+    deep_lr = cv2.imread(str(setup / 'lr' / 'deep.png'), cv2.IMREAD_UNCHANGED)
+    assert deep_lr.shape == (8, 12, 3) and deep_lr.dtype == np.uint8
+    # the 16-bit input was read at full depth: its LR matches the LR of the same photo read from 8 bits
+    # to within the 8-bit rounding of the input
+    assert np.abs(deep_lr.astype(int) - cv2.imread(str(setup / 'lr' / 'astronaut.png')).astype(int)).max() <= 3
+    (setup / 'hr' / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n cut short')
+    with pytest.raises(Exception, match='broken.png: not a readable image'):
+        car_rescale.main(['-opt', str(setup / 'opt.yml'), '--hr', str(setup / 'hr'), '--lr-out', str(setup / 'lr'),
+                          '--device', 'cpu'])
