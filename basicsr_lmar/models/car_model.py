@@ -43,6 +43,7 @@ TRAIN_SCHEMA = OptionSchema('CARModel', {
                                doc='soft rounding x - a sin(2 pi x)/(2 pi) on the 8-bit grid; 1 = flat at integers'),
     'ema_decay': Option(0, min=0, max=0, doc='EMA is not supported by CARModel'),
     'max_nonfinite_steps': Option(10, type=int, min=1, doc='stop after this many non-finite losses in a row'),
+    'amp': Option('none', choices=('none', 'bf16', 'fp16'), doc='mixed precision of the network forward passes'),
 })
 
 MODEL_SCHEMA = OptionSchema('CARModel', {
@@ -129,12 +130,17 @@ class CARModel(PluginBaseModel):
         self.gt = gt[..., :height - height % multiple, :width - width % multiple]
 
     def _downscale(self, hr, rounding):
-        kernels, offsets_h, offsets_v = self.net_g(hr)
+        # Networks run under train.amp (autocast); the resampling op, rounding and losses stay in fp32.
+        with self.autocast():
+            maps = self.net_g(hr)
+        kernels, offsets_h, offsets_v = (m.float() for m in maps)
         lr = adaptive_resample(hr, kernels, offsets_h, offsets_v, self.scale).clamp(0, 1)
         return quantize_8bit(lr, rounding, self.soft_round_alpha), (kernels, offsets_h, offsets_v)
 
     def _upscale(self, lr, hr_shape):
-        sr = self.net_sr(lr)
+        with self.autocast():
+            sr = self.net_sr(lr)
+        sr = sr.float()
         if sr.shape != hr_shape:
             raise ValueError(f'[network_sr] output shape {tuple(sr.shape)} does not match the HR shape '
                              f'{tuple(hr_shape)}: set its upscale factor to the top-level scale {self.scale}.')

@@ -79,7 +79,11 @@ class PluginBaseModel(BaseModel):
         super().__init__(opt)
         train_opt = opt.get('train') or {}
         self.max_nonfinite_steps = train_opt.get('max_nonfinite_steps', DEFAULT_MAX_NONFINITE_STEPS)
-        self.amp_dtype = AMP_DTYPES[train_opt.get('amp', 'none')] if 'amp' in train_opt else None
+        self.amp_dtype = AMP_DTYPES[train_opt.get('amp') or 'none']
+        if self.amp_dtype == torch.float16 and self.device.type != 'cuda':
+            raise ValueError('train.amp: fp16 needs a GPU; use bf16 on CPU.')
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none.
+        self.grad_scaler = torch.amp.GradScaler('cuda') if self.amp_dtype == torch.float16 else None
         self.nonfinite_streak = 0
         self.nonfinite_total = 0
         self.network_options = {}
@@ -161,8 +165,6 @@ class PluginBaseModel(BaseModel):
         on GPU), or nothing. Losses are computed in fp32 outside it by the models."""
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        if self.amp_dtype == torch.float16 and self.device.type != 'cuda':
-            raise ValueError('train.amp: fp16 needs a GPU; use bf16 on CPU.')
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def guarded_step(self, loss, optimizers, parameters=None, clip_grad_norm=None):
@@ -188,11 +190,21 @@ class PluginBaseModel(BaseModel):
                     'or raise train.max_nonfinite_steps.')
             return False
         self.nonfinite_streak = 0
-        loss.backward()
+        if self.grad_scaler is None:
+            loss.backward()
+            if clip_grad_norm is not None and parameters is not None:
+                torch.nn.utils.clip_grad_norm_(parameters, clip_grad_norm)
+            for optimizer in optimizers:
+                optimizer.step()
+            return True
+        self.grad_scaler.scale(loss).backward()
         if clip_grad_norm is not None and parameters is not None:
+            for optimizer in optimizers:
+                self.grad_scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(parameters, clip_grad_norm)
         for optimizer in optimizers:
-            optimizer.step()
+            self.grad_scaler.step(optimizer)
+        self.grad_scaler.update()
         return True
 
     # ------------------------------------------------------------------------------------ checkpoints
