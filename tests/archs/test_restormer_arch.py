@@ -8,6 +8,7 @@ import basicsr_lmar  # noqa: F401
 from basicsr_lmar.archs.restormer_arch import ChannelLayerNorm, Restormer, TransposedAttention
 from basicsr_lmar.utils.checkpoint_conversion import convert_official_restormer
 from basicsr_lmar.utils.options import OptionError
+from tests.archs.training_checks import l1_losses_of_adam_steps
 
 COMPACT = dict(dim=8, num_blocks=[1, 2, 2, 4], num_refinement_blocks=4)
 
@@ -118,16 +119,7 @@ def test_transposed_attention_matches_a_per_head_loop():
 def test_a_few_adam_steps_lower_the_l1_loss():
     torch.manual_seed(0)
     net = Restormer(dim=4, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, heads=[1, 1, 1, 1])
-    target = torch.rand(1, 3, 16, 16)
-    dark = target * 0.3
-    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(10):
-        loss = F.l1_loss(net(dark), target)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = l1_losses_of_adam_steps(net, 16)
     assert losses[-1] < 0.85 * losses[0]
 
 
