@@ -225,6 +225,7 @@ def _build_tcnn_mlp(layout, seed):
     mlp_chunk_rows=Option(type=int, min=1024, doc='rows per MLP GEMM chunk'),
     mlp_inference_precision=Option(choices=('fp32', 'bf16'), doc='torch MLP GEMMs without gradients: fp32 '
                                    '(exact) or bf16 (faster on CPUs with bf16 units; tcnn itself runs fp16)'),
+    modulation_init=Option(choices=('identity', 'default'), doc='identity: x_c = x_d at initialisation'),
     seed=Option(type=int))
 class LMARResampler(nn.Module):
     """Learned model-aware resampler: ``x_c = net(x, (h, w))``.
@@ -245,13 +246,16 @@ class LMARResampler(nn.Module):
         mlp_chunk_rows: rows per MLP GEMM chunk inside a tile.
         mlp_inference_precision: ``fp32`` (default, exact) or ``bf16`` GEMMs for the torch MLP when no
             gradients are needed (training always runs fp32).
+        modulation_init: ``default`` (PyTorch's conv initialisation, as the released code) or
+            ``identity``: the 1x1 conv starts as x_c = x_d, so training starts from the plain resizer and
+            the D(x_hat) path grows from zero (the MLP gets gradients from the second step on).
         seed: MLP initialisation seed.
     """
 
     def __init__(self, num_channels=3, kernel_size=3, mlp_width=128, mlp_hidden_layers=5, mlp_backend='auto',
                  resize_kernel='lanczos3', antialias=False, boundary='constant', residual_conv=False,
                  tile_memory_mb=256, tile_in_training=False, mlp_chunk_rows=131072, mlp_inference_precision='fp32',
-                 seed=42):
+                 modulation_init='default', seed=42):
         super().__init__()
         self.num_channels = num_channels
         self.kernel_size = kernel_size
@@ -277,6 +281,11 @@ class LMARResampler(nn.Module):
                                            mlp_inference_precision])
         self.residual_conv = nn.Conv2d(num_channels, num_channels, 3, 1, 1) if residual_conv else None
         self.modulation = nn.Conv2d(2 * num_channels, num_channels, 1, 1, 0)
+        if modulation_init == 'identity':  # start as the plain resizer: x_c = x_d, the D(x_hat) path at zero
+            with torch.no_grad():
+                self.modulation.weight.zero_()
+                self.modulation.weight[:, :num_channels, 0, 0] = torch.eye(num_channels)
+                self.modulation.bias.zero_()
 
     # -- resizer -------------------------------------------------------------------------------
     def resize(self, x, size, kernel=None):

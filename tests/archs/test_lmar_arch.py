@@ -230,3 +230,14 @@ def test_bf16_inference_is_close_and_training_stays_fp32():
     assert not torch.equal(reference, approx)  # it really ran in bf16
     torch.testing.assert_close(approx, reference, rtol=0, atol=2e-2)
     torch.testing.assert_close(fast(x, (12, 16)), reference, rtol=1e-5, atol=1e-6)  # with grad: fp32
+
+
+def test_identity_initialisation_starts_as_the_plain_resizer():
+    net = LMARResampler(mlp_backend='torch', modulation_init='identity')
+    x = torch.rand(1, 3, 20, 24)
+    with torch.no_grad():
+        out = net(x, (10, 12), return_intermediates=True)
+    torch.testing.assert_close(out['x_c'], out['x_d'], rtol=0, atol=1e-6)
+    x_req = x.clone().requires_grad_(True)
+    net(x_req, (10, 12)).square().sum().backward()
+    assert net.modulation.weight.grad[:, 3:].abs().sum() > 0  # the x_hat path receives gradient
