@@ -109,3 +109,20 @@ def test_python_without_basicsr_does_not_load_torch(tmp_path):
     code = 'import sys, _basicsr_lmar_autoload as a; print(any(isinstance(f, a.BasicsrImportHook) for f in sys.meta_path))'
     result = _run([sys.executable, '-c', code], tmp_path)
     assert result.stdout.strip() == 'True', 'the autoload .pth is not installed in this environment'
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_autoload_pth_in_its_record(tmp_path):
+    """pip uninstall removes exactly what RECORD lists: the .pth must be there, at the wheel root."""
+    import zipfile
+    result = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps', '--no-build-isolation',
+                             str(REPO_ROOT), '-w', str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    wheel, = tmp_path.glob('basicsr_lmar-*.whl')
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        record = archive.read(next(n for n in names if n.endswith('.dist-info/RECORD'))).decode()
+        pth = archive.read('basicsr_lmar-autoload.pth').decode()
+    assert 'basicsr_lmar-autoload.pth' in names and '_basicsr_lmar_autoload.py' in names
+    assert 'basicsr_lmar-autoload.pth,' in record
+    assert pth.strip() == 'import _basicsr_lmar_autoload; _basicsr_lmar_autoload.install()'
