@@ -59,6 +59,7 @@ TRAIN_SCHEMA = OptionSchema(
         'total_iter': Option(type=int, min=1),
         'warmup_iter': Option(-1, type=int),
         'max_nonfinite_steps': Option(10, type=int, min=1),
+        'amp': Option('none', choices=('none', 'bf16', 'fp16'), doc='mixed precision of the forward passes'),
     },
     passthrough=('ema_decay', ))
 
@@ -221,9 +222,11 @@ class LMARModel(PluginBaseModel):
         # G step: L_rc + alpha L_fa + beta L_g (+ L_edge)
         if self.net_d is not None:
             self.net_d.requires_grad_(False)
-        out = self.net_g(x, size, return_intermediates=True)
-        x_c, x_d = out['x_c'], out['x_d'].detach()
-        pred = self.resampler.resize(self.bottleneck(x_c), tuple(target.shape[-2:]))
+        with self.autocast():  # train.amp: networks in reduced precision, losses in fp32
+            out = self.net_g(x, size, return_intermediates=True)
+            x_c, x_d = out['x_c'].float(), out['x_d'].detach().float()
+            features = self.bottleneck(x_c).float()
+        pred = self.resampler.resize(features, tuple(target.shape[-2:]))
         l_rc = self.cri_rc(pred, target)
         loss_dict['l_rc'] = l_rc
         l_total = l_rc
@@ -236,7 +239,9 @@ class LMARModel(PluginBaseModel):
             loss_dict['l_edge'] = l_edge
             l_total = l_total + l_edge
         if self.cri_gan is not None and current_iter > self.train_opt.net_d_init_iters:
-            l_g_gan = self.cri_gan(self.net_d(x_c), True, is_disc=False)
+            with self.autocast():
+                fake_score = self.net_d(x_c).float()
+            l_g_gan = self.cri_gan(fake_score, True, is_disc=False)
             loss_dict['l_g_gan'] = l_g_gan
             l_total = l_total + l_g_gan
         loss_dict['l_g_total'] = l_total
@@ -251,8 +256,10 @@ class LMARModel(PluginBaseModel):
         if self.net_d is not None:
             self.net_d.requires_grad_(True)
             for _ in range(self.train_opt.net_d_iters):
-                l_d_real = self.cri_gan(self.net_d(x_d), True, is_disc=True)
-                l_d_fake = self.cri_gan(self.net_d(x_c.detach()), False, is_disc=True)
+                with self.autocast():
+                    real_score, fake_score = self.net_d(x_d).float(), self.net_d(x_c.detach()).float()
+                l_d_real = self.cri_gan(real_score, True, is_disc=True)
+                l_d_fake = self.cri_gan(fake_score, False, is_disc=True)
                 l_d = 0.5 * (l_d_real + l_d_fake)
                 self.guarded_step(l_d, self.optimizer_d)
             loss_dict['l_d_real'] = l_d_real
