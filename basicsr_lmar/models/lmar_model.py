@@ -24,7 +24,6 @@ from copy import deepcopy
 from os import path as osp
 
 import torch
-from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
 from basicsr.utils import get_root_logger, imwrite, tensor2img
@@ -131,30 +130,22 @@ class LMARModel(PluginBaseModel):
             scaled_target_sizes(self.val_opt.reference_size, self.val_opt.target_sizes, self.val_opt.reference_size)
         else:
             self.val_opt = VAL_SCHEMA.validate({}, 'val')
-        path_opt = opt.setdefault('path', {})
+        opt.setdefault('path', {})
 
         self.net_g = self.build_trainable_network('network_g')
 
         # The frozen enhancer: eval mode, no parameter gradients, never DDP-wrapped.
-        enhancer_opt = deepcopy(dict(opt['network_enhancer']))
-        feature_layer = enhancer_opt.pop('feature_layer', None)
-        self.network_options['network_enhancer'] = deepcopy(enhancer_opt)
-        self.net_enhancer = build_network(enhancer_opt).to(self.device)
+        if self.is_train and self.frozen_checkpoint_path('network_enhancer') is None:
+            raise OptionError('[path] pretrain_network_enhancer is required: LMAR trains a resampler for a '
+                              'pretrained, frozen enhancer. Point it at the enhancer checkpoint (.pth)')
+        self.net_enhancer = self.build_frozen_network('network_enhancer', required=False, extra_keys=('feature_layer', ))
+        feature_layer = opt['network_enhancer'].get('feature_layer')
         if feature_layer is None:
             cls = type(self.net_enhancer)
             feature_layer = getattr(cls, 'BOTTLENECK_LAYER', None) or getattr(cls, 'bottleneck_layer', None)
             if feature_layer is None:
-                raise OptionError(f'[network_enhancer] {enhancer_opt["type"]} declares no BOTTLENECK_LAYER; set '
+                raise OptionError(f'[network_enhancer] {cls.__name__} declares no BOTTLENECK_LAYER; set '
                                   'feature_layer to the name of the module whose output is the bottleneck')
-        enhancer_path = self.frozen_checkpoint_path('network_enhancer')
-        if enhancer_path:
-            self.load_network(self.net_enhancer, enhancer_path, path_opt.get('strict_load_enhancer', True),
-                              path_opt.get('param_key_enhancer', 'params'), option_key='path.pretrain_network_enhancer')
-        elif self.is_train:
-            raise OptionError('[path] pretrain_network_enhancer is required: LMAR trains a resampler for a '
-                              'pretrained, frozen enhancer. Point it at the enhancer checkpoint (.pth)')
-        self.net_enhancer.eval()
-        self.net_enhancer.requires_grad_(False)
         self.feature_hook = FeatureHook(self.net_enhancer, feature_layer)
         self.feature_layer = feature_layer
 

@@ -114,14 +114,15 @@ class PluginBaseModel(BaseModel):
         paths = self.opt.get('_pretrain_paths_before_resume') or self.opt['path']
         return paths.get(f'pretrain_{section}')
 
-    def build_frozen_network(self, section, required=True):
+    def build_frozen_network(self, section, required=True, extra_keys=()):
         """Builds ``opt[section]`` frozen: eval mode, ``requires_grad=False``, never DDP-wrapped.
 
-        Gradients still flow *through* it to its inputs.
+        Gradients still flow *through* it to its inputs. ``extra_keys``: keys of the section that the
+        model reads itself (LMAR's ``feature_layer``) and that are not constructor arguments.
         """
-        net_opt = self.opt[section]
+        net_opt = {k: v for k, v in self.opt[section].items() if k not in extra_keys}
         validate_registered(net_opt, section, ARCH_REGISTRY)
-        self.network_options[section] = copy.deepcopy(dict(net_opt))
+        self.network_options[section] = copy.deepcopy(net_opt)
         net = build_network(net_opt).to(self.device)
         key = f'pretrain_{section}'
         load_path = self.frozen_checkpoint_path(section)
@@ -129,8 +130,9 @@ class PluginBaseModel(BaseModel):
             raise FileNotFoundError(f'path.{key} is required: {section} is a frozen, pretrained network. '
                                     f'Set it to the checkpoint of the {net_opt["type"]} to use.')
         if load_path is not None:
-            param_key = self.opt['path'].get(f'param_key_{section.replace("network_", "")}', 'params')
-            self.load_network(net, load_path, True, param_key, option_key=f'path.{key}')
+            label = section.replace('network_', '')
+            self.load_network(net, load_path, self.opt['path'].get(f'strict_load_{label}', True),
+                              self.opt['path'].get(f'param_key_{label}', 'params'), option_key=f'path.{key}')
         net.eval()
         net.requires_grad_(False)
         return net
