@@ -1,0 +1,153 @@
+"""HCD cost on CPU: batched vs one-at-a-time throughput, and side by side with the authors' attack functions.
+
+    python scripts/benchmarks/bench_hcd_cost.py --threads 1 2
+    python scripts/benchmarks/bench_hcd_cost.py --threads 1 --authors-code /tmp/hcd_authors --size 128
+
+1. Batching: 4 images of 64x64 (crops of the held-out photos) refined with N_x = N_y = 15 in one batch vs
+   one at a time, for three rescalers: a small IRN x4 (``block_num [1, 1]``, growth 16, as trained by
+   ``bench_hcd.py``), the paper's IRN x4 (``[8, 8]``, growth 32) and bicubic down/up. Timing does not depend
+   on the weights, so the IRNs are randomly initialised and perturbed (their last convs start at zero).
+   Reports the throughput ratio and whether the stored 8-bit LRs are identical (seed 0, z = 0).
+2. ``--authors-code DIR``: DIR holds a module ``authors_code`` with the authors' IRN arch and their
+   ``attack_pgd_sr`` / ``attack_pgd`` / ``Quantization`` / ``Model`` (``xubingna/HCD``, a copy kept outside
+   this repository, with ``Model.gaussian_batch`` returning zeros: z = 0 as ours). One image of
+   ``--size`` squared (chelsea) through the paper's IRN x4, N_x = N_y = ``--steps``, same global seed;
+   prints both times, the ratio and how many stored LR values differ.
+
+Everything is measured side by side in one process; ``--threads`` runs the whole table per thread count.
+"""
+import argparse
+import importlib
+import sys
+import time
+
+import numpy as np
+import torch
+
+import basicsr_lmar  # noqa: F401
+from basicsr_lmar.archs.irn_arch import InvRescaleNet
+from basicsr_lmar.data.skimage_photos import load_photo
+from basicsr_lmar.ops.collaborative_downscaling import collaborative_downscale
+from basicsr_lmar.ops.rounding import quantize
+from basicsr_lmar.utils.registry import RESCALER_REGISTRY
+
+CROPS = (('chelsea', (60, 120)), ('chelsea', (150, 250)), ('coffee', (100, 200)), ('coffee', (250, 350)))
+
+
+def crops(size):
+    images = []
+    for name, (top, left) in CROPS:
+        photo = load_photo(name)
+        images.append(torch.from_numpy(photo[top:top + size, left:left + size].astype(np.float32) / 255).permute(2, 0, 1))
+    return torch.stack(images).contiguous()
+
+
+def perturbed_irn(block_num, growth, seed=0):
+    torch.manual_seed(seed)
+    net = InvRescaleNet(scale=4, block_num=block_num, growth=growth).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.002)
+    return net
+
+
+def best_of(repeats, fn):
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
+def batching(label, rescaler, images, steps, repeats):
+    collaborative_downscale(rescaler, images[:1], steps_hr=1, steps_lr=1, seed=0)  # warm-up
+    kwargs = dict(steps_hr=steps, steps_lr=steps, seed=0)
+    one, singles = best_of(repeats, lambda: [collaborative_downscale(rescaler, im[None], **kwargs) for im in images])
+    together_s, together = best_of(repeats, lambda: collaborative_downscale(rescaler, images, **kwargs))
+    levels = [(together.lr[i] - singles[i].lr[0]).abs() * 255 for i in range(len(images))]
+    same = sum(int(float(d.max()) < 0.5) for d in levels)
+    print(f'| {label} | {torch.get_num_threads()} | {one:.2f} s | {together_s:.2f} s | {one / together_s:.2f}x | '
+          f'{same}/{len(images)} |', flush=True)
+
+
+def side_by_side(authors_dir, size, steps):
+    sys.path.insert(0, authors_dir)
+    authors = importlib.import_module('authors_code')
+    from basicsr_lmar.utils.convert_irn import convert_official_irn_state_dict
+    torch.manual_seed(0)
+    theirs = authors.InvRescaleNet(3, 3, lambda i, o: authors.DenseBlock(i, o), [8, 8], 2)
+    with torch.no_grad():  # a non-trivial net: perturb every weight (the last convs start at zero)
+        for name, p in theirs.named_parameters():
+            if 'haar' not in name:
+                p.add_(torch.randn_like(p) * 0.002)
+    state, options = convert_official_irn_state_dict(theirs.state_dict())
+    ours = InvRescaleNet(**options).eval()
+    ours.load_state_dict(state, strict=True)
+    hr = crops(size)[:1]
+    with torch.no_grad():
+        forward_diff = float((ours(hr) - theirs(hr)).abs().max())
+    model = authors.Model(theirs)
+    h = size // 4
+
+    def run_theirs():
+        torch.manual_seed(123)
+        hr_refined = authors.attack_pgd_sr(model, None, hr, 0.3, 20 / 255, steps, 1, 'l_2', h_old=h, w_old=h,
+                                           scale=4).detach()
+        lr = authors.attack_pgd(model, hr_refined, 0.3, 20 / 255, steps, 1, 'l_2', h_old=h, w_old=h, scale=4)
+        return authors.Quantization()(lr.detach())
+
+    rescaler = RESCALER_REGISTRY.get('IRNRescaler')(ours, z_policy='zero')
+
+    def run_ours():
+        torch.manual_seed(123)
+        return collaborative_downscale(rescaler, hr, steps_hr=steps, steps_lr=steps, seed=None).lr
+
+    their_s, their_lr = best_of(1, run_theirs)
+    our_s, our_lr = best_of(1, run_ours)
+    differ = int(((our_lr - their_lr).abs() * 255 > 0.5).sum())
+    with torch.no_grad():
+        psnr = [10 * np.log10(1 / float(((rescaler.upscale(quantize(lr)) - hr)**2).mean())) for lr in (their_lr, our_lr)]
+    print(f"| {size}x{size} | {steps} | {torch.get_num_threads()} | {their_s:.1f} s | {our_s:.1f} s | "
+          f'{our_s / their_s:.2f} | {differ} of {our_lr.numel()} | {forward_diff:.1e} | '
+          f'{psnr[0]:.3f} / {psnr[1]:.3f} |', flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--threads', type=int, nargs='+', default=[1])
+    parser.add_argument('--steps', type=int, default=15, help='N_x = N_y')
+    parser.add_argument('--repeats', type=int, default=3, help='best of, for the batching table')
+    parser.add_argument('--skip-batching', action='store_true')
+    parser.add_argument('--skip-paper-irn', action='store_true', help='batching: leave out the [8, 8] IRN (slow)')
+    parser.add_argument('--authors-code', help="folder with authors_code.py (the authors' functions)")
+    parser.add_argument('--size', type=int, default=128, help='image side for the side-by-side run')
+    args = parser.parse_args()
+    print(f'torch {torch.__version__}')
+    if not args.skip_batching:
+        images = crops(64)
+        rescalers = [('IRN x4 small ([1, 1], growth 16)', RESCALER_REGISTRY.get('IRNRescaler')(
+            perturbed_irn([1, 1], 16), z_policy='zero'))]
+        if not args.skip_paper_irn:
+            rescalers.append(('IRN x4 paper ([8, 8], growth 32)', RESCALER_REGISTRY.get('IRNRescaler')(
+                perturbed_irn([8, 8], 32), z_policy='zero')))
+        rescalers.append(('bicubic down / up x4', RESCALER_REGISTRY.get('BicubicSRRescaler')(None, scale=4)))
+        print(f'\n4 images of 64x64, N_x = N_y = {args.steps}, best of {args.repeats}\n')
+        print('| rescaler | threads | one at a time | batched | throughput ratio | stored LR identical |')
+        print('|---|---|---|---|---|---|')
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            for label, rescaler in rescalers:
+                batching(label, rescaler, images, args.steps, args.repeats)
+    if args.authors_code:
+        print("\nSide by side with the authors' attack functions (paper IRN x4, z = 0, same global seed)\n")
+        print("| image | N | threads | theirs | ours | ours / theirs | stored LR values differing | "
+              "forward max diff | RGB PSNR theirs / ours |")
+        print('|---|---|---|---|---|---|---|---|---|')
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            side_by_side(args.authors_code, args.size, args.steps)
+
+
+if __name__ == '__main__':
+    main()
