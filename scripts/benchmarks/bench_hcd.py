@@ -12,6 +12,8 @@
    (paper defaults: l2, eps 0.3, alpha 20/255, seed 0), and the gain.
 3. Mean gain vs N = 1, 5, 10, 15, 20 (the paper's Table 3), N_x/N_y ablation (Table 2), seconds per image.
 4. The same for the network-free bicubic-down/bicubic-up rescaler (``BicubicSRRescaler(None)``).
+   With ``--car-checkpoint PATH`` (a CAR resampler trained under bicubic upscaling, as saved by
+   ``bench_car_quality.py --save-weights``), the same tables for CAR-down + bicubic-up.
 5. Batched throughput: 4 images of 64x64 refined in one batch vs one at a time (same results).
 
 Everything is measured side by side in one run; threads are fixed with ``--threads`` (default 1).
@@ -165,6 +167,10 @@ def main():
     parser.add_argument('--train-seconds', type=float, default=None)
     parser.add_argument('--z-policy', default='zero', choices=('zero', 'seeded'),
                         help='IRN z at test: an IRN trained for minutes is not yet robust to sampled z')
+    parser.add_argument('--car-checkpoint', metavar='PATH',
+                        help='a CAR resampler trained under bicubic upscaling (bench_car_quality.py --save-weights)')
+    parser.add_argument('--skip-irn', action='store_true', help='leave out the IRN (training and tables)')
+    parser.add_argument('--skip-bicubic', action='store_true', help='leave out the bicubic rescaler')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     seconds = args.train_seconds if args.train_seconds is not None else (120 if args.quick else 600)
@@ -173,16 +179,37 @@ def main():
     ablation = ((0, 15), (15, 0), (5, 10), (10, 5), (15, 15)) if not args.quick else ((0, 15), (15, 0), (15, 15))
     print(f'torch {torch.__version__}, {args.threads} thread(s), held-out crops {size}x{size}, '
           f'IRN training {seconds:.0f} s')
-    net = train_irn(seconds, patch=48, batch=8, block_num=(1, 1), growth=16)
-    irn = RESCALER_REGISTRY.get('IRNRescaler')(net, z_policy=args.z_policy, z_seed=0)
     images = held_out(size)
-    quality_tables(f'IRN x4 (small, CPU-trained), {args.z_policy} z', irn, images, n_list, ablation)
+    if args.car_checkpoint:
+        car = load_car_rescaler(args.car_checkpoint)
+        quality_tables('CAR x4 under bicubic upscaling', car, images, n_list, ablation)
+    if not args.skip_irn:
+        net = train_irn(seconds, patch=48, batch=8, block_num=(1, 1), growth=16)
+        irn = RESCALER_REGISTRY.get('IRNRescaler')(net, z_policy=args.z_policy, z_seed=0)
+        quality_tables(f'IRN x4 (small, CPU-trained), {args.z_policy} z', irn, images, n_list, ablation)
     bicubic = RESCALER_REGISTRY.get('BicubicSRRescaler')(None, scale=4)
-    quality_tables('bicubic down / bicubic up x4', bicubic, images, (1, 15) if args.quick else n_list,
-                   ((0, 15), (15, 0), (15, 15)))
-    batching('IRN x4 (small)', irn, steps=5 if args.quick else 15, repeats=2 if args.quick else 3)
-    batching('bicubic down / bicubic up x4', bicubic, steps=5 if args.quick else 15, repeats=2 if args.quick else 3)
+    if not args.skip_bicubic:
+        quality_tables('bicubic down / bicubic up x4', bicubic, images, (1, 15) if args.quick else n_list,
+                       ((0, 15), (15, 0), (15, 15)))
+    if not args.skip_irn:
+        batching('IRN x4 (small)', irn, steps=5 if args.quick else 15, repeats=2 if args.quick else 3)
+    if not args.skip_bicubic:
+        batching('bicubic down / bicubic up x4', bicubic, steps=5 if args.quick else 15,
+                 repeats=2 if args.quick else 3)
 
+
+def load_car_rescaler(path):
+    """CARRescaler (bicubic upscaler) from a checkpoint of ``bench_car_quality.py --save-weights``."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+    checkpoint = torch.load(path, map_location='cpu', weights_only=False)
+    options = {key: value for key, value in checkpoint['network_g'].items() if key != 'type'}
+    net = ARCH_REGISTRY.get('CARResamplerNet')(**options)
+    net.load_state_dict(checkpoint['params'], strict=True)
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    print(f'CAR resampler from {path}: {options}, {checkpoint.get("iterations", "?")} training iterations')
+    return RESCALER_REGISTRY.get('CARRescaler')(net, None)
 
 if __name__ == '__main__':
     main()
