@@ -40,13 +40,15 @@ def psnr_after_rounding(lr, hr, upscaler, scale):
     return y_metrics(upscaler(quantize_8bit(lr.clamp(0, 1), 'round')).clamp(0, 1), hr, scale)[0]
 
 
-def fixed_kernel_lr(hr, kind, scale):
+def fixed_kernel_lr(hr, kind, scale, shift=0.0):
+    """CAR's op with ``initial_kernel(kind)`` at every pixel and every sample moved by ``shift`` HR pixels
+    right and down (uniform offsets ``shift / scale``)."""
     k = 3 * scale + 1
     lr_size = (hr.shape[-2] // scale, hr.shape[-1] // scale)
     kernel = initial_kernel(kind, scale, floor=0.0)
     kernels = (kernel / kernel.sum()).view(1, -1, 1, 1).expand(1, k * k, *lr_size).contiguous()
-    zeros = torch.zeros(1, k * k, *lr_size)
-    return adaptive_resample(hr, kernels, zeros, zeros, scale)
+    offsets = torch.full((1, k * k, *lr_size), shift / scale)
+    return adaptive_resample(hr, kernels, offsets, offsets, scale)
 
 
 def per_pixel_oracle(hr, scale, iterations, lr_rate, upscaler, log_every=50):
@@ -83,6 +85,9 @@ def main():
     parser.add_argument('--scale', type=int, default=4)
     parser.add_argument('--oracle-iters', type=int, default=300)
     parser.add_argument('--oracle-lr', type=float, default=1e-2)
+    parser.add_argument('--shifts', type=float, nargs='*', default=[-1, -0.5, -0.25, 0.25, 0.5, 1],
+                        help='alignment check: PSNR change of the box kernel when every sample moves by these many '
+                             'HR pixels right and down (a half-pixel bug would put the best shift off zero)')
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -116,6 +121,18 @@ def main():
               flush=True)
     mean = np.mean(gains, axis=0)
     print('| mean gain | | | ' + ' | '.join(f'{g:+.3f}' for g in mean) + ' |')
+    if args.shifts:
+        print('\nAlignment: box kernel↓ with every sample shifted diagonally, PSNR change in dB vs no shift\n')
+        print('| photo | ' + ' | '.join(f'{shift:+g} px' for shift in args.shifts) + ' |')
+        print('|---|' + '---|' * len(args.shifts))
+        for name in args.photos:
+            hr = to_tensor(load_photo(name))
+            hr = hr[..., :hr.shape[-2] - hr.shape[-2] % 8, :hr.shape[-1] - hr.shape[-1] % 8]
+            with torch.no_grad():
+                centred = psnr_after_rounding(fixed_kernel_lr(hr, 'box', scale), hr, upscaler, scale)
+                changes = [psnr_after_rounding(fixed_kernel_lr(hr, 'box', scale, shift), hr, upscaler, scale) - centred
+                           for shift in args.shifts]
+            print(f'| {name} | ' + ' | '.join(f'{change:+.3f}' for change in changes) + ' |', flush=True)
 
 
 if __name__ == '__main__':
