@@ -56,7 +56,7 @@ def per_pixel_oracle(hr, scale, iterations, lr_rate, upscaler, log_every=50):
     kernel with zero offsets. Returns the best hard-rounded PSNR seen at the logging points."""
     k = 3 * scale + 1
     lr_size = (hr.shape[-2] // scale, hr.shape[-1] // scale)
-    raw = initial_kernel('box', scale).view(1, -1, 1, 1).repeat(1, 1, *lr_size).requires_grad_(True)
+    raw = initial_kernel('box', scale, floor=1e-3).view(1, -1, 1, 1).repeat(1, 1, *lr_size).requires_grad_(True)
     offsets = torch.zeros(1, 2 * k * k, *lr_size, requires_grad=True)
     optimizer = torch.optim.Adam([raw, offsets], lr=lr_rate)
 

@@ -55,18 +55,18 @@ def random_crops(photos, size, batch, generator):
     return torch.cat(crops)
 
 
-def initial_kernel(kind, scale, floor=1e-3):
-    """The k*k kernel (relative weights, max 1) the network starts from, with zero offsets.
+def initial_kernel(kind, scale, floor=0.0, peak=1.0):
+    """The k*k kernel (relative weights: ``peak`` at the centre, at least ``floor``) the network starts
+    from, with zero offsets.
 
-    ``bicubic``: the antialiased bicubic kernel stretched by ``scale``, negative lobes clamped to
-    ``floor`` (CAR kernels are non-negative). ``box``: equal weights on the central 3x3 elements. Element
-    (ky, kx) samples HR position centre + (kx - k // 2, ky - k // 2) bilinearly, and the centre of an LR
-    pixel lies between HR pixels, so at x4 this is a 4x4 average with half-weight neighbours
-    (1, 2, 2, 1) / 6 per axis. It is the best space-invariant non-negative kernel under the bicubic
-    upscaler (a least-squares fit of a shared kernel on training crops lands on it) and already beats
-    antialiased bicubic downscaling, where the clamped bicubic kernel loses ~0.5 dB: the upscaler
-    blurs, so a narrower downscaling kernel is better. ``floor`` keeps every element above the clamp
-    at 1e-6, where it would get no gradient."""
+    ``bicubic``: the antialiased bicubic kernel stretched by ``scale``, negative lobes clamped (CAR kernels
+    are non-negative). ``box``: equal weights on the central 3x3 elements. Element (ky, kx) samples HR
+    position centre + (kx - k // 2, ky - k // 2) bilinearly, and the centre of an LR pixel lies between
+    HR pixels, so at x4 this is a 4x4 average with half-weight neighbours, (1, 2, 2, 1) / 6 per axis. It
+    is the best space-invariant non-negative kernel under the bicubic upscaler (a least-squares fit of
+    one shared kernel on training crops lands on it) and already matches antialiased bicubic
+    downscaling, where the clamped bicubic kernel loses ~0.5 dB: the upscaler blurs, so a narrower
+    downscaling kernel pays."""
     k = 3 * scale + 1
     distance = (torch.arange(k, dtype=torch.float64) - k // 2) / scale
     if kind == 'box':
@@ -77,16 +77,23 @@ def initial_kernel(kind, scale, floor=1e-3):
                               torch.where(magnitude < 2, -0.5 * magnitude**3 + 2.5 * magnitude**2 - 4 * magnitude + 2,
                                           torch.zeros_like(magnitude)))
     kernel = (profile.view(k, 1) * profile.view(1, k)).flatten()
-    return (kernel / kernel.max()).clamp(min=floor).float()
+    return (peak * kernel / kernel.max()).clamp(min=floor).float()
 
 
-def initialise_heads(net, kind, scale):
-    """Sets the last kernel conv to output ``initial_kernel(kind)`` everywhere (weights scaled down, bias
-    = kernel) and the offset heads to output ~0, so training starts from that fixed downscaler."""
+def initialise_heads(net, kind, scale, peak=0.5, floor=5e-3, weight_scale=0.1):
+    """Starts the kernel head at ``initial_kernel(kind)`` (its last conv's bias) and the offset heads at ~0.
+
+    The head clamps its raw output to [1e-6, 1] before normalising, and the clamp passes no gradient
+    outside that range. So the start must lie strictly inside it: the centre at ``peak`` < 1, every other
+    element at ``floor`` >> 1e-6, and the last conv's weights only scaled by ``weight_scale`` (not
+    zeroed) so that raw values vary from pixel to pixel: an element then dies (clamped at 1e-6) only
+    where the content pushes it down, not everywhere at once. (A start at exactly 1 in the centre and
+    1e-3 elsewhere with weights scaled by 1e-2 collapses within a few steps to a constant box kernel
+    with every element clamped, and nothing is learned after that.)"""
     with torch.no_grad():
         last = net.kernel_head[-1]
-        last.weight.mul_(1e-2)
-        last.bias.copy_(initial_kernel(kind, scale))
+        last.weight.mul_(weight_scale)
+        last.bias.copy_(initial_kernel(kind, scale, floor=floor, peak=peak))
         for head in (net.offset_h_head, net.offset_v_head):
             head[-2].weight.mul_(1e-2)
             head[-2].bias.zero_()
@@ -159,6 +166,10 @@ def main():
                         help='reduced ResamplerNet widths (full network: 64 128 256 5)')
     parser.add_argument('--init', choices=('box', 'bicubic', 'random'), default='box',
                         help='start from a fixed kernel with zero offsets (see initial_kernel), or from random heads')
+    parser.add_argument('--init-peak', type=float, default=0.5, help='raw centre value of the initial kernel (< 1)')
+    parser.add_argument('--init-floor', type=float, default=5e-3, help='raw value of the other elements (>> 1e-6)')
+    parser.add_argument('--init-weight-scale', type=float, default=0.1,
+                        help="factor on the kernel head's last conv weights at the start")
     parser.add_argument('--loss', choices=('l1', 'mse'), default='mse',
                         help='reconstruction loss: l1 (the paper) or mse (optimises PSNR directly)')
     parser.add_argument('--loss-border', type=int, default=8,
@@ -182,7 +193,7 @@ def main():
     network_g = dict(type='CARResamplerNet', scale=scale, num_feat=head, body_feat=body, top_feat=top, num_block=blocks)
     net = CARResamplerNet(**{key: value for key, value in network_g.items() if key != 'type'})
     if args.init != 'random':
-        initialise_heads(net, args.init, scale)
+        initialise_heads(net, args.init, scale, args.init_peak, args.init_floor, args.init_weight_scale)
     upscaler = BicubicUpscaler(scale)
     offset_loss = CAROffsetLoss(loss_weight=args.offset_weight)
     tv_loss = PartialTVLoss(loss_weight=args.tv_weight)
@@ -192,7 +203,8 @@ def main():
     params = sum(p.numel() for p in net.parameters())
     print(f'CAR x{scale} under bicubic upscaling: ResamplerNet widths {args.width} ({params:,} params), '
           f'crop {args.crop}, batch {args.batch}, lr {args.lr}, lambda {args.offset_weight}, '
-          f'gamma_tv {args.tv_weight}, soft-round alpha {args.alpha}, init {args.init}, loss {args.loss} '
+          f'gamma_tv {args.tv_weight}, soft-round alpha {args.alpha}, init {args.init} (peak {args.init_peak}, floor '
+          f'{args.init_floor}, weight scale {args.init_weight_scale}), loss {args.loss} '
           f'(border {args.loss_border}), op {args.op_impl}, budget {args.minutes} {args.clock} min',
           flush=True)
     if args.init != 'random':
