@@ -87,10 +87,10 @@ def initialise_heads(net, kind, scale, peak=1.0, floor=1e-3, weight_scale=1e-2):
     Beware the head's clamp to [1e-6, 1]: it passes no gradient outside that range. Measured here
     (docs/benchmarks.md ## CAR): from every start tried (this default; peak 0.5 / floor 5e-3 / weight
     scale 0.1; peak 0.5 / floor 0.02-0.05 / weight scale 1 at lr 1e-4-3e-4; random heads; with or without
-    ``--clamp-barrier``) the reduced network goes within a few hundred iterations to one constant kernel,
-    the central 3x3 elements at equal weight (clamped at 1) and every other element clamped at 1e-6, the
-    kernels varying from pixel to pixel by < 5e-4: it learns the best fixed kernel and no content
-    adaptation in this budget."""
+    ``--clamp-barrier``) the reduced network goes within a few hundred iterations to one constant kernel
+    (from the box starts: the central 3x3 elements at equal weight and every other element clamped at
+    1e-6), the kernels varying from pixel to pixel by < 5e-4: it learns a fixed kernel as good as the
+    box and no content adaptation in this budget."""
     with torch.no_grad():
         last = net.kernel_head[-1]
         last.weight.mul_(weight_scale)
