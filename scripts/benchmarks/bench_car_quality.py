@@ -184,7 +184,7 @@ def main():
                         help='HR pixels at each crop edge left out of the reconstruction loss (padding effects)')
     parser.add_argument('--op-impl', choices=('auto', 'reference', 'chunked'), default='reference',
                         help='adaptive_resample implementation used in training (evaluation uses auto); on small '
-                             'CPU crops the reference is ~25 %% faster than the chunked path')
+                             'CPU crops the reference is ~15-20 %% faster than the chunked path')
     parser.add_argument('--save-weights', metavar='PATH',
                         help='save the trained resampler (state dict + CARResamplerNet options) to PATH')
     parser.add_argument('--wall-limit', type=float, metavar='MINUTES',
