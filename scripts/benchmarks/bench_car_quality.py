@@ -178,6 +178,10 @@ def main():
     parser.add_argument('--clamp-barrier', type=float, default=0.0, metavar='WEIGHT',
                         help='weight of a penalty on the raw kernel values outside the head\'s clamp range [1e-6, 1] '
                              '(squared distance), which gives clamped elements a gradient back; 0 = off')
+    parser.add_argument('--kernel-activation', choices=('clamp', 'sigmoid'), default='clamp',
+                        help="clamp: the authors' head (raw conv output clamped to [1e-6, 1], normalised); sigmoid: "
+                             'a sigmoid on the raw output first (a departure, via a forward hook: the clamp then never '
+                             'saturates, so no element loses its gradient)')
     parser.add_argument('--loss', choices=('l1', 'mse'), default='mse',
                         help='reconstruction loss: l1 (the paper) or mse (optimises PSNR directly)')
     parser.add_argument('--loss-border', type=int, default=8,
@@ -202,6 +206,12 @@ def main():
     net = CARResamplerNet(**{key: value for key, value in network_g.items() if key != 'type'})
     if args.init != 'random':
         initialise_heads(net, args.init, scale, args.init_peak, args.init_floor, args.init_weight_scale)
+    if args.kernel_activation == 'sigmoid':
+        last = net.kernel_head[-1]
+        if args.init != 'random':
+            with torch.no_grad():
+                last.bias.copy_(torch.logit(last.bias.clamp(1e-4, 1 - 1e-4)))
+        last.register_forward_hook(lambda module, inputs, output: torch.sigmoid(output))
     upscaler = BicubicUpscaler(scale)
     offset_loss = CAROffsetLoss(loss_weight=args.offset_weight)
     tv_loss = PartialTVLoss(loss_weight=args.tv_weight)
@@ -215,7 +225,7 @@ def main():
     print(f'CAR x{scale} under bicubic upscaling: ResamplerNet widths {args.width} ({params:,} params), '
           f'crop {args.crop}, batch {args.batch}, lr {args.lr}, lambda {args.offset_weight}, '
           f'gamma_tv {args.tv_weight}, soft-round alpha {args.alpha}, init {args.init} (peak {args.init_peak}, floor '
-          f'{args.init_floor}, weight scale {args.init_weight_scale}), clamp barrier {args.clamp_barrier}, loss {args.loss} '
+          f'{args.init_floor}, weight scale {args.init_weight_scale}), kernel activation {args.kernel_activation}, clamp barrier {args.clamp_barrier}, loss {args.loss} '
           f'(border {args.loss_border}), op {args.op_impl}, budget {args.minutes} {args.clock} min',
           flush=True)
     if args.init != 'random':
