@@ -117,7 +117,8 @@ def main():
             row.append(per_pixel - base)
             cells.append(f'{per_pixel:.2f} ({per_pixel - base:+.3f})')
         gains.append(row)
-        print(f'| {name} | {hr.shape[-2]}×{hr.shape[-1]} | ' + ' | '.join(cells) + f' |  ({time.process_time() - start:.0f} CPU s)',
+        seconds = time.process_time() - start
+        print(f'| {name} | {hr.shape[-2]}×{hr.shape[-1]} | ' + ' | '.join(cells) + f' |  ({seconds:.0f} CPU s)',
               flush=True)
     mean = np.mean(gains, axis=0)
     print('| mean gain | | | ' + ' | '.join(f'{g:+.3f}' for g in mean) + ' |')

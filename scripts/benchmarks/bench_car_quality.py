@@ -87,10 +87,10 @@ def initialise_heads(net, kind, scale, peak=1.0, floor=1e-3, weight_scale=1e-2):
     Beware the head's clamp to [1e-6, 1]: it passes no gradient outside that range. Measured here
     (docs/benchmarks.md ## CAR): from every start tried (this default; peak 0.5 / floor 5e-3 / weight
     scale 0.1; peak 0.5 / floor 0.02-0.05 / weight scale 1 at lr 1e-4-3e-4; random heads; with or without
-    ``--clamp-barrier``) the reduced network goes within a few hundred iterations to one constant kernel
-    (from the box starts: the central 3x3 elements at equal weight and every other element clamped at
-    1e-6), the kernels varying from pixel to pixel by < 5e-4: it learns a fixed kernel as good as the
-    box and no content adaptation in this budget."""
+    ``--clamp-barrier``; a sigmoid before the clamp, ``--kernel-activation sigmoid``) the reduced network
+    goes within a few hundred iterations to one constant kernel (from the box starts: the central 3x3
+    elements at equal weight and every other element at ~0), the kernels varying from pixel to pixel by
+    < 5e-4: it learns a fixed kernel as good as the box and no content adaptation in this budget."""
     with torch.no_grad():
         last = net.kernel_head[-1]
         last.weight.mul_(weight_scale)
@@ -166,8 +166,10 @@ def main():
                         help='lambda of CAROffsetLoss (1e-5 with --loss l1; MSE gradients are ~10x smaller)')
     parser.add_argument('--tv-weight', type=float, default=1e-4,
                         help='gamma_tv of PartialTVLoss (1e-3 with --loss l1)')
-    parser.add_argument('--alpha', type=float, default=1.0, help='soft rounding strength in (0, 1] (ops.rounding.soft_round)')
-    parser.add_argument('--width', type=int, nargs=4, default=[16, 32, 64, 2], metavar=('HEAD', 'BODY', 'TOP', 'BLOCKS'),
+    parser.add_argument('--alpha', type=float, default=1.0,
+                        help='soft rounding strength in (0, 1] (ops.rounding.soft_round)')
+    parser.add_argument('--width', type=int, nargs=4, default=[16, 32, 64, 2],
+                        metavar=('HEAD', 'BODY', 'TOP', 'BLOCKS'),
                         help='reduced ResamplerNet widths (full network: 64 128 256 5)')
     parser.add_argument('--init', choices=('box', 'bicubic', 'random'), default='box',
                         help='start from a fixed kernel with zero offsets (see initial_kernel), or from random heads')
@@ -225,7 +227,8 @@ def main():
     print(f'CAR x{scale} under bicubic upscaling: ResamplerNet widths {args.width} ({params:,} params), '
           f'crop {args.crop}, batch {args.batch}, lr {args.lr}, lambda {args.offset_weight}, '
           f'gamma_tv {args.tv_weight}, soft-round alpha {args.alpha}, init {args.init} (peak {args.init_peak}, floor '
-          f'{args.init_floor}, weight scale {args.init_weight_scale}), kernel activation {args.kernel_activation}, clamp barrier {args.clamp_barrier}, loss {args.loss} '
+          f'{args.init_floor}, weight scale {args.init_weight_scale}), kernel activation {args.kernel_activation}, '
+          f'clamp barrier {args.clamp_barrier}, loss {args.loss} '
           f'(border {args.loss_border}), op {args.op_impl}, budget {args.minutes} {args.clock} min',
           flush=True)
     if args.init != 'random':
@@ -259,7 +262,8 @@ def main():
         iteration += 1
         if iteration % 50 == 0:
             offset = float(offsets_h.detach().abs().mean() + offsets_v.detach().abs().mean()) / 2
-            print(f'iter {iteration:5d}  {args.clock} {clock() - start:6.0f}s  {args.loss} {np.mean(running[-50:]):.5f}  '
+            print(f'iter {iteration:5d}  {args.clock} {clock() - start:6.0f}s  '
+                  f'{args.loss} {np.mean(running[-50:]):.5f}  '
                   f'|offset| {offset:.3f}', flush=True)
     minutes, wall = (clock() - start) / 60, (time.time() - wall_start) / 60
     rows = evaluate(net, upscaler, heldout, scale, with_ceiling=True)
@@ -304,7 +308,8 @@ def report(rows, title):
     line = f'| mean | | {car_mean:.2f} | {bic_mean:.2f} | {car_mean - bic_mean:+.3f}'
     if ceiling:
         best_mean = np.mean([r[4][0] for r in rows])
-        line += f' | {best_mean:.2f} | {best_mean - bic_mean:+.3f} | {(car_mean - bic_mean) / (best_mean - bic_mean):.0%}'
+        share = (car_mean - bic_mean) / (best_mean - bic_mean)
+        line += f' | {best_mean:.2f} | {best_mean - bic_mean:+.3f} | {share:.0%}'
     print(line + ' |', flush=True)
 
 
