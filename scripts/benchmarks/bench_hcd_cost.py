@@ -12,7 +12,9 @@
    ``attack_pgd_sr`` / ``attack_pgd`` / ``Quantization`` / ``Model`` (``xubingna/HCD``, a copy kept outside
    this repository, with ``Model.gaussian_batch`` returning zeros: z = 0 as ours). One image of
    ``--size`` squared (chelsea) through the paper's IRN x4, N_x = N_y = ``--steps``, same global seed;
-   prints both times, the ratio and how many stored LR values differ.
+   prints both times, the ratio and how many stored LR values differ, and the cost model: F, one forward
+   of down + up, and B, its backward to the input, timed on our net; per step ours costs F + B and the
+   authors' checkpointed net 2F + B, so (F + B) / (2F + B) is the ratio expected at equal conv speed.
 
 Everything is measured side by side in one process; ``--threads`` runs the whole table per thread count.
 """
@@ -103,6 +105,23 @@ def side_by_side(authors_dir, size, steps):
         torch.manual_seed(123)
         return collaborative_downscale(rescaler, hr, steps_hr=steps, steps_lr=steps, seed=None).lr
 
+    # Where the time goes: one HR-stage objective (down, then up) as a plain forward, and forward +
+    # backward to the input. Ours costs F + B per step; the authors' checkpointed net costs 2F + B (a
+    # no-grad forward, then the forward again inside backward), so (F + B) / (2F + B) is what avoiding
+    # their recomputation alone can give at the same conv speed.
+    def objective_forward():
+        with torch.no_grad():
+            rescaler.upscale(rescaler.downscale(hr))
+
+    def objective_forward_backward():
+        image = hr.clone().requires_grad_(True)
+        rescaler.upscale(rescaler.downscale(image)).sum().backward()
+
+    objective_forward()
+    forward_s, _ = best_of(3, objective_forward)
+    forward_backward_s, _ = best_of(3, objective_forward_backward)
+    backward_s = forward_backward_s - forward_s
+    floor = (forward_s + backward_s) / (2 * forward_s + backward_s)
     their_s, their_lr = best_of(1, run_theirs)
     our_s, our_lr = best_of(1, run_ours)
     differ = int(((our_lr - their_lr).abs() * 255 > 0.5).sum())
@@ -110,7 +129,7 @@ def side_by_side(authors_dir, size, steps):
         psnr = [10 * np.log10(1 / float(((rescaler.upscale(quantize(lr)) - hr)**2).mean())) for lr in (their_lr, our_lr)]
     print(f"| {size}x{size} | {steps} | {torch.get_num_threads()} | {their_s:.1f} s | {our_s:.1f} s | "
           f'{our_s / their_s:.2f} | {differ} of {our_lr.numel()} | {forward_diff:.1e} | '
-          f'{psnr[0]:.3f} / {psnr[1]:.3f} |', flush=True)
+          f'{psnr[0]:.3f} / {psnr[1]:.3f} | {forward_s:.2f} s / {backward_s:.2f} s | {floor:.2f} |', flush=True)
 
 
 def main():
@@ -142,8 +161,8 @@ def main():
     if args.authors_code:
         print("\nSide by side with the authors' attack functions (paper IRN x4, z = 0, same global seed)\n")
         print("| image | N | threads | theirs | ours | ours / theirs | stored LR values differing | "
-              "forward max diff | RGB PSNR theirs / ours |")
-        print('|---|---|---|---|---|---|---|---|---|')
+              "forward max diff | RGB PSNR theirs / ours | our F / B (down+up) | (F+B)/(2F+B) |")
+        print('|---|---|---|---|---|---|---|---|---|---|---|')
         for threads in args.threads:
             torch.set_num_threads(threads)
             side_by_side(args.authors_code, args.size, args.steps)
