@@ -14,9 +14,9 @@ with ``degradation: lowlight``: gain * x^gamma + Gaussian noise, see docs/data.m
 3. the table (markdown/CSV), the PSNR-vs-size plot and example images (held-out photo at 1/4 of the
    area with bicubic, with and without LMAR) are copied to ``results/lmar_demo/`` and the table printed.
 
-Measured (docs/benchmarks.md, "Demo"): 4 min 20 s with one thread on the shared 2-core machine. On the
-held-out photos LMAR is above the plain pipeline at every working size and resizer (+0.07 to +0.15 dB
-PSNR) and +0.02 dB at full size; the mean gain at <= 1/2 of the size is +0.11 dB. The demo's LMAR
+Measured (docs/benchmarks.md, "Demo"): 5 min 52 s with one thread on the shared 2-core machine. On the
+held-out photos LMAR is above the plain pipeline at every downscaled working size and resizer (+0.06
+to +0.20 dB PSNR) and -0.02 dB at full size; the mean gain at <= 1/2 of the size is +0.15 dB. The demo's LMAR
 options differ from the paper's on purpose (L_rc at the enhancer's output, L_rc only, ...): see
 options/demo_lmar_skimage.yml and docs/lmar.md, "The demo".
 """
