@@ -10,7 +10,8 @@ Networks:
 - ``network_d``: a patch discriminator on low-resolution images (``LMARPatchDiscriminator``).
 
 Each iteration draws a working size from the crop size (r ~ U(1, 4), or the released code's
-multiple-of-8 lattice), then alternates a G step on ``L_rc + alpha L_fa + beta L_g (+ L_edge)`` and a D
+multiple-of-8 lattice) and, with ``train.resizers``, the resizer D/U (default: the resampler's own
+``resize_kernel``), then alternates a G step on ``L_rc + alpha L_fa + beta L_g (+ L_edge)`` and a D
 step on ``L_d`` with x_c detached, each with its own optimizer and scheduler.
 
 Validation runs D -> enhancer -> U at a list of working sizes (default the seven of the paper's
@@ -52,6 +53,8 @@ TRAIN_SCHEMA = OptionSchema(
         'scale_sampling': Option('uniform', choices=('uniform', 'lattice8'),
                                  doc='uniform: r ~ U(scale_range); lattice8: released code, square sizes step 8'),
         'scale_range': Option([1.0, 4.0], length=2, min=1.0, doc='[min, max] downscaling factor r'),
+        'resizers': Option(None, type=(list, tuple),
+                           doc='kernels to draw the resizer D/U from, one per iteration; ~ = network_g.resize_kernel'),
         'net_d_iters': Option(1, type=int, min=1),
         'net_d_init_iters': Option(0, type=int, min=0),
         'log_plain_baseline': Option(True, type=bool, doc='also log L_rc of the plain downscale (no grad)'),
@@ -155,6 +158,13 @@ class LMARModel(PluginBaseModel):
     # -- set-up ----------------------------------------------------------------------------------
     def init_training_settings(self):
         self.train_opt = TRAIN_SCHEMA.validate(self.opt['train'], 'train')
+        if self.train_opt.resizers is not None:
+            if not self.train_opt.resizers:
+                raise OptionError('[train] resizers is empty; list at least one kernel, or ~ for network_g.resize_kernel')
+            for kernel in self.train_opt.resizers:
+                if kernel not in KERNELS:
+                    raise OptionError(f'[train] resizers entry {kernel!r} is not a resize kernel; '
+                                      f'choose from {list(KERNELS)}')
         for key in ('rc_opt', 'fa_opt', 'gan_opt', 'edge_opt'):
             if self.train_opt[key] is not None:
                 validate_registered(self.train_opt[key], f'train.{key}', LOSS_REGISTRY)
@@ -202,9 +212,14 @@ class LMARModel(PluginBaseModel):
     # -- training --------------------------------------------------------------------------------
     def optimize_parameters(self, current_iter):
         x = self.lq
+        generator = self.iteration_generator(current_iter)  # same size and resizer on every rank
         size = draw_working_size(tuple(x.shape[-2:]), self.train_opt.scale_sampling, self.train_opt.scale_range,
-                                 self.iteration_generator(current_iter))  # same size on every rank
-        self.working_size = size
+                                 generator)
+        kernel = None  # None: the resampler's own resize_kernel
+        if self.train_opt.resizers:
+            kernel = self.train_opt.resizers[int(torch.randint(len(self.train_opt.resizers), (1, ),
+                                                               generator=generator))]
+        self.working_size, self.working_kernel = size, kernel
         loss_dict = OrderedDict()
 
         with torch.no_grad():
@@ -214,10 +229,10 @@ class LMARModel(PluginBaseModel):
         if self.net_d is not None:
             self.net_d.requires_grad_(False)
         with self.autocast():  # train.amp: networks in reduced precision, losses in fp32
-            out = self.net_g(x, size, return_intermediates=True)
+            out = self.net_g(x, size, kernel=kernel, return_intermediates=True)
             x_c, x_d = out['x_c'].float(), out['x_d'].detach().float()
             features = self.bottleneck(x_c).float()
-        pred = self.resampler.resize(features, tuple(target.shape[-2:]))
+        pred = self.resampler.resize(features, tuple(target.shape[-2:]), kernel)  # U = the same kernel as D
         l_rc = self.cri_rc(pred, target)
         loss_dict['l_rc'] = l_rc
         l_total = l_rc
@@ -240,7 +255,7 @@ class LMARModel(PluginBaseModel):
 
         if self.train_opt.log_plain_baseline:
             with torch.no_grad():
-                plain = self.resampler.resize(self.bottleneck(x_d), tuple(target.shape[-2:]))
+                plain = self.resampler.resize(self.bottleneck(x_d), tuple(target.shape[-2:]), kernel)
                 loss_dict['l_rc_plain'] = self.cri_rc(plain, target)
 
         # D step on L_d with x_c detached: the plain downscale is "real", the resampled image "fake"

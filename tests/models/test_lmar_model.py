@@ -94,6 +94,33 @@ def test_training_iterations_lower_resampling_consistency(tmp_path):
     assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
 
 
+def test_training_resizers_are_drawn_per_iteration(tmp_path):
+    """train.resizers: D and U of each iteration use a kernel drawn from the list (the logged plain
+    baseline is recomputed here with the drawn kernel); drawn kernels vary and repeat per iteration."""
+    from basicsr_lmar.ops.resize import resize
+    model = LMARModel(_options(tmp_path, gan_opt=None, fa_opt=None, scale_range=[1.5, 3.0],
+                               resizers=['nearest', 'bilinear', 'lanczos3']))
+    x = _photo()
+    model.feed_data({'lq': x})
+    drawn = []
+    for step in range(1, 9):
+        model.optimize_parameters(step)
+        kernel, size = model.working_kernel, model.working_size
+        drawn.append(kernel)
+        with torch.no_grad():
+            target = model.bottleneck(x)
+            plain = resize(model.bottleneck(resize(x, size, kernel, False)), tuple(target.shape[-2:]), kernel, False)
+            expected = torch.nn.functional.smooth_l1_loss(plain, target)
+        assert model.log_dict['l_rc_plain'] == pytest.approx(float(expected), rel=1e-5), (step, kernel)
+    assert set(drawn) <= {'nearest', 'bilinear', 'lanczos3'} and len(set(drawn)) > 1
+    again = LMARModel(_options(tmp_path, gan_opt=None, fa_opt=None, scale_range=[1.5, 3.0],
+                               resizers=['nearest', 'bilinear', 'lanczos3']))
+    again.feed_data({'lq': x})
+    for step in range(1, 9):
+        again.optimize_parameters(step)
+        assert again.working_kernel == drawn[step - 1]
+
+
 def test_validation_table_shape_and_files(tmp_path):
     model = LMARModel(_options(tmp_path))
 
@@ -168,6 +195,10 @@ def test_model_option_errors(tmp_path):
     opt = _options(tmp_path, scale_sampling='random')
     with pytest.raises(OptionError, match='scale_sampling'):
         LMARModel(opt)
+    with pytest.raises(OptionError, match=r"\[train\] resizers entry 'cubic'"):
+        LMARModel(_options(tmp_path, resizers=['bicubic', 'cubic']))
+    with pytest.raises(OptionError, match=r'\[train\] resizers is empty'):
+        LMARModel(_options(tmp_path, resizers=[]))
     opt = _options(tmp_path)
     opt['network_g']['mlp_backend'] = 'cuda'
     with pytest.raises(OptionError, match=r'\[network_g\].*mlp_backend'):

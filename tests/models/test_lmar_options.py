@@ -8,6 +8,7 @@ from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTR
 
 import basicsr_lmar  # noqa: F401
 from basicsr_lmar.models.lmar_model import TRAIN_SCHEMA, VAL_SCHEMA, scaled_target_sizes
+from basicsr_lmar.ops.resize import KERNELS
 from basicsr_lmar.utils.options import validate_registered
 
 OPTIONS = pathlib.Path(__file__).resolve().parents[2] / 'options'
@@ -34,9 +35,20 @@ def test_option_file_validates(name):
         assert dataset['type'] in DATASET_REGISTRY
     if 'train' in opt:
         train = TRAIN_SCHEMA.validate(opt['train'], 'train')
-        for key in ('rc_opt', 'fa_opt', 'gan_opt'):
-            validate_registered(train[key], f'train.{key}', LOSS_REGISTRY)
-        validate_registered(opt['network_d'], 'network_d', ARCH_REGISTRY)
+        validate_registered(train['rc_opt'], 'train.rc_opt', LOSS_REGISTRY)
+        if not name.startswith('demo'):  # the paper's losses; the demo may switch some off (docs/lmar.md, Demo)
+            assert train.fa_opt is not None and train.gan_opt is not None
+        for key in ('fa_opt', 'gan_opt', 'edge_opt'):
+            if train[key] is not None:
+                validate_registered(train[key], f'train.{key}', LOSS_REGISTRY)
+        if train.gan_opt is not None:
+            validate_registered(opt['network_d'], 'network_d', ARCH_REGISTRY)
+        if opt['network_enhancer'].get('feature_layer'):
+            enhancer_opt = {k: v for k, v in opt['network_enhancer'].items() if k != 'feature_layer'}
+            network = ARCH_REGISTRY.get(enhancer_opt.pop('type'))(**enhancer_opt)
+            assert opt['network_enhancer']['feature_layer'] in dict(network.named_modules())
+        for kernel in train.resizers or ():
+            assert kernel in KERNELS
         if not name.startswith('demo'):  # the paper's recipe (the demo trains shorter, with a higher lr)
             assert train.optim_g['lr'] == 4e-4 and train.optim_d['lr'] == 2e-4
         assert max(train.scheduler['milestones']) < train.total_iter

@@ -1,0 +1,111 @@
+"""Does LMAR's training objective predict PSNR in the demo? An oracle per feature layer.
+
+    python scripts/benchmarks/bench_lmar_demo_objective.py [--layers body.down_fusion2 head ...] [--steps 100]
+
+For each held-out photo of the demo (384x576, darkened as in ``options/demo_lmar_skimage.yml``) and
+working sizes 1/2 and 1/4 per side (bicubic, no antialiasing, as the demo's validation), the
+low-resolution image x_c itself is optimised (Adam, lr 2e-3, from the plain downscale x_d) to minimise
+L_rc = SmoothL1(U(E(x_c)), E(x)) at the enhancer module ``layer``, i.e. the best any resampler could do
+on that objective. Printed: PSNR of the final pipeline U(enhancer(x_c)) against GT for the plain
+downscale, the antialiased plain downscale, and the L_rc-oracle of each layer. A layer whose oracle is
+below "plain" is an objective that, minimised, lowers PSNR.
+
+Needs the demo's stage-1 enhancer (``make demo``, or ``python scripts/lmar_demo.py``):
+``experiments/demo_lmar_enhancer_skimage/models/net_g_latest.pth``.
+"""
+import argparse
+import math
+import os.path as osp
+import sys
+
+import torch
+import torch.nn.functional as F
+import yaml
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO)
+
+from basicsr.archs import build_network  # noqa: E402
+from basicsr.utils.options import ordered_yaml  # noqa: E402
+
+import basicsr_lmar  # noqa: E402,F401
+from basicsr_lmar.data.skimage_dataset import SkimagePhotoDataset  # noqa: E402
+from basicsr_lmar.ops.resize import resize  # noqa: E402
+from basicsr_lmar.utils.feature_hooks import FeatureHook  # noqa: E402
+
+LMAR_OPT = osp.join(REPO, 'options', 'demo_lmar_skimage.yml')
+ENHANCER_CKPT = osp.join(REPO, 'experiments', 'demo_lmar_enhancer_skimage', 'models', 'net_g_latest.pth')
+
+
+def psnr(image, gt):
+    """PSNR on 8-bit rounded values (as basicsr's calculate_psnr on tensor2img outputs)."""
+    a, b = (image.clamp(0, 1) * 255).round(), (gt.clamp(0, 1) * 255).round()
+    return 10 * math.log10(255**2 / ((a - b)**2).mean().item())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--layers', nargs='+', default=['body.down_fusion2', 'body.down_fusion1', 'stem',
+                                                         'body.skip_fusion1', 'head'])
+    parser.add_argument('--steps', type=int, default=100)
+    parser.add_argument('--kernel', default='bicubic')
+    args = parser.parse_args()
+    if not osp.isfile(ENHANCER_CKPT):
+        raise SystemExit(f'{ENHANCER_CKPT} not found: run the demo (python scripts/lmar_demo.py) first')
+    torch.manual_seed(0)
+    with open(LMAR_OPT) as handle:
+        opt = yaml.load(handle, Loader=ordered_yaml()[0])
+    enhancer_opt = {k: v for k, v in opt['network_enhancer'].items() if k != 'feature_layer'}
+    enhancer = build_network(enhancer_opt).eval()
+    enhancer.load_state_dict(torch.load(ENHANCER_CKPT, map_location='cpu')['params'])
+    enhancer.requires_grad_(False)
+    dataset = SkimagePhotoDataset(dict(opt['datasets']['val'], phase='val'))
+    kernel = args.kernel
+
+    rows = {}
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        x, gt = sample['lq'][None], sample['gt'][None]
+        full = x.shape[-2:]
+        for divisor in (2, 4):
+            size = (full[0] // divisor, full[1] // divisor)
+            with torch.no_grad():
+                x_d = resize(x, size, kernel, False)
+                row = rows.setdefault(divisor, {})
+                row.setdefault('plain', []).append(psnr(resize(enhancer(x_d), full, kernel, False), gt))
+                x_aa = resize(x, size, kernel, True)
+                row.setdefault('plain, antialiased D', []).append(psnr(resize(enhancer(x_aa), full, kernel, False), gt))
+            for layer in args.layers:
+                hook = FeatureHook(enhancer, layer)
+                with torch.no_grad():
+                    target = hook.extract(x)
+                x_c = x_d.clone().requires_grad_(True)
+                optimizer = torch.optim.Adam([x_c], lr=2e-3)
+                for _ in range(args.steps):
+                    feature = resize(hook.extract(x_c), tuple(target.shape[-2:]), 'lanczos3', False)
+                    loss = F.smooth_l1_loss(feature, target)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                hook.remove()
+                with torch.no_grad():
+                    row.setdefault(f'L_rc oracle at {layer}', []).append(
+                        psnr(resize(enhancer(x_c), full, kernel, False), gt))
+            print(f'done {sample["lq_path"]} 1/{divisor}', flush=True)
+
+    names = list(rows[2])
+    print(f'\nPSNR (dB) of U(enhancer(x_c)), mean over the {len(dataset)} held-out photos, {kernel}, '
+          f'{args.steps} Adam steps per oracle\n')
+    print('| x_c | 1/2 per side | 1/4 per side |\n|---|---|---|')
+    for name in names:
+        cells = []
+        for divisor in (2, 4):
+            values = rows[divisor][name]
+            mean = sum(values) / len(values)
+            base = sum(rows[divisor]['plain']) / len(values)
+            cells.append(f'{mean:.2f} ({mean - base:+.2f})')
+        print(f'| {name} | ' + ' | '.join(cells) + ' |')
+
+
+if __name__ == '__main__':
+    main()
