@@ -1,4 +1,4 @@
-"""HCD / IRN benchmark on CPU: quality gains on held-out photos, gain vs N, N_x/N_y ablation, latency, batching.
+"""HCD / IRN benchmark on CPU: quality gains on held-out photos, gain vs N, N_x/N_y ablation, latency.
 
     python scripts/benchmarks/bench_hcd.py --quick     # a few minutes on a shared 2-core CPU
     python scripts/benchmarks/bench_hcd.py             # longer IRN training, larger crops
@@ -14,7 +14,7 @@
 4. The same for the network-free bicubic-down/bicubic-up rescaler (``BicubicSRRescaler(None)``).
    With ``--car-checkpoint PATH`` (a CAR resampler trained under bicubic upscaling, as saved by
    ``bench_car_quality.py --save-weights``), the same tables for CAR-down + bicubic-up.
-5. Batched throughput: 4 images of 64x64 refined in one batch vs one at a time (same results).
+Batched throughput and the side-by-side with the authors' code: ``bench_hcd_cost.py``.
 
 Everything is measured side by side in one run; threads are fixed with ``--threads`` (default 1).
 """
@@ -139,27 +139,6 @@ def quality_tables(label, rescaler, images, n_list, ablation):
     return gains
 
 
-def batching(label, rescaler, steps, repeats):
-    images = torch.stack([hr[:, :64, :64] for _, hr in held_out(64)[:4]])
-    for _ in range(1):  # warm-up
-        collaborative_downscale(rescaler, images[:1], steps_hr=1, steps_lr=1, seed=0)
-    one, batched = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        singles = [collaborative_downscale(rescaler, images[i:i + 1], steps_hr=steps, steps_lr=steps, seed=0)
-                   for i in range(4)]
-        one.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        together = collaborative_downscale(rescaler, images, steps_hr=steps, steps_lr=steps, seed=0)
-        batched.append(time.perf_counter() - start)
-    same = sum(torch.equal(together.lr[i], singles[i].lr[0]) for i in range(4))
-    diff = max(float((together.lr[i] - singles[i].lr[0]).abs().max()) * 255 for i in range(4))
-    print(f'\n### {label}: 4 images of 64x64, N_x = N_y = {steps}, best of {repeats}\n')
-    print(f'one at a time {min(one):.2f} s, batched {min(batched):.2f} s, '
-          f'throughput ratio {min(one) / min(batched):.2f}x; '
-          f'stored LR identical for {same}/4 images (max difference {diff:.0f}/255 levels)')
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true', help='short training, 64x64 crops, fewer settings')
@@ -187,15 +166,10 @@ def main():
         net = train_irn(seconds, patch=48, batch=8, block_num=(1, 1), growth=16)
         irn = RESCALER_REGISTRY.get('IRNRescaler')(net, z_policy=args.z_policy, z_seed=0)
         quality_tables(f'IRN x4 (small, CPU-trained), {args.z_policy} z', irn, images, n_list, ablation)
-    bicubic = RESCALER_REGISTRY.get('BicubicSRRescaler')(None, scale=4)
     if not args.skip_bicubic:
+        bicubic = RESCALER_REGISTRY.get('BicubicSRRescaler')(None, scale=4)
         quality_tables('bicubic down / bicubic up x4', bicubic, images, (1, 15) if args.quick else n_list,
                        ((0, 15), (15, 0), (15, 15)))
-    if not args.skip_irn:
-        batching('IRN x4 (small)', irn, steps=5 if args.quick else 15, repeats=2 if args.quick else 3)
-    if not args.skip_bicubic:
-        batching('bicubic down / bicubic up x4', bicubic, steps=5 if args.quick else 15,
-                 repeats=2 if args.quick else 3)
 
 
 def load_car_rescaler(path):

@@ -3,7 +3,7 @@
     python scripts/benchmarks/bench_hcd_cost.py --threads 1 2
     python scripts/benchmarks/bench_hcd_cost.py --threads 1 --authors-code /tmp/hcd_authors --size 128
 
-1. Batching: 4 images of 64x64 (crops of the held-out photos) refined with N_x = N_y = 15 in one batch vs
+1. Batching: 4 images of 64x64 (the first four held-out crops of ``bench_hcd.py``) refined with N_x = N_y = 15 in one batch vs
    one at a time, for three rescalers: a small IRN x4 (``block_num [1, 1]``, growth 16, as trained by
    ``bench_hcd.py``), the paper's IRN x4 (``[8, 8]``, growth 32) and bicubic down/up. Timing does not depend
    on the weights, so the IRNs are randomly initialised and perturbed (their last convs start at zero).
@@ -27,22 +27,11 @@ import numpy as np
 import torch
 
 import basicsr_lmar  # noqa: F401
+from bench_hcd import held_out  # the held-out crops of the quality benchmark (this folder)
 from basicsr_lmar.archs.irn_arch import InvRescaleNet
-from basicsr_lmar.data.skimage_photos import load_photo
 from basicsr_lmar.ops.collaborative_downscaling import collaborative_downscale
 from basicsr_lmar.ops.rounding import quantize
 from basicsr_lmar.utils.registry import RESCALER_REGISTRY
-
-CROPS = (('chelsea', (60, 120)), ('chelsea', (150, 250)), ('coffee', (100, 200)), ('coffee', (250, 350)))
-
-
-def crops(size):
-    images = []
-    for name, (top, left) in CROPS:
-        photo = load_photo(name)
-        images.append(torch.from_numpy(photo[top:top + size, left:left + size].astype(np.float32) / 255).permute(2, 0, 1))
-    return torch.stack(images).contiguous()
-
 
 def perturbed_irn(block_num, growth, seed=0):
     torch.manual_seed(seed)
@@ -86,7 +75,7 @@ def side_by_side(authors_dir, size, steps):
     state, options = convert_official_irn_state_dict(theirs.state_dict())
     ours = InvRescaleNet(**options).eval()
     ours.load_state_dict(state, strict=True)
-    hr = crops(size)[:1]
+    hr = held_out(size)[0][1][None].contiguous()  # chelsea@60,120
     with torch.no_grad():
         forward_diff = float((ours(hr) - theirs(hr)).abs().max())
     model = authors.Model(theirs)
@@ -144,7 +133,7 @@ def main():
     args = parser.parse_args()
     print(f'torch {torch.__version__}')
     if not args.skip_batching:
-        images = crops(64)
+        images = torch.stack([hr for _, hr in held_out(64)[:4]]).contiguous()
         rescalers = [('IRN x4 small ([1, 1], growth 16)', RESCALER_REGISTRY.get('IRNRescaler')(
             perturbed_irn([1, 1], 16), z_policy='zero'))]
         if not args.skip_paper_irn:
