@@ -14,7 +14,6 @@ Needs the demo's stage-1 enhancer (``make demo``, or ``python scripts/lmar_demo.
 ``experiments/demo_lmar_enhancer_skimage/models/net_g_latest.pth``.
 """
 import argparse
-import math
 import os.path as osp
 import sys
 
@@ -26,6 +25,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
 from basicsr.archs import build_network  # noqa: E402
+from basicsr.metrics import calculate_psnr  # noqa: E402
+from basicsr.utils import tensor2img  # noqa: E402
 from basicsr.utils.options import ordered_yaml  # noqa: E402
 
 import basicsr_lmar  # noqa: E402,F401
@@ -38,9 +39,8 @@ ENHANCER_CKPT = osp.join(REPO, 'experiments', 'demo_lmar_enhancer_skimage', 'mod
 
 
 def psnr(image, gt):
-    """PSNR on 8-bit rounded values (as basicsr's calculate_psnr on tensor2img outputs)."""
-    a, b = (image.clamp(0, 1) * 255).round(), (gt.clamp(0, 1) * 255).round()
-    return 10 * math.log10(255**2 / ((a - b)**2).mean().item())
+    """RGB PSNR of the 8-bit images, as the LMAR validation table computes it."""
+    return calculate_psnr(tensor2img([image]), tensor2img([gt]), crop_border=0)
 
 
 def main():
