@@ -244,8 +244,8 @@ class LMARResampler(nn.Module):
         tile_in_training: when gradients are needed, also tile (each tile is checkpointed and
             recomputed in backward) instead of running one untiled pass.
         mlp_chunk_rows: rows per MLP GEMM chunk inside a tile. 2048 rows keep a chunk's 128-wide
-            activations (1 MiB) in cache through all six layers: 1.5x the GEMM throughput of 131,072-row
-            chunks on CPU (scripts/benchmarks/bench_lmar_cost.py).
+            activations (1 MiB) in cache through all six layers (on CPU the MLP ran at 46 % of the
+            fp32 GEMM peak with 131,072-row chunks, 83-86 % with 2,048; scripts/benchmarks/bench_lmar_cost.py).
         mlp_inference_precision: ``fp32`` (default, exact) or ``bf16`` GEMMs for the torch MLP when no
             gradients are needed (training always runs fp32).
         modulation_init: ``default`` (PyTorch's conv initialisation, as the released code) or
