@@ -50,8 +50,9 @@ TRAIN_SCHEMA = OptionSchema(
         'fa_opt': Option(None, type=dict, doc='attention transfer loss (eq. 11); ~ to disable'),
         'gan_opt': Option(None, type=dict, doc="basicsr GANLoss (eq. 12-13); ~ to disable"),
         'edge_opt': Option(None, type=dict, doc='FeatureEdgeLoss (released code only); ~ to disable'),
-        'scale_sampling': Option('uniform', choices=('uniform', 'lattice8'),
-                                 doc='uniform: r ~ U(scale_range); lattice8: released code, square sizes step 8'),
+        'scale_sampling': Option('uniform', choices=('uniform', 'lattice8', 'lattice8_full'),
+                                 doc='uniform: r ~ U(scale_range); lattice8: released code, square sizes step 8; '
+                                 'lattice8_full: lattice8 plus the crop size itself (r = 1)'),
         'scale_range': Option([1.0, 4.0], length=2, min=1.0, doc='[min, max] downscaling factor r'),
         'resizers': Option(None, type=(list, tuple),
                            doc='kernels to draw the resizer D/U from, one per iteration; ~ = network_g.resize_kernel'),
@@ -105,11 +106,15 @@ def draw_working_size(crop_size, sampling='uniform', scale_range=(1.0, 4.0), gen
     """Working size for one iteration from the crop size (H_p, W_p), drawn with ``generator``.
 
     ``uniform``: r ~ U(scale_range), (h, w) = round((H_p, W_p) / r). ``lattice8``: the released
-    code's square size drawn from ``range(H_p // 4, H_p, 8)`` (a multiple-of-8 lattice).
+    code's square size drawn from ``range(H_p // 4, H_p, 8)`` (a multiple-of-8 lattice), which never
+    includes r = 1. ``lattice8_full`` adds the crop's own side, so that the resampler also learns to
+    leave an image at its full size as it is (validation starts at the full size).
     """
     height, width = crop_size
-    if sampling == 'lattice8':
-        choices = list(range(height // 4, height, 8)) or [height]
+    if sampling in ('lattice8', 'lattice8_full'):
+        choices = list(range(height // 4, height, 8))
+        if sampling == 'lattice8_full' or not choices:
+            choices.append(height)
         side = choices[int(torch.randint(len(choices), (1, ), generator=generator))]
         return side, min(side, width)
     low, high = scale_range

@@ -168,6 +168,9 @@ def test_working_sizes():
         side, _ = draw_working_size((1024, 1024), 'lattice8', generator=generator)
         assert side % 8 == 0 and 256 <= side < 1024
     assert len(heights) > 20
+    generator = torch.Generator().manual_seed(0)
+    sides = {draw_working_size((128, 128), 'lattice8_full', generator=generator)[0] for _ in range(300)}
+    assert sides == set(range(32, 129, 8))  # the released lattice (32..120) plus the crop itself
 
 
 @pytest.mark.parametrize('val_override, match', [
