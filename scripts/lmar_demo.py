@@ -62,7 +62,8 @@ def example_images(lmar_ckpt):
     with open(LMAR_OPT) as handle:
         opt = yaml.load(handle, Loader=ordered_yaml()[0])
     resampler = build_network(dict(opt['network_g'])).eval()
-    resampler.load_state_dict(torch.load(lmar_ckpt, map_location='cpu')['params'])
+    checkpoint = torch.load(lmar_ckpt, map_location='cpu')
+    resampler.load_state_dict(checkpoint.get('params_ema', checkpoint['params']))  # the EMA weights validation used
     enhancer_opt = {key: value for key, value in opt['network_enhancer'].items() if key != 'feature_layer'}
     enhancer = build_network(enhancer_opt).eval()
     enhancer.load_state_dict(torch.load(ENHANCER_CKPT, map_location='cpu')['params'])

@@ -44,7 +44,11 @@ def _load_params(net, path, what):
     if not osp.isfile(path):
         raise SystemExit(f'{what}: checkpoint {path} does not exist')
     checkpoint = torch.load(path, map_location='cpu', weights_only=False)
-    state = checkpoint.get('params', checkpoint) if isinstance(checkpoint, dict) else checkpoint
+    state = checkpoint
+    if isinstance(checkpoint, dict):
+        # BasicSR's convention: a run with train.ema_decay saves the averaged weights as 'params_ema', and
+        # those are the ones to evaluate.
+        state = checkpoint.get('params_ema', checkpoint.get('params', checkpoint))
     net.load_state_dict({k[7:] if k.startswith('module.') else k: v for k, v in state.items()}, strict=True)
     return net
 

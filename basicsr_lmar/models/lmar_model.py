@@ -25,6 +25,7 @@ from copy import deepcopy
 from os import path as osp
 
 import torch
+from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
 from basicsr.utils import get_root_logger, imwrite, tensor2img
@@ -63,8 +64,9 @@ TRAIN_SCHEMA = OptionSchema(
         'warmup_iter': Option(-1, type=int),
         'max_nonfinite_steps': Option(10, type=int, min=1),
         'amp': Option('none', choices=('none', 'bf16', 'fp16'), doc='mixed precision of the forward passes'),
-    },
-    passthrough=('ema_decay', ))
+        'ema_decay': Option(0.0, type=(int, float), min=0, max=1, doc='exponential moving average of network_g (BasicSR '
+                            "convention): validation, test and the saved 'params_ema' use it; 0 = off"),
+    })
 
 VAL_SCHEMA = OptionSchema(
     'LMARModel.val', {
@@ -174,6 +176,12 @@ class LMARModel(PluginBaseModel):
             if self.train_opt[key] is not None:
                 validate_registered(self.train_opt[key], f'train.{key}', LOSS_REGISTRY)
         self.net_g.train()
+        self.net_g_ema = None
+        if self.train_opt.ema_decay > 0:
+            if self.train_opt.ema_decay >= 1:
+                raise OptionError(f'[train] ema_decay {self.train_opt.ema_decay} must be below 1 (1 never moves the '
+                                  'average); BasicSR uses 0.999, 0 turns EMA off')
+            self.net_g_ema = self._build_ema_network()
         self.cri_rc = build_loss(deepcopy(dict(self.train_opt.rc_opt))).to(self.device)
         self.cri_fa = build_loss(deepcopy(dict(self.train_opt.fa_opt))).to(self.device) if self.train_opt.fa_opt else None
         self.cri_edge = (build_loss(deepcopy(dict(self.train_opt.edge_opt))).to(self.device)
@@ -190,6 +198,20 @@ class LMARModel(PluginBaseModel):
         self.opt['train']['scheduler'] = dict(self.train_opt.scheduler)  # basicsr pops 'type' from it
         self.setup_schedulers()
 
+    def _build_ema_network(self):
+        """The EMA copy of network_g: from ``params_ema`` of path.pretrain_network_g (the run's own checkpoint
+        on resume; a checkpoint without EMA falls back to ``params``), else a copy of network_g."""
+        net = build_network(deepcopy(dict(self.opt['network_g']))).to(self.device)
+        load_path = self.opt['path'].get('pretrain_network_g')
+        if load_path is not None:
+            self.load_network(net, load_path, self.opt['path'].get('strict_load_g', True), 'params_ema',
+                              option_key='path.pretrain_network_g')
+        else:
+            net.load_state_dict(self.resampler.state_dict())
+        net.eval()
+        net.requires_grad_(False)
+        return net
+
     def setup_optimizers(self):
         optim_g = dict(self.train_opt.optim_g)
         params_g = [p for p in self.net_g.parameters() if p.requires_grad]
@@ -204,6 +226,11 @@ class LMARModel(PluginBaseModel):
     @property
     def resampler(self):
         return self.get_bare_model(self.net_g)
+
+    @property
+    def inference_resampler(self):
+        """The resampler that validation and test use: the EMA copy when ``train.ema_decay`` is on."""
+        return self.net_g_ema if getattr(self, 'net_g_ema', None) is not None else self.resampler
 
     def bottleneck(self, image):
         """E(image): the enhancer's feature at ``feature_layer`` (the rest of the enhancer is skipped)."""
@@ -257,6 +284,8 @@ class LMARModel(PluginBaseModel):
             l_total = l_total + l_g_gan
         loss_dict['l_g_total'] = l_total
         self.guarded_step(l_total, self.optimizer_g)
+        if self.net_g_ema is not None:
+            self.model_ema(decay=self.train_opt.ema_decay)
 
         if self.train_opt.log_plain_baseline:
             with torch.no_grad():
@@ -284,7 +313,7 @@ class LMARModel(PluginBaseModel):
     @torch.no_grad()
     def enhance(self, x, size, kernel, use_lmar=True):
         """U(E(D(x))) at working size ``size`` with resizer ``kernel``; D is LMAR when ``use_lmar``."""
-        resampler = self.resampler  # the bare module: validation may run on rank 0 only (no DDP collectives)
+        resampler = self.inference_resampler  # bare modules: validation may run on rank 0 only (no DDP collectives)
         if use_lmar:
             low = resampler(x, size, kernel=kernel)
         else:
@@ -376,7 +405,10 @@ class LMARModel(PluginBaseModel):
         return self.log_dict
 
     def save(self, epoch, current_iter):
-        self.save_network(self.net_g, 'net_g', current_iter)  # the frozen enhancer is not saved again
+        if getattr(self, 'net_g_ema', None) is not None:
+            self.save_network([self.net_g, self.net_g_ema], 'net_g', current_iter, param_key=['params', 'params_ema'])
+        else:
+            self.save_network(self.net_g, 'net_g', current_iter)  # the frozen enhancer is not saved again
         if self.net_d is not None:
             self.save_network(self.net_d, 'net_d', current_iter)
         self.save_training_state(epoch, current_iter)

@@ -121,6 +121,47 @@ def test_training_resizers_are_drawn_per_iteration(tmp_path):
         assert again.working_kernel == drawn[step - 1]
 
 
+def test_ema_of_the_resampler_is_used_saved_and_reloaded(tmp_path):
+    """train.ema_decay: net_g_ema follows the BasicSR update, validation/test use it, checkpoints carry
+    params and params_ema, and a model started from that checkpoint restores both."""
+    decay = 0.9
+    model = LMARModel(_options(tmp_path, gan_opt=None, fa_opt=None, ema_decay=decay))
+    expected = {k: v.clone() for k, v in model.net_g.named_parameters()}
+    model.feed_data({'lq': _photo()})
+    for step in range(1, 4):
+        model.optimize_parameters(step)
+        for name, param in model.net_g.named_parameters():
+            expected[name] = decay * expected[name] + (1 - decay) * param.detach()
+    for name, param in model.net_g_ema.named_parameters():
+        torch.testing.assert_close(param, expected[name], rtol=1e-6, atol=1e-7)
+        assert not param.requires_grad
+    assert not torch.equal(model.net_g_ema.modulation.weight, model.net_g.modulation.weight)
+    x = _photo()
+    with torch.no_grad():
+        via_ema = model.net_enhancer(model.net_g_ema(x, (16, 16), kernel='bicubic'))
+        via_ema = model.resampler.resize(via_ema, (32, 32), 'bicubic')
+    torch.testing.assert_close(model.enhance(x, (16, 16), 'bicubic'), via_ema)
+
+    (tmp_path / 'models').mkdir()
+    (tmp_path / 'states').mkdir()
+    model.save(0, 3)
+    checkpoint = torch.load(tmp_path / 'models' / 'net_g_3.pth', weights_only=False)
+    assert {'params', 'params_ema'} <= set(checkpoint)
+    opt = _options(tmp_path, gan_opt=None, fa_opt=None, ema_decay=decay)
+    opt['path']['pretrain_network_g'] = str(tmp_path / 'models' / 'net_g_3.pth')
+    reloaded = LMARModel(opt)
+    for (name, param), (_, ema) in zip(reloaded.net_g.named_parameters(), reloaded.net_g_ema.named_parameters()):
+        torch.testing.assert_close(param, dict(model.net_g.named_parameters())[name], rtol=0, atol=0)
+        torch.testing.assert_close(ema, dict(model.net_g_ema.named_parameters())[name], rtol=0, atol=0)
+
+
+def test_ema_decay_must_be_below_one(tmp_path):
+    with pytest.raises(OptionError, match='ema_decay'):
+        LMARModel(_options(tmp_path, ema_decay=1))
+    with pytest.raises(OptionError, match='ema_decay'):
+        LMARModel(_options(tmp_path, ema_decay=-0.5))
+
+
 def test_validation_table_shape_and_files(tmp_path):
     model = LMARModel(_options(tmp_path))
 

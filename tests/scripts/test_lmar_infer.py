@@ -81,3 +81,14 @@ def test_missing_checkpoint_is_named(setup):
                               '--lmar', str(tmp_path / 'nope.pth'), '--device', 'cpu'])
     with pytest.raises(SystemExit, match='nope.pth'):
         module.run(args)
+
+
+def test_ema_weights_are_preferred(setup):
+    """A checkpoint of a run with train.ema_decay holds 'params' and 'params_ema'; the EMA ones are used."""
+    tmp_path, resampler, _ = setup
+    averaged = LMARResampler(mlp_backend='torch', mlp_width=16, mlp_hidden_layers=1)
+    with torch.no_grad():
+        averaged.modulation.bias.fill_(0.25)
+    torch.save({'params': resampler.state_dict(), 'params_ema': averaged.state_dict()}, tmp_path / 'lmar.pth')
+    loaded, _ = _module().build_networks(str(tmp_path / 'opt.yml'))
+    torch.testing.assert_close(loaded.modulation.bias, torch.full((3, ), 0.25))
