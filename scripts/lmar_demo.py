@@ -15,12 +15,12 @@ with ``degradation: lowlight``: gain * x^gamma + Gaussian noise, see docs/data.m
    area with bicubic, with and without LMAR) are copied to ``results/lmar_demo/`` and the table printed.
 
 Both training stages run with one thread by default (``--threads``): the seeded run then reproduces
-its table exactly. Measured (docs/benchmarks.md, "Demo"): 5 min 39 s. On the held-out photos LMAR is
-above the plain pipeline at every downscaled working size and resizer (+0.06 to +0.20 dB PSNR) and
--0.02 dB at full size; the mean gain at <= 1/2 of the size is +0.15 dB. With two threads stage 1 ends
-at another enhancer, on which the same LMAR options lose 0.18 dB at full size (docs/benchmarks.md). The demo's LMAR
-options differ from the paper's on purpose (L_rc at the enhancer's output, L_rc only, ...): see
-options/demo_lmar_skimage.yml and docs/lmar.md, "The demo".
+its table exactly. Measured (docs/benchmarks.md, "Demo"): 4 min 40 s. On the held-out photos LMAR is
+above the plain pipeline at every downscaled working size and resizer (+0.15 to +0.29 dB PSNR) and
++0.04 dB at full size; the mean gain at <= 1/2 of the size is +0.21 dB. The result is one enhancer's:
+with two threads stage 1 ends at another enhancer, on which the same LMAR options lose 0.06 dB at full
+size (docs/benchmarks.md). The demo's LMAR options differ from the paper's on purpose (L_rc at the
+enhancer's output, L_rc only, ...): see options/demo_lmar_skimage.yml and docs/lmar.md, "The demo".
 """
 import argparse
 import glob
