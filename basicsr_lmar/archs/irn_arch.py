@@ -24,7 +24,6 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
-from basicsr_lmar.ops.frozen_conv import conv2d_frozen
 from basicsr_lmar.utils.options import Option, configurable
 from basicsr_lmar.utils.registry import RESCALER_REGISTRY
 
@@ -87,17 +86,11 @@ class DenseSubnet(nn.Module):
         nn.init.zeros_(self.convs[4].weight)
         nn.init.zeros_(self.convs[4].bias)
 
-    @staticmethod
-    def _conv(conv, x):
-        # F.conv2d, except that in a frozen net (HCD's test-time optimisation) the narrow convs (the last,
-        # -> 3 or 9 channels at x4) get their slow CPU input gradient as a fast forward conv instead.
-        return conv2d_frozen(x, conv.weight, conv.bias, padding=conv.padding)
-
     def forward(self, x):
         features = [x]
         for conv in self.convs[:4]:
-            features.append(F.leaky_relu(self._conv(conv, torch.cat(features, dim=1)), 0.2))
-        return self._conv(self.convs[4], torch.cat(features, dim=1))
+            features.append(F.leaky_relu(conv(torch.cat(features, dim=1)), 0.2))
+        return self.convs[4](torch.cat(features, dim=1))
 
 
 class AffineCoupling(nn.Module):

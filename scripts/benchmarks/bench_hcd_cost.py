@@ -15,11 +15,6 @@
    prints both times, the ratio and how many stored LR values differ, and the cost model: F, one forward
    of down + up, and B, its backward to the input, timed on our net; per step ours costs F + B and the
    authors' checkpointed net 2F + B, so (F + B) / (2F + B) is the ratio expected at equal conv speed.
-   Ours runs twice: as shipped, and with :func:`basicsr_lmar.ops.frozen_conv.conv2d_frozen`'s fast input
-   gradient switched off (every conv through ``F.conv2d``'s autograd), to show what that op buys.
-3. ``--conv-table``: every conv shape of the paper's IRN x4 on a ``--size`` squared image, frozen: forward,
-   input gradient through autograd (oneDNN's backward-data) and through ``conv2d_frozen``, best of 15,
-   and their totals over one down + up (what one HR-stage step differentiates).
 
 Everything is measured side by side in one process; ``--threads`` runs the whole table per thread count.
 """
@@ -33,8 +28,7 @@ import torch
 
 import basicsr_lmar  # noqa: F401
 from bench_hcd import held_out  # the held-out crops of the quality benchmark (this folder)
-from basicsr_lmar.archs.irn_arch import HaarStep, InvRescaleNet
-from basicsr_lmar.ops import frozen_conv
+from basicsr_lmar.archs.irn_arch import InvRescaleNet
 from basicsr_lmar.ops.collaborative_downscaling import collaborative_downscale
 from basicsr_lmar.ops.rounding import quantize
 from basicsr_lmar.utils.registry import RESCALER_REGISTRY
@@ -100,14 +94,6 @@ def side_by_side(authors_dir, size, steps):
         torch.manual_seed(123)
         return collaborative_downscale(rescaler, hr, steps_hr=steps, steps_lr=steps, seed=None).lr
 
-    def run_ours_plain_autograd():
-        narrow = frozen_conv.NARROW_OUTPUT_CHANNELS
-        frozen_conv.NARROW_OUTPUT_CHANNELS = 0  # every conv's input gradient through F.conv2d's autograd
-        try:
-            return run_ours()
-        finally:
-            frozen_conv.NARROW_OUTPUT_CHANNELS = narrow
-
     # Where the time goes: one HR-stage objective (down, then up) as a plain forward, and forward +
     # backward to the input. Ours costs F + B per step; the authors' checkpointed net costs 2F + B (a
     # no-grad forward, then the forward again inside backward), so (F + B) / (2F + B) is what avoiding
@@ -127,58 +113,12 @@ def side_by_side(authors_dir, size, steps):
     floor = (forward_s + backward_s) / (2 * forward_s + backward_s)
     their_s, their_lr = best_of(1, run_theirs)
     our_s, our_lr = best_of(1, run_ours)
-    plain_s, plain_lr = best_of(1, run_ours_plain_autograd)
     differ = int(((our_lr - their_lr).abs() * 255 > 0.5).sum())
-    differ_plain = int(((our_lr - plain_lr).abs() * 255 > 0.5).sum())
     with torch.no_grad():
         psnr = [10 * np.log10(1 / float(((rescaler.upscale(quantize(lr)) - hr)**2).mean())) for lr in (their_lr, our_lr)]
     print(f"| {size}x{size} | {steps} | {torch.get_num_threads()} | {their_s:.1f} s | {our_s:.1f} s | "
-          f'{our_s / their_s:.2f} | {plain_s:.1f} s ({plain_s / their_s:.2f}; {differ_plain} LR values differ) | '
-          f'{differ} of {our_lr.numel()} | {forward_diff:.1e} | '
+          f'{our_s / their_s:.2f} | {differ} of {our_lr.numel()} | {forward_diff:.1e} | '
           f'{psnr[0]:.3f} / {psnr[1]:.3f} | {forward_s:.2f} s / {backward_s:.2f} s | {floor:.2f} |', flush=True)
-
-
-def conv_table(size, repeats=15):
-    """Per conv shape of the paper's IRN x4 (frozen): forward and the two input-gradient paths, in ms."""
-    calls = {}  # (in, out, side) -> convs of that shape in one down + up
-    side = size
-    for step in InvRescaleNet(scale=4, block_num=[8, 8], growth=32).steps:
-        if isinstance(step, HaarStep):
-            side //= 2
-            continue
-        for subnet in (step.lr_update, step.rest_shift, step.rest_log_scale):
-            for conv in subnet.convs:
-                key = (conv.in_channels, conv.out_channels, side)
-                calls[key] = calls.get(key, 0) + 2  # once in down, once in the inverse (up)
-
-    def best(fn):
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return 1e3 * min(times)
-
-    print(f'\nConvs of the paper IRN x4 on {size}x{size}, frozen, {torch.get_num_threads()} thread(s), best of {repeats}, ms\n')
-    print('| conv (in -> out @ side) | per down + up | forward | input grad, autograd | input grad, conv2d_frozen |')
-    print('|---|---|---|---|---|')
-    totals = np.zeros(3)
-    for (cin, cout, side), n in sorted(calls.items(), key=lambda item: (-item[0][2], item[0][0])):
-        torch.manual_seed(0)
-        x = torch.randn(1, cin, side, side, requires_grad=True)
-        weight, bias = torch.randn(cout, cin, 3, 3) / (3 * cin**0.5), torch.zeros(cout)
-        grad = torch.randn(1, cout, side, side)
-        forward_out = torch.nn.functional.conv2d(x, weight, bias, padding=1)
-        fast_out = frozen_conv.conv2d_frozen(x, weight, bias, padding=1)
-        row = np.array([
-            best(lambda: torch.nn.functional.conv2d(x.detach(), weight, bias, padding=1)),
-            best(lambda: torch.autograd.grad(forward_out, x, grad, retain_graph=True)),
-            best(lambda: torch.autograd.grad(fast_out, x, grad, retain_graph=True)),
-        ])
-        totals += n * row
-        print(f'| {cin} -> {cout} @ {side} | {n} | ' + ' | '.join(f'{v:.3f}' for v in row) + ' |')
-    print('| **total, one down + up** | | ' + ' | '.join(f'**{v:.0f}**' for v in totals) + ' |', flush=True)
 
 
 def main():
@@ -189,14 +129,9 @@ def main():
     parser.add_argument('--skip-batching', action='store_true')
     parser.add_argument('--skip-paper-irn', action='store_true', help='batching: leave out the [8, 8] IRN (slow)')
     parser.add_argument('--authors-code', help="folder with authors_code.py (the authors' functions)")
-    parser.add_argument('--size', type=int, default=128, help='image side for the side-by-side run and conv table')
-    parser.add_argument('--conv-table', action='store_true', help='per-conv forward / input-gradient times')
+    parser.add_argument('--size', type=int, default=128, help='image side for the side-by-side run')
     args = parser.parse_args()
     print(f'torch {torch.__version__}')
-    if args.conv_table:
-        for threads in args.threads:
-            torch.set_num_threads(threads)
-            conv_table(args.size)
     if not args.skip_batching:
         images = torch.stack([hr for _, hr in held_out(64)[:4]]).contiguous()
         rescalers = [('IRN x4 small ([1, 1], growth 16)', RESCALER_REGISTRY.get('IRNRescaler')(
@@ -214,10 +149,9 @@ def main():
                 batching(label, rescaler, images, args.steps, args.repeats)
     if args.authors_code:
         print("\nSide by side with the authors' attack functions (paper IRN x4, z = 0, same global seed)\n")
-        print("| image | N | threads | theirs | ours | ours / theirs | ours without conv2d_frozen (/ theirs) | "
-              "stored LR values differing | forward max diff | RGB PSNR theirs / ours | our F / B (down+up) | "
-              "(F+B)/(2F+B) |")
-        print('|---|---|---|---|---|---|---|---|---|---|---|---|')
+        print("| image | N | threads | theirs | ours | ours / theirs | stored LR values differing | "
+              "forward max diff | RGB PSNR theirs / ours | our F / B (down+up) | (F+B)/(2F+B) |")
+        print('|---|---|---|---|---|---|---|---|---|---|---|')
         for threads in args.threads:
             torch.set_num_threads(threads)
             side_by_side(args.authors_code, args.size, args.steps)
