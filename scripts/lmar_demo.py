@@ -50,23 +50,18 @@ def train(options, threads):
 def example_images(lmar_ckpt):
     """Held-out photo 'coffee' (384x576, darkened) enhanced at 1/4 of the area, bicubic, +/- LMAR."""
     sys.path.insert(0, REPO)
+    sys.path.insert(0, osp.join(REPO, 'scripts'))
     import torch
     import yaml
-    from basicsr.archs import build_network
     from basicsr.utils.options import ordered_yaml
+    from lmar_infer import build_networks  # the inference script's loader (EMA weights when saved)
 
-    import basicsr_lmar  # noqa: F401
     from basicsr_lmar.data.skimage_dataset import SkimagePhotoDataset
     from basicsr_lmar.utils.image_files import write_image_file
 
     with open(LMAR_OPT) as handle:
         opt = yaml.load(handle, Loader=ordered_yaml()[0])
-    resampler = build_network(dict(opt['network_g'])).eval()
-    checkpoint = torch.load(lmar_ckpt, map_location='cpu')
-    resampler.load_state_dict(checkpoint.get('params_ema', checkpoint['params']))  # the EMA weights validation used
-    enhancer_opt = {key: value for key, value in opt['network_enhancer'].items() if key != 'feature_layer'}
-    enhancer = build_network(enhancer_opt).eval()
-    enhancer.load_state_dict(torch.load(ENHANCER_CKPT, map_location='cpu')['params'])
+    resampler, enhancer = build_networks(LMAR_OPT, lmar_ckpt, ENHANCER_CKPT)
     val = dict(opt['datasets']['val'], phase='val')
     dataset = SkimagePhotoDataset(val)
     sample = next(s for s in (dataset[i] for i in range(len(dataset))) if s['lq_path'].startswith('coffee'))

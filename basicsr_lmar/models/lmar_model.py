@@ -104,6 +104,13 @@ def scaled_target_sizes(input_size, target_sizes=None, reference_size=PAPER_REFE
     return sizes
 
 
+def check_resize_kernels(kernels, section):
+    """Raises an OptionError naming ``[section] resizers`` for an entry that is not a resize kernel."""
+    for kernel in kernels:
+        if kernel not in KERNELS:
+            raise OptionError(f'[{section}] resizers entry {kernel!r} is not a resize kernel; choose from {list(KERNELS)}')
+
+
 def draw_working_size(crop_size, sampling='uniform', scale_range=(1.0, 4.0), generator=None):
     """Working size for one iteration from the crop size (H_p, W_p), drawn with ``generator``.
 
@@ -134,15 +141,14 @@ class LMARModel(PluginBaseModel):
         validate_registered(opt['network_enhancer'], 'network_enhancer', ARCH_REGISTRY, extra_keys=('feature_layer', ))
         if opt.get('val') is not None:
             self.val_opt = VAL_SCHEMA.validate(opt['val'], 'val')
-            for kernel in self.val_opt.resizers:
-                if kernel not in KERNELS:
-                    raise OptionError(f'[val] resizers entry {kernel!r} is not a resize kernel; choose from {list(KERNELS)}')
+            check_resize_kernels(self.val_opt.resizers, 'val')
             scaled_target_sizes(self.val_opt.reference_size, self.val_opt.target_sizes, self.val_opt.reference_size)
         else:
             self.val_opt = VAL_SCHEMA.validate({}, 'val')
         opt.setdefault('path', {})
 
         self.net_g = self.build_trainable_network('network_g')
+        self.net_g_ema = None  # set by init_training_settings when train.ema_decay > 0
 
         # The frozen enhancer: eval mode, no parameter gradients, never DDP-wrapped.
         if self.is_train and self.frozen_checkpoint_path('network_enhancer') is None:
@@ -168,15 +174,11 @@ class LMARModel(PluginBaseModel):
         if self.train_opt.resizers is not None:
             if not self.train_opt.resizers:
                 raise OptionError('[train] resizers is empty; list at least one kernel, or ~ for network_g.resize_kernel')
-            for kernel in self.train_opt.resizers:
-                if kernel not in KERNELS:
-                    raise OptionError(f'[train] resizers entry {kernel!r} is not a resize kernel; '
-                                      f'choose from {list(KERNELS)}')
+            check_resize_kernels(self.train_opt.resizers, 'train')
         for key in ('rc_opt', 'fa_opt', 'gan_opt', 'edge_opt'):
             if self.train_opt[key] is not None:
                 validate_registered(self.train_opt[key], f'train.{key}', LOSS_REGISTRY)
         self.net_g.train()
-        self.net_g_ema = None
         if self.train_opt.ema_decay > 0:
             if self.train_opt.ema_decay >= 1:
                 raise OptionError(f'[train] ema_decay {self.train_opt.ema_decay} must be below 1 (1 never moves the '
@@ -230,7 +232,7 @@ class LMARModel(PluginBaseModel):
     @property
     def inference_resampler(self):
         """The resampler that validation and test use: the EMA copy when ``train.ema_decay`` is on."""
-        return self.net_g_ema if getattr(self, 'net_g_ema', None) is not None else self.resampler
+        return self.net_g_ema if self.net_g_ema is not None else self.resampler
 
     def bottleneck(self, image):
         """E(image): the enhancer's feature at ``feature_layer`` (the rest of the enhancer is skipped)."""
@@ -405,7 +407,7 @@ class LMARModel(PluginBaseModel):
         return self.log_dict
 
     def save(self, epoch, current_iter):
-        if getattr(self, 'net_g_ema', None) is not None:
+        if self.net_g_ema is not None:
             self.save_network([self.net_g, self.net_g_ema], 'net_g', current_iter, param_key=['params', 'params_ema'])
         else:
             self.save_network(self.net_g, 'net_g', current_iter)  # the frozen enhancer is not saved again
