@@ -122,6 +122,20 @@ def least_squares_lr(hr, scale):
     return (torch.linalg.pinv(rows) @ hr.double() @ torch.linalg.pinv(cols).T).float()
 
 
+_PINV_CACHE = {}
+
+
+def crop_lr_target(hr, scale):
+    """least_squares_lr for a batch of crops, with the pseudo-inverses cached per crop size."""
+    height, width = hr.shape[-2:]
+    key = (height, width, scale)
+    if key not in _PINV_CACHE:
+        _PINV_CACHE[key] = tuple(
+            torch.linalg.pinv(upscaling_matrix(size // scale, scale)).float() for size in (height, width))
+    rows, cols = _PINV_CACHE[key]
+    return rows @ hr @ cols.T
+
+
 def bicubic_downscale(hr, scale):
     """The baseline: MATLAB-style bicubic downscaling (antialiased kernel stretched by ``scale``). The
     border is reflected (MATLAB imresize pads symmetrically; reflect and replicate give the same PSNR
@@ -186,6 +200,10 @@ def main():
                              'saturates, so no element loses its gradient)')
     parser.add_argument('--loss', choices=('l1', 'mse'), default='mse',
                         help='reconstruction loss: l1 (the paper) or mse (optimises PSNR directly)')
+    parser.add_argument('--lr-target-weight', type=float, default=0.0, metavar='WEIGHT',
+                        help='weight of an LR-domain MSE between the CAR LR and the least-squares-optimal LR of the '
+                             'crop under the fixed upscaler (least_squares_lr); 0 = off')
+    parser.add_argument('--recon-weight', type=float, default=1.0, help='weight of the HR reconstruction loss')
     parser.add_argument('--loss-border', type=int, default=8,
                         help='HR pixels at each crop edge left out of the reconstruction loss (padding effects)')
     parser.add_argument('--op-impl', choices=('auto', 'reference', 'chunked'), default='reference',
@@ -250,7 +268,13 @@ def main():
         if args.loss_border:
             error = error[..., args.loss_border:-args.loss_border, args.loss_border:-args.loss_border]
         reconstruction = error.abs().mean() if args.loss == 'l1' else error.square().mean()
-        loss = reconstruction + offset_loss(offsets_h, offsets_v) + tv_loss(kernels, offsets_h, offsets_v)
+        loss = args.recon_weight * reconstruction
+        if args.lr_target_weight:
+            target = crop_lr_target(hr, scale).clamp(0, 1)
+            trim = args.loss_border // scale
+            lr_error = (lr - target)[..., trim:lr.shape[-2] - trim, trim:lr.shape[-1] - trim]
+            loss = loss + args.lr_target_weight * lr_error.square().mean()
+        loss = loss + offset_loss(offsets_h, offsets_v) + tv_loss(kernels, offsets_h, offsets_v)
         if raw_kernels:
             raw = raw_kernels.pop()
             outside = (raw - 1).clamp(min=0).square() + (net.kernel_min - raw).clamp(min=0).square()
