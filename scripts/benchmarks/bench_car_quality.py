@@ -136,6 +136,34 @@ def crop_lr_target(hr, scale):
     return rows @ hr @ cols.T
 
 
+def teacher_kernels(hr, scale, steps):
+    """Per-pixel CAR kernels (zero offsets) that move the box kernel's LR towards the crop's least-squares
+    LR: ``steps`` rounds of a per-pixel exact line search along sum_c (s_i,c - LR_c) (LR*_c - LR_c) (s_i:
+    the kernel element's sample), clipped to >= 0 and renormalised. No network: a teacher signal whose
+    pixel-to-pixel variation depends on the content at first order (see docs/benchmarks.md ## CAR)."""
+    k = 3 * scale + 1
+    n, channels, height, width = hr.shape
+    target = crop_lr_target(hr, scale).clamp(0, 1)
+    box = initial_kernel('box', scale)
+    kernels = (box / box.sum()).view(1, -1, 1, 1).expand(n, k * k, height // scale, width // scale).contiguous()
+    # with zero offsets the samples do not depend on the kernels: the LR is sum_i kernels_i * samples_i
+    probe = kernels.clone().requires_grad_(True)
+    zeros = torch.zeros_like(kernels)
+    lr = adaptive_resample(hr, probe, zeros, zeros, scale)
+    samples = torch.stack([torch.autograd.grad(lr[:, c].sum(), probe, retain_graph=c < channels - 1)[0]
+                           for c in range(channels)], 1)  # (n, C, k*k, h, w)
+    for _ in range(steps):
+        lr = (kernels[:, None] * samples).sum(2)
+        residual = target - lr
+        deviation = samples - lr[:, :, None]
+        direction = (deviation * residual[:, :, None]).sum(1)  # (n, k*k, h, w)
+        change = (direction[:, None] * deviation).sum(2)  # first-order LR change per unit step
+        step = (change * residual).sum(1, keepdim=True) / change.square().sum(1, keepdim=True).clamp(min=1e-12)
+        kernels = (kernels + step * direction).clamp(min=0)
+        kernels = kernels / kernels.sum(1, keepdim=True).clamp(min=1e-12)
+    return kernels
+
+
 def bicubic_downscale(hr, scale):
     """The baseline: MATLAB-style bicubic downscaling (antialiased kernel stretched by ``scale``). The
     border is reflected (MATLAB imresize pads symmetrically; reflect and replicate give the same PSNR
@@ -203,6 +231,9 @@ def main():
     parser.add_argument('--lr-target-weight', type=float, default=0.0, metavar='WEIGHT',
                         help='weight of an LR-domain MSE between the CAR LR and the least-squares-optimal LR of the '
                              'crop under the fixed upscaler (least_squares_lr); 0 = off')
+    parser.add_argument('--teacher-weight', type=float, default=0.0, metavar='WEIGHT',
+                        help='weight of an MSE between the predicted kernels and teacher_kernels of the crop; 0 = off')
+    parser.add_argument('--teacher-steps', type=int, default=6, help='line-search rounds of teacher_kernels')
     parser.add_argument('--recon-weight', type=float, default=1.0, help='weight of the HR reconstruction loss')
     parser.add_argument('--loss-border', type=int, default=8,
                         help='HR pixels at each crop edge left out of the reconstruction loss (padding effects)')
@@ -274,6 +305,10 @@ def main():
             trim = args.loss_border // scale
             lr_error = (lr - target)[..., trim:lr.shape[-2] - trim, trim:lr.shape[-1] - trim]
             loss = loss + args.lr_target_weight * lr_error.square().mean()
+        if args.teacher_weight:
+            with torch.enable_grad():
+                teacher = teacher_kernels(hr, scale, args.teacher_steps)
+            loss = loss + args.teacher_weight * (kernels - teacher).square().mean()
         loss = loss + offset_loss(offsets_h, offsets_v) + tv_loss(kernels, offsets_h, offsets_v)
         if raw_kernels:
             raw = raw_kernels.pop()

@@ -29,3 +29,20 @@ def test_crop_lr_target_is_the_per_image_least_squares_lr_and_is_optimal():
     for _ in range(5):  # least squares: every perturbation of the target reconstructs worse
         nudged = target + 1e-2 * torch.randn_like(target)
         assert (upscaler(nudged) - crops).square().mean() > error_target
+
+
+def test_teacher_kernels_are_normalised_and_move_the_lr_towards_the_least_squares_lr():
+    bench = load_script()
+    torch.manual_seed(0)
+    crops = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 34, 34), 3, stride=1)
+    target = bench.crop_lr_target(crops, 4).clamp(0, 1)
+    errors = []
+    for steps in (0, 1, 6):
+        kernels = bench.teacher_kernels(crops, 4, steps)
+        assert kernels.shape == (2, 13 * 13, 8, 8)
+        assert kernels.min() >= 0
+        torch.testing.assert_close(kernels.sum(1), torch.ones(2, 8, 8))
+        zeros = torch.zeros_like(kernels)
+        lr = bench.adaptive_resample(crops, kernels, zeros, zeros, 4)
+        errors.append(float((lr - target).square().mean()))
+    assert errors[0] > errors[1] > errors[2]
