@@ -20,6 +20,7 @@ crops only in the loss (``--loss-border``), a cosine learning-rate decay over th
     python scripts/benchmarks/bench_car_quality.py --save-weights car_bicubic_x4.pth   # keep the resampler
 """
 import argparse
+import functools
 import math
 import time
 
@@ -112,28 +113,20 @@ def upscaling_matrix(size, scale, dtype=torch.float64):
     return resize(identity, (size * scale, size), 'bicubic', antialias=True, boundary='reflect')[0, 0]
 
 
+@functools.lru_cache(maxsize=None)
+def upscaling_pseudo_inverse(size, scale):
+    """pinv(upscaling_matrix(size, scale)), cached: training crops of one size reuse it every iteration."""
+    return torch.linalg.pinv(upscaling_matrix(size, scale))
+
+
 def least_squares_lr(hr, scale):
     """The LR image that minimises ||bicubic_up(LR) - HR||^2: the ceiling of every downscaler under this
     upscaler (before 8-bit rounding). Bicubic upscaling is linear and separable, so
-    LR* = pinv(U_h) @ HR @ pinv(U_w)^T per channel; as the Y channel is an affine function of RGB, this is
-    also the optimum for the error on Y."""
-    rows = upscaling_matrix(hr.shape[-2] // scale, scale)
-    cols = upscaling_matrix(hr.shape[-1] // scale, scale)
-    return (torch.linalg.pinv(rows) @ hr.double() @ torch.linalg.pinv(cols).T).float()
-
-
-_PINV_CACHE = {}
-
-
-def crop_lr_target(hr, scale):
-    """least_squares_lr for a batch of crops, with the pseudo-inverses cached per crop size."""
-    height, width = hr.shape[-2:]
-    key = (height, width, scale)
-    if key not in _PINV_CACHE:
-        _PINV_CACHE[key] = tuple(
-            torch.linalg.pinv(upscaling_matrix(size // scale, scale)).float() for size in (height, width))
-    rows, cols = _PINV_CACHE[key]
-    return rows @ hr @ cols.T
+    LR* = pinv(U_h) @ HR @ pinv(U_w)^T per channel and image of the batch; as the Y channel is an affine
+    function of RGB, this is also the optimum for the error on Y."""
+    rows = upscaling_pseudo_inverse(hr.shape[-2] // scale, scale)
+    cols = upscaling_pseudo_inverse(hr.shape[-1] // scale, scale)
+    return (rows @ hr.double() @ cols.T).float()
 
 
 def teacher_kernels(hr, scale, steps):
@@ -143,7 +136,7 @@ def teacher_kernels(hr, scale, steps):
     pixel-to-pixel variation depends on the content at first order (see docs/benchmarks.md ## CAR)."""
     k = 3 * scale + 1
     n, channels, height, width = hr.shape
-    target = crop_lr_target(hr, scale).clamp(0, 1)
+    target = least_squares_lr(hr, scale).clamp(0, 1)
     box = initial_kernel('box', scale)
     kernels = (box / box.sum()).view(1, -1, 1, 1).expand(n, k * k, height // scale, width // scale).contiguous()
     # with zero offsets the samples do not depend on the kernels: the LR is sum_i kernels_i * samples_i
@@ -301,7 +294,7 @@ def main():
         reconstruction = error.abs().mean() if args.loss == 'l1' else error.square().mean()
         loss = args.recon_weight * reconstruction
         if args.lr_target_weight:
-            target = crop_lr_target(hr, scale).clamp(0, 1)
+            target = least_squares_lr(hr, scale).clamp(0, 1)
             trim = args.loss_border // scale
             lr_error = (lr - target)[..., trim:lr.shape[-2] - trim, trim:lr.shape[-1] - trim]
             loss = loss + args.lr_target_weight * lr_error.square().mean()

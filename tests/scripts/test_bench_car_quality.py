@@ -1,4 +1,5 @@
-"""The least-squares LR targets of ``scripts/benchmarks/bench_car_quality.py`` (``--lr-target-weight``)."""
+"""The least-squares LR target (``--lr-target-weight``) and the kernel teacher (``--teacher-weight``) of
+``scripts/benchmarks/bench_car_quality.py``."""
 import importlib.util
 from pathlib import Path
 
@@ -14,11 +15,11 @@ def load_script():
     return module
 
 
-def test_crop_lr_target_is_the_per_image_least_squares_lr_and_is_optimal():
+def test_batched_least_squares_lr_is_the_per_image_one_and_is_optimal():
     bench = load_script()
     torch.manual_seed(0)
     crops = torch.nn.functional.avg_pool2d(torch.rand(3, 3, 34, 34), 3, stride=1)
-    target = bench.crop_lr_target(crops, 4)
+    target = bench.least_squares_lr(crops, 4)
     assert target.shape == (3, 3, 8, 8)
     for image, lr in zip(crops, target):
         torch.testing.assert_close(lr, bench.least_squares_lr(image[None], 4)[0], atol=1e-5, rtol=0)
@@ -35,7 +36,7 @@ def test_teacher_kernels_are_normalised_and_move_the_lr_towards_the_least_square
     bench = load_script()
     torch.manual_seed(0)
     crops = torch.nn.functional.avg_pool2d(torch.rand(2, 3, 34, 34), 3, stride=1)
-    target = bench.crop_lr_target(crops, 4).clamp(0, 1)
+    target = bench.least_squares_lr(crops, 4).clamp(0, 1)
     errors = []
     for steps in (0, 1, 6):
         kernels = bench.teacher_kernels(crops, 4, steps)
