@@ -7,8 +7,8 @@ give the rescaler, ``rescaler`` the adapter and ``hcd`` the algorithm settings (
 N_x = N_y). Each image is cropped to a multiple of the scale; its 8-bit LR is written as
 ``<name>.png`` (written under a temporary name, then renamed, so an interrupted run leaves no partial
 file); images whose LR already exists are skipped unless ``--overwrite``. ``--batch-size B`` refines up
-to B consecutive images of the same size together: the same LRs, higher throughput on many small images. The progress bar shows the
-RGB PSNR gain of each image over the base rescaler (same z policy for both).
+to B consecutive images of the same size together: the same LRs, higher throughput on many small images.
+The progress bar shows the RGB PSNR gain of each image over the base rescaler (same z policy for both).
 """
 import argparse
 import os
@@ -22,6 +22,7 @@ from basicsr.utils.options import ordered_yaml
 from tqdm import tqdm
 
 import basicsr_lmar  # noqa: F401  (registers archs, models, rescaler adapters)
+from basicsr_lmar.models.hcd_model import crop_to_scale
 from basicsr_lmar.ops.collaborative_downscaling import mse_per_image
 from basicsr_lmar.ops.rounding import quantize
 from basicsr_lmar.utils.image_files import list_images, read_image_file, write_image_file
@@ -93,10 +94,7 @@ def refine_folder(model, input_folder, output_folder, overwrite=False, save_sr=F
             continue
         rgb, _ = read_image_file(path)  # float RGB in [0, 1]; gray and RGBA are converted (see image_files)
         hr = torch.from_numpy(rgb).permute(2, 0, 1)[None]
-        if min(hr.shape[-2:]) < model.scale:
-            raise ValueError(f'hcd_refine: {path} is {hr.shape[-1]}x{hr.shape[-2]} pixels, smaller than the scale '
-                             f'{model.scale}; remove it from {input_folder}')
-        hr = hr[..., :hr.shape[-2] - hr.shape[-2] % model.scale, :hr.shape[-1] - hr.shape[-1] % model.scale]
+        hr = crop_to_scale(hr, model.scale, f'hcd_refine: {path}')  # batches group images by the cropped size
         if pending and (hr.shape != pending[0][2].shape or len(pending) == batch_size):
             flush()
         pending.append((name, target, hr))

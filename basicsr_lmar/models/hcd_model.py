@@ -59,6 +59,16 @@ VAL_SCHEMA = OptionSchema('HCDModel', {
 }, passthrough=('val_freq', ))
 
 
+def crop_to_scale(hr, scale, what='HCDModel: image'):
+    """``hr`` (..., H, W) cropped bottom/right to multiples of ``scale`` (like GTmod folders); an image
+    smaller than the scale is an error naming ``what`` and its size."""
+    height, width = hr.shape[-2:]
+    if height < scale or width < scale:
+        raise ValueError(f'{what} is {width}x{height} pixels, smaller than the scale {scale}; '
+                         'leave it out of the input')
+    return hr[..., :height - height % scale, :width - width % scale]
+
+
 def _network_sections(opt):
     return sorted(key for key in opt if key.startswith('network_'))
 
@@ -135,12 +145,7 @@ class HCDModel(PluginBaseModel):
         key = 'gt' if 'gt' in data else 'lq' if 'lq' in data else None
         if key is None:
             raise KeyError(f'HCDModel needs HR images under "gt" (or "lq" for SingleImageDataset); got {sorted(data)}')
-        hr = data[key].to(self.device)
-        h, w = hr.shape[-2:]
-        h, w = h - h % self.scale, w - w % self.scale
-        if h == 0 or w == 0:
-            raise ValueError(f'HCDModel: image of size {tuple(hr.shape[-2:])} is smaller than the scale {self.scale}')
-        self.gt = hr[..., :h, :w].contiguous()
+        self.gt = crop_to_scale(data[key].to(self.device), self.scale).contiguous()
 
     def refine(self, hr, steps_hr, steps_lr):
         options = {k: self.hcd_opt[k] for k in ('epsilon', 'step_size', 'norm', 'restarts', 'seed', 'keep_best',
