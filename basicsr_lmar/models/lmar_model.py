@@ -64,7 +64,8 @@ TRAIN_SCHEMA = OptionSchema(
         'warmup_iter': Option(-1, type=int),
         'max_nonfinite_steps': Option(10, type=int, min=1),
         'amp': Option('none', choices=('none', 'bf16', 'fp16'), doc='mixed precision of the forward passes'),
-        'ema_decay': Option(0.0, type=(int, float), min=0, max=1, doc='exponential moving average of network_g (BasicSR '
+        'ema_decay': Option(0.0, type=(int, float), min=0, max=1,
+                            doc='exponential moving average of network_g (BasicSR '
                             "convention): validation, test and the saved 'params_ema' use it; 0 = off"),
     })
 
@@ -108,7 +109,8 @@ def check_resize_kernels(kernels, section):
     """Raises an OptionError naming ``[section] resizers`` for an entry that is not a resize kernel."""
     for kernel in kernels:
         if kernel not in KERNELS:
-            raise OptionError(f'[{section}] resizers entry {kernel!r} is not a resize kernel; choose from {list(KERNELS)}')
+            raise OptionError(f'[{section}] resizers entry {kernel!r} is not a resize kernel; '
+                              f'choose from {list(KERNELS)}')
 
 
 def draw_working_size(crop_size, sampling='uniform', scale_range=(1.0, 4.0), generator=None):
@@ -173,7 +175,8 @@ class LMARModel(PluginBaseModel):
         self.train_opt = TRAIN_SCHEMA.validate(self.opt['train'], 'train')
         if self.train_opt.resizers is not None:
             if not self.train_opt.resizers:
-                raise OptionError('[train] resizers is empty; list at least one kernel, or ~ for network_g.resize_kernel')
+                raise OptionError('[train] resizers is empty; list at least one kernel, '
+                                  'or ~ for network_g.resize_kernel')
             check_resize_kernels(self.train_opt.resizers, 'train')
         for key in ('rc_opt', 'fa_opt', 'gan_opt', 'edge_opt'):
             if self.train_opt[key] is not None:

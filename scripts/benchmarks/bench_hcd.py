@@ -5,8 +5,9 @@
 
 1. Trains a small IRN x4 (``InvRescaleNet``, fewer/narrower blocks than the paper's) with ``IRNModel``
    (the authors' losses) on random 48x48 patches of the project's training photos (astronaut, rocket,
-   motorcycle_left, immunohistochemistry, retina) for a wall-clock budget. Tested with z = 0 by default: an IRN trained for
-   minutes has not learned to ignore sampled z yet (seeded z gives ~12 dB), ``--z-policy seeded`` to see it.
+   motorcycle_left, immunohistochemistry, retina) for a wall-clock budget. Tested with z = 0 by default: an
+   IRN trained for minutes has not learned to ignore sampled z yet (seeded z gives ~12 dB),
+   ``--z-policy seeded`` to see it.
 2. On the held-out photos (three crops each of chelsea and coffee), per image: PSNR (Y, crop border 4,
    BasicSR's calculate_psnr) of the base IRN (quantised LR, seeded z) and of HCD with N_x = N_y = 15
    (paper defaults: l2, eps 0.3, alpha 20/255, seed 0), and the gain.
@@ -184,6 +185,7 @@ def load_car_rescaler(path):
         p.requires_grad_(False)
     print(f'CAR resampler from {path}: {options}, {checkpoint.get("iterations", "?")} training iterations')
     return RESCALER_REGISTRY.get('CARRescaler')(net, None)
+
 
 if __name__ == '__main__':
     main()

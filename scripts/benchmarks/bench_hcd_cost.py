@@ -3,11 +3,11 @@
     python scripts/benchmarks/bench_hcd_cost.py --threads 1 2
     python scripts/benchmarks/bench_hcd_cost.py --threads 1 --authors-code /tmp/hcd_authors --size 128
 
-1. Batching: 4 images of 64x64 (the first four held-out crops of ``bench_hcd.py``) refined with N_x = N_y = 15 in one batch vs
-   one at a time, for three rescalers: a small IRN x4 (``block_num [1, 1]``, growth 16, as trained by
-   ``bench_hcd.py``), the paper's IRN x4 (``[8, 8]``, growth 32) and bicubic down/up. Timing does not depend
-   on the weights, so the IRNs are randomly initialised and perturbed (their last convs start at zero).
-   Reports the throughput ratio and whether the stored 8-bit LRs are identical (seed 0, z = 0).
+1. Batching: 4 images of 64x64 (the first four held-out crops of ``bench_hcd.py``) refined with N_x = N_y = 15
+   in one batch vs one at a time, for three rescalers: a small IRN x4 (``block_num [1, 1]``, growth 16, as
+   trained by ``bench_hcd.py``), the paper's IRN x4 (``[8, 8]``, growth 32) and bicubic down/up. Timing does
+   not depend on the weights, so the IRNs are randomly initialised and perturbed (their last convs start at
+   zero). Reports the throughput ratio and whether the stored 8-bit LRs are identical (seed 0, z = 0).
 2. ``--authors-code DIR``: DIR holds a module ``authors_code`` with the authors' IRN arch and their
    ``attack_pgd_sr`` / ``attack_pgd`` / ``Quantization`` / ``Model`` (``xubingna/HCD``, a copy kept outside
    this repository, with ``Model.gaussian_batch`` returning zeros: z = 0 as ours). One image of
@@ -32,6 +32,7 @@ from basicsr_lmar.archs.irn_arch import InvRescaleNet
 from basicsr_lmar.ops.collaborative_downscaling import collaborative_downscale
 from basicsr_lmar.ops.rounding import quantize
 from basicsr_lmar.utils.registry import RESCALER_REGISTRY
+
 
 def perturbed_irn(block_num, growth, seed=0):
     torch.manual_seed(seed)
@@ -115,7 +116,8 @@ def side_by_side(authors_dir, size, steps):
     our_s, our_lr = best_of(1, run_ours)
     differ = int(((our_lr - their_lr).abs() * 255 > 0.5).sum())
     with torch.no_grad():
-        psnr = [10 * np.log10(1 / float(((rescaler.upscale(quantize(lr)) - hr)**2).mean())) for lr in (their_lr, our_lr)]
+        psnr = [10 * np.log10(1 / float(((rescaler.upscale(quantize(lr)) - hr)**2).mean()))
+                for lr in (their_lr, our_lr)]
     print(f"| {size}x{size} | {steps} | {torch.get_num_threads()} | {their_s:.1f} s | {our_s:.1f} s | "
           f'{our_s / their_s:.2f} | {differ} of {our_lr.numel()} | {forward_diff:.1e} | '
           f'{psnr[0]:.3f} / {psnr[1]:.3f} | {forward_s:.2f} s / {backward_s:.2f} s | {floor:.2f} |', flush=True)

@@ -45,8 +45,8 @@ def psnr(image, gt):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--layers', nargs='+', default=['body.down_fusion2', 'body.down_fusion1', 'stem',
-                                                         'body.skip_fusion1', 'head'])
+    parser.add_argument('--layers', nargs='+',
+                        default=['body.down_fusion2', 'body.down_fusion1', 'stem', 'body.skip_fusion1', 'head'])
     parser.add_argument('--steps', type=int, default=100)
     parser.add_argument('--kernel', default='bicubic')
     args = parser.parse_args()

@@ -61,8 +61,9 @@ def test_hcd_refine_batches_same_size_images_with_the_one_at_a_time_results(tmp_
     outputs = {}
     for batch_size in (1, 2):
         out = tmp_path / f'lr_batch{batch_size}'
-        run = subprocess.run([sys.executable, str(REPO / 'scripts' / 'hcd_refine.py'), '-opt', str(tmp_path / 'opt.yml'),
-                              '-i', str(folder), '-o', str(out), '--device', 'cpu', '--batch-size', str(batch_size)],
+        run = subprocess.run([sys.executable, str(REPO / 'scripts' / 'hcd_refine.py'),
+                              '-opt', str(tmp_path / 'opt.yml'), '-i', str(folder), '-o', str(out),
+                              '--device', 'cpu', '--batch-size', str(batch_size)],
                              env=env, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr[-3000:]
         assert '4 images' in run.stdout

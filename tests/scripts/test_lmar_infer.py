@@ -31,7 +31,8 @@ def setup(tmp_path):
     (tmp_path / 'opt.yml').write_text(
         'network_g: {type: LMARResampler, mlp_backend: torch, mlp_width: 16, mlp_hidden_layers: 1}\n'
         'network_enhancer: {type: UHDUNet, model_channel: 2}\n'
-        f'path: {{pretrain_network_g: {tmp_path / "lmar.pth"}, pretrain_network_enhancer: {tmp_path / "enhancer.pth"}}}\n')
+        f'path: {{pretrain_network_g: {tmp_path / "lmar.pth"}, '
+        f'pretrain_network_enhancer: {tmp_path / "enhancer.pth"}}}\n')
     inputs = tmp_path / 'in'
     inputs.mkdir()
     photo = data.astronaut()[:96, :128, ::-1]  # BGR for OpenCV
