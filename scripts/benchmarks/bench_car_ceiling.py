@@ -13,7 +13,9 @@ For each held-out scikit-image photo (or those named), side by side in one run, 
   "Upscaling: Bicubic" setting on that photo;
 * ``per-pixel CAR oracle`` (``--oracle-iters N`` > 0): CAR's own parameterisation (per-pixel kernels
   clamped to [1e-6, 1] and normalised, tanh offsets, the project's ``adaptive_resample``) optimised
-  directly for that photo by Adam on the MSE, no network: the ceiling of the non-negative kernel design.
+  directly for that photo by Adam on the MSE, no network: the ceiling of the non-negative kernel design;
+* ``kernel teacher`` (``--teacher-steps``): ``bench_car_quality.teacher_kernels``, the per-pixel target of
+  its ``--teacher-weight`` (line-search steps from the box kernel towards the optimal LR, zero offsets).
 
     python scripts/benchmarks/bench_car_ceiling.py                     # ~4 CPU minutes (oracle 300 iters)
     python scripts/benchmarks/bench_car_ceiling.py --oracle-iters 0    # closed-form figures only, seconds
@@ -27,8 +29,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_car_quality import (bicubic_downscale, initial_kernel, least_squares_lr, to_tensor,  # noqa: E402
-                               y_metrics)
+from bench_car_quality import (bicubic_downscale, initial_kernel, least_squares_lr, teacher_kernels,  # noqa: E402
+                               to_tensor, y_metrics)
 
 from basicsr_lmar.archs.car_arch import BicubicUpscaler  # noqa: E402
 from basicsr_lmar.data.skimage_photos import ALL_PHOTOS, HELDOUT_PHOTOS, load_photo  # noqa: E402
@@ -85,6 +87,9 @@ def main():
     parser.add_argument('--scale', type=int, default=4)
     parser.add_argument('--oracle-iters', type=int, default=300)
     parser.add_argument('--oracle-lr', type=float, default=1e-2)
+    parser.add_argument('--teacher-steps', type=int, nargs='*', default=[6, 12],
+                        help="bench_car_quality's teacher_kernels (the --teacher-weight target) with these many "
+                             'line-search rounds, used as the downscaler')
     parser.add_argument('--shifts', type=float, nargs='*', default=[-1, -0.5, -0.25, 0.25, 0.5, 1],
                         help='alignment check: PSNR change of the box kernel when every sample moves by these many '
                              'HR pixels right and down (a half-pixel bug would put the best shift off zero)')
@@ -98,6 +103,7 @@ def main():
     columns = ['bicubic↓', 'box kernel↓ (gain)', 'optimal LR (gain)']
     if oracle:
         columns.append(f'per-pixel CAR oracle, {args.oracle_iters} Adam steps (gain)')
+    columns += [f'kernel teacher, {steps} steps (gain)' for steps in args.teacher_steps]
     print('| photo | size | ' + ' | '.join(columns) + ' |')
     print('|---|---|' + '---|' * len(columns))
     gains = []
@@ -116,6 +122,13 @@ def main():
             per_pixel = per_pixel_oracle(hr, scale, args.oracle_iters, args.oracle_lr, upscaler)
             row.append(per_pixel - base)
             cells.append(f'{per_pixel:.2f} ({per_pixel - base:+.3f})')
+        for steps in args.teacher_steps:
+            kernels = teacher_kernels(hr, scale, steps)
+            zeros = torch.zeros_like(kernels)
+            with torch.no_grad():
+                taught = psnr_after_rounding(adaptive_resample(hr, kernels, zeros, zeros, scale), hr, upscaler, scale)
+            row.append(taught - base)
+            cells.append(f'{taught:.2f} ({taught - base:+.3f})')
         gains.append(row)
         seconds = time.process_time() - start
         print(f'| {name} | {hr.shape[-2]}×{hr.shape[-1]} | ' + ' | '.join(cells) + f' |  ({seconds:.0f} CPU s)',

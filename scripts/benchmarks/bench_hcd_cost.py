@@ -1,6 +1,7 @@
 """HCD cost on CPU: batched vs one-at-a-time throughput, and side by side with the authors' attack functions.
 
     python scripts/benchmarks/bench_hcd_cost.py --threads 1 2
+    python scripts/benchmarks/bench_hcd_cost.py --threads 1 2 --skip-paper-irn --profile [--channels-last]
     python scripts/benchmarks/bench_hcd_cost.py --threads 1 --authors-code /tmp/hcd_authors --size 128
 
 1. Batching: 4 images of 64x64 (the first four held-out crops of ``bench_hcd.py``) refined with N_x = N_y = 15
@@ -61,6 +62,31 @@ def batching(label, rescaler, images, steps, repeats):
     same = sum(int(float(d.max()) < 0.5) for d in levels)
     print(f'| {label} | {torch.get_num_threads()} | {one:.2f} s | {together_s:.2f} s | {one / together_s:.2f}x | '
           f'{same}/{len(images)} |', flush=True)
+
+
+def conv_profile(rescaler, images, steps):
+    """Where the small IRN's time goes, one at a time vs batched: the torch profiler's self CPU time of the
+    convolutions (forward: oneDNN and PyTorch's own ``_slow_conv2d``; backward to the input), per image."""
+    from torch.profiler import ProfilerActivity, profile
+    kwargs = dict(steps_hr=steps, steps_lr=steps, seed=0)
+    runs = (('one at a time', lambda: [collaborative_downscale(rescaler, im[None], **kwargs) for im in images]),
+            ('batched', lambda: collaborative_downscale(rescaler, images, **kwargs)))
+    collaborative_downscale(rescaler, images[:1], steps_hr=1, steps_lr=1, seed=0)  # warm-up
+    for label, run in runs:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            run()
+        events = {event.key: event for event in prof.key_averages()}
+
+        def self_ms(*names):
+            return sum(events[name].self_cpu_time_total for name in names if name in events) / 1e3 / len(images)
+
+        forward = self_ms('aten::mkldnn_convolution', 'aten::_slow_conv2d_forward')
+        backward = self_ms('aten::convolution_backward', 'aten::_slow_conv2d_backward')
+        total = sum(event.self_cpu_time_total for event in events.values()) / 1e3 / len(images)
+        slow = events['aten::_slow_conv2d_forward'].count if 'aten::_slow_conv2d_forward' in events else 0
+        calls = slow + (events['aten::mkldnn_convolution'].count if 'aten::mkldnn_convolution' in events else 0)
+        print(f'| {label} | {torch.get_num_threads()} | {forward:.0f} ms | {backward:.0f} ms | {total:.0f} ms | '
+              f'{(forward + backward) / total:.0%} | {slow} of {calls} |', flush=True)
 
 
 def side_by_side(authors_dir, size, steps):
@@ -130,25 +156,44 @@ def main():
     parser.add_argument('--repeats', type=int, default=3, help='best of, for the batching table')
     parser.add_argument('--skip-batching', action='store_true')
     parser.add_argument('--skip-paper-irn', action='store_true', help='batching: leave out the [8, 8] IRN (slow)')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='batching: the IRNs and the images in channels-last memory format')
+    parser.add_argument('--profile', action='store_true',
+                        help='batching: also profile the small IRN (convolution time per image, one at a time vs '
+                             'batched)')
     parser.add_argument('--authors-code', help="folder with authors_code.py (the authors' functions)")
     parser.add_argument('--size', type=int, default=128, help='image side for the side-by-side run')
     args = parser.parse_args()
     print(f'torch {torch.__version__}')
     if not args.skip_batching:
         images = torch.stack([hr for _, hr in held_out(64)[:4]]).contiguous()
-        rescalers = [('IRN x4 small ([1, 1], growth 16)', RESCALER_REGISTRY.get('IRNRescaler')(
-            perturbed_irn([1, 1], 16), z_policy='zero'))]
+        memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+        images = images.contiguous(memory_format=memory_format)
+
+        def irn(block_num, growth):
+            net = perturbed_irn(block_num, growth).to(memory_format=memory_format)
+            return RESCALER_REGISTRY.get('IRNRescaler')(net, z_policy='zero')
+
+        rescalers = [('IRN x4 small ([1, 1], growth 16)', irn([1, 1], 16))]
         if not args.skip_paper_irn:
-            rescalers.append(('IRN x4 paper ([8, 8], growth 32)', RESCALER_REGISTRY.get('IRNRescaler')(
-                perturbed_irn([8, 8], 32), z_policy='zero')))
+            rescalers.append(('IRN x4 paper ([8, 8], growth 32)', irn([8, 8], 32)))
         rescalers.append(('bicubic down / up x4', RESCALER_REGISTRY.get('BicubicSRRescaler')(None, scale=4)))
-        print(f'\n4 images of 64x64, N_x = N_y = {args.steps}, best of {args.repeats}\n')
+        layout = ', channels-last' if args.channels_last else ''
+        print(f'\n4 images of 64x64{layout}, N_x = N_y = {args.steps}, best of {args.repeats}\n')
         print('| rescaler | threads | one at a time | batched | throughput ratio | stored LR identical |')
         print('|---|---|---|---|---|---|')
         for threads in args.threads:
             torch.set_num_threads(threads)
             for label, rescaler in rescalers:
                 batching(label, rescaler, images, args.steps, args.repeats)
+        if args.profile:
+            print(f'\nSmall IRN, convolution self CPU time per image (torch profiler), N_x = N_y = {args.steps}\n')
+            print('| run | threads | conv forward | conv input gradient | all ops | conv share | '
+                  'forward convs on _slow_conv2d |')
+            print('|---|---|---|---|---|---|---|')
+            for threads in args.threads:
+                torch.set_num_threads(threads)
+                conv_profile(rescalers[0][1], images, args.steps)
     if args.authors_code:
         print("\nSide by side with the authors' attack functions (paper IRN x4, z = 0, same global seed)\n")
         print("| image | N | threads | theirs | ours | ours / theirs | stored LR values differing | "
