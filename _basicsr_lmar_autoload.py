@@ -5,7 +5,7 @@ interpreter start and calls :func:`install`. It must stay cheap and standard-lib
 that never imports ``basicsr`` pays for one entry in ``sys.meta_path`` and never loads torch.
 
 When ``basicsr`` is imported, the plugin (``basicsr_lmar``) is imported *before* basicsr's own
-``__init__`` runs. The plugin's first action is :mod:`basicsr_lmar._compat`, which repairs what the
+``__init__`` runs. The plugin's first action is :mod:`basicsr_lmar.runtime.compat`, which repairs what the
 released basicsr needs from newer torchvision; then it imports the basicsr submodules it uses and
 registers its archs, models, losses and datasets. After that basicsr's ``__init__`` finishes as usual,
 so stock entry points (``python -m basicsr.train``, ``basicsr/train.py`` of a BasicSR checkout) find

@@ -1,16 +1,16 @@
 """basicsr-lmar: LMAR, CAR and HCD as a BasicSR plugin.
 
 Importing this package registers every arch, model, loss and dataset of the plugin into BasicSR's
-registries. ``_compat`` must come first: it repairs what the released basicsr needs before any
+registries. ``runtime.compat`` must come first: it repairs what the released basicsr needs before any
 ``basicsr`` module is imported below.
 """
 # isort: off
-from basicsr_lmar import _compat
+from basicsr_lmar.runtime import compat as _compat
 
 _compat.install()
 
 from basicsr_lmar.version import __version__  # noqa: E402
-from basicsr_lmar import archs, data, losses, models, ops, utils  # noqa: E402,F401  (registration)
+from basicsr_lmar import archs, data, losses, models, ops  # noqa: E402,F401  (registration)
 
 _compat.patch_basicsr()
 

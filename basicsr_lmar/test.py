@@ -4,7 +4,7 @@ import os.path as osp
 import sys
 
 import basicsr_lmar  # noqa: F401  (registers archs, models, losses, datasets)
-from basicsr_lmar.utils import pipeline
+from basicsr_lmar.runtime import pipeline
 
 
 def main(root_path=None):

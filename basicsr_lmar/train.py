@@ -1,7 +1,7 @@
 """Training entry (Real-ESRGAN style): ``python basicsr_lmar/train.py -opt options/X.yml``.
 
 Importing :mod:`basicsr_lmar` registers the plugin; basicsr's own ``train_pipeline`` does the rest,
-with the plugin's distributed (gloo/NCCL) and exact-resume fixes installed (:mod:`basicsr_lmar.utils.pipeline`).
+with the plugin's distributed (gloo/NCCL) and exact-resume fixes installed (:mod:`basicsr_lmar.runtime.pipeline`).
 Also ``torchrun --nproc_per_node=N basicsr_lmar/train.py -opt X.yml --launcher pytorch``.
 """
 import os
@@ -9,7 +9,7 @@ import os.path as osp
 import sys
 
 import basicsr_lmar  # noqa: F401  (registers archs, models, losses, datasets)
-from basicsr_lmar.utils import pipeline
+from basicsr_lmar.runtime import pipeline
 
 
 def main(root_path=None):

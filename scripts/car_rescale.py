@@ -35,7 +35,7 @@ from basicsr.utils import tensor2img  # noqa: E402
 from basicsr_lmar.archs.car_arch import SIZE_MULTIPLE, BicubicUpscaler  # noqa: E402
 from basicsr_lmar.ops.rounding import quantize_8bit  # noqa: E402
 from basicsr_lmar.ops.adaptive_resample import adaptive_resample  # noqa: E402
-from basicsr_lmar.utils.image_files import ImageFileError, list_images, read_image_file, write_image_file  # noqa: E402
+from basicsr_lmar.data.image_files import ImageFileError, list_images, read_image_file, write_image_file  # noqa: E402
 
 def read_rgb(path):
     """(1, 3, H, W) float RGB in [0, 1]; gray, RGBA and 16-bit inputs are converted (see image_files)."""

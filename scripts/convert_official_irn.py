@@ -11,7 +11,7 @@ import torch
 
 import basicsr_lmar  # noqa: F401  (registers InvRescaleNet)
 from basicsr.utils.registry import ARCH_REGISTRY
-from basicsr_lmar.utils.convert_irn import convert_official_irn_state_dict
+from basicsr_lmar.checkpoints.irn import convert_official_irn_state_dict
 
 
 def convert(source, target):

@@ -27,7 +27,7 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), osp.pardir)))
 
 from basicsr_lmar.archs.lmar_arch import LMARResampler  # noqa: E402
 from basicsr_lmar.archs.uhd_unet_arch import UHDUNet  # noqa: E402
-from basicsr_lmar.utils.checkpoint_conversion import (convert_official_lmar_resampler,  # noqa: E402
+from basicsr_lmar.checkpoints.lmar import (convert_official_lmar_resampler,  # noqa: E402
                                                       convert_official_uhd_unet, load_official_state_dict)
 
 

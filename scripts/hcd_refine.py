@@ -25,7 +25,7 @@ import basicsr_lmar  # noqa: F401  (registers archs, models, rescaler adapters)
 from basicsr_lmar.models.hcd_model import crop_to_scale
 from basicsr_lmar.ops.collaborative_downscaling import mse_per_image
 from basicsr_lmar.ops.rounding import quantize
-from basicsr_lmar.utils.image_files import list_images, read_image_file, write_image_file
+from basicsr_lmar.data.image_files import list_images, read_image_file, write_image_file
 
 
 def load_model(option_file, steps=None, seed=None, device=None):

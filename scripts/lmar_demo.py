@@ -57,7 +57,7 @@ def example_images(lmar_ckpt):
     from lmar_infer import build_networks  # the inference script's loader (EMA weights when saved)
 
     from basicsr_lmar.data.skimage_dataset import SkimagePhotoDataset
-    from basicsr_lmar.utils.image_files import write_image_file
+    from basicsr_lmar.data.image_files import write_image_file
 
     with open(LMAR_OPT) as handle:
         opt = yaml.load(handle, Loader=ordered_yaml()[0])

@@ -33,9 +33,9 @@ from basicsr.utils.registry import ARCH_REGISTRY  # noqa: E402
 
 from basicsr_lmar.models.lmar_model import PAPER_REFERENCE_SIZE, scaled_target_sizes  # noqa: E402
 from basicsr_lmar.ops.resize import KERNELS  # noqa: E402
-from basicsr_lmar.utils.image_files import (ImageFileError, list_images, read_image_file,  # noqa: E402
+from basicsr_lmar.data.image_files import (ImageFileError, list_images, read_image_file,  # noqa: E402
                                             write_image_file)
-from basicsr_lmar.utils.options import validate_registered  # noqa: E402
+from basicsr_lmar.options import validate_registered  # noqa: E402
 
 
 def _load_params(net, path, what):

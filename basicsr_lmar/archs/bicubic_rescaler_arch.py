@@ -8,8 +8,8 @@ differentiable, so HCD can refine the LR fed to a plain SR model trained on bicu
 from torch import nn
 
 from basicsr_lmar.ops.resize import KERNELS, resize
-from basicsr_lmar.utils.options import Option, configurable
-from basicsr_lmar.utils.registry import RESCALER_REGISTRY
+from basicsr_lmar.options import Option, configurable
+from basicsr_lmar.registry import RESCALER_REGISTRY
 
 
 @RESCALER_REGISTRY.register()

@@ -22,8 +22,8 @@ from torch import nn
 
 from basicsr_lmar.ops.adaptive_resample import IMPLEMENTATIONS, adaptive_resample, kernel_size_for_scale
 from basicsr_lmar.ops.resize import resize
-from basicsr_lmar.utils.options import Option, configurable
-from basicsr_lmar.utils.registry import RESCALER_REGISTRY
+from basicsr_lmar.options import Option, configurable
+from basicsr_lmar.registry import RESCALER_REGISTRY
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 SIZE_MULTIPLE = 8

@@ -24,8 +24,8 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
-from basicsr_lmar.utils.options import Option, configurable
-from basicsr_lmar.utils.registry import RESCALER_REGISTRY
+from basicsr_lmar.options import Option, configurable
+from basicsr_lmar.registry import RESCALER_REGISTRY
 
 
 def haar_downsample(x: torch.Tensor) -> torch.Tensor:

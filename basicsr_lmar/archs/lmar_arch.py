@@ -41,7 +41,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from basicsr_lmar.ops.resize import KERNELS, resize
-from basicsr_lmar.utils.options import Option, configurable
+from basicsr_lmar.options import Option, configurable
 
 try:  # tiny-cuda-nn is optional (CUDA only); the torch backend stores the same parameters.
     import tinycudann as _tcnn

@@ -7,7 +7,7 @@ bias) to one channel: an (h/16, w/16) map of real/fake scores for an (h, w) imag
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from basicsr_lmar.utils.options import Option, configurable
+from basicsr_lmar.options import Option, configurable
 
 
 @ARCH_REGISTRY.register()

@@ -32,7 +32,7 @@ The bottleneck feature (``8 dim`` channels at 1/8 resolution) is the output of t
 
 State-dict keys follow the official release except LayerNorm (``norm1.weight`` for ``norm1.body.weight``)
 and resampling (``down1_2.conv.weight`` for ``down1_2.body.0.weight``); see
-:func:`basicsr_lmar.utils.checkpoint_conversion.convert_official_restormer`.
+:func:`basicsr_lmar.checkpoints.lmar.convert_official_restormer`.
 """
 import torch
 import torch.nn.functional as F
@@ -40,7 +40,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from basicsr_lmar.ops.padding import pad_to_multiple
-from basicsr_lmar.utils.options import Option, configurable
+from basicsr_lmar.options import Option, configurable
 
 LAYER_NORM_TYPES = ('WithBias', 'BiasFree')
 

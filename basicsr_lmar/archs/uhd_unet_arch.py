@@ -34,7 +34,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from basicsr_lmar.ops.padding import pad_to_multiple
-from basicsr_lmar.utils.options import Option, configurable
+from basicsr_lmar.options import Option, configurable
 
 BLOCK_TYPES = ('invertible', 'half_instance_norm')
 SIZE_MULTIPLE = 4

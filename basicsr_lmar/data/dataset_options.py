@@ -4,7 +4,7 @@ BasicSR passes a dataset the whole YAML section: keys read by ``build_dataloader
 loop (batch size, workers, ...) and keys that ``parse_options`` adds (``phase``, ``scale``). A dataset
 schema lets them through unchecked (BasicSR checks or ignores them) and validates its own keys.
 """
-from basicsr_lmar.utils.options import OptionSchema
+from basicsr_lmar.options import OptionSchema
 
 BASICSR_DATASET_KEYS = ('name', 'type', 'phase', 'scale', 'batch_size_per_gpu', 'num_worker_per_gpu', 'use_shuffle',
                         'dataset_enlarge_ratio', 'prefetch_mode', 'num_prefetch_queue', 'pin_memory',

@@ -18,7 +18,7 @@ from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from basicsr_lmar.data.dataset_options import dataset_schema, section_of
 from basicsr_lmar.data.image_io import folder_paths, lmdb_keys, make_file_client, read_image
-from basicsr_lmar.utils.options import Option, OptionError
+from basicsr_lmar.options import Option, OptionError
 
 SCHEMA = dataset_schema('HROnlyDataset', {
     'dataroot_gt': Option(type=str, doc='folder of HR images, or an .lmdb folder'),

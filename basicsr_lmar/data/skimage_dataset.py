@@ -22,7 +22,7 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from basicsr_lmar.data.dataset_options import dataset_schema, section_of
 from basicsr_lmar.data.skimage_photos import SPLITS, load_photo, photo_names
 from basicsr_lmar.ops.resize import resize
-from basicsr_lmar.utils.options import Option, OptionError
+from basicsr_lmar.options import Option, OptionError
 
 SCHEMA = dataset_schema('SkimagePhotoDataset', {
     'split': Option('train', choices=tuple(SPLITS), doc='which photos: train | heldout | all'),

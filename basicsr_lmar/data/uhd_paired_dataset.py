@@ -34,7 +34,7 @@ from PIL import Image
 
 from basicsr_lmar.data.dataset_options import dataset_schema, section_of
 from basicsr_lmar.data.image_io import make_file_client, read_image
-from basicsr_lmar.utils.options import Option, OptionError
+from basicsr_lmar.options import Option, OptionError
 
 TRAIN_TRANSFORMS = ('resize', 'crop', 'none')
 RESIZE_KERNELS = ('bilinear', 'bicubic', 'area')

@@ -15,7 +15,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
 from basicsr_lmar.ops.resize import KERNELS, resize
-from basicsr_lmar.utils.options import Option, configurable
+from basicsr_lmar.options import Option, configurable
 
 _REDUCTIONS = ('mean', 'sum')
 

@@ -24,7 +24,7 @@ from basicsr_lmar.archs.car_arch import SIZE_MULTIPLE, BicubicUpscaler, CARResam
 from basicsr_lmar.models.plugin_base import PluginBaseModel
 from basicsr_lmar.ops.adaptive_resample import adaptive_resample
 from basicsr_lmar.ops.rounding import quantize_8bit
-from basicsr_lmar.utils.options import Option, OptionError, OptionSchema, validate_registered
+from basicsr_lmar.options import Option, OptionError, OptionSchema, validate_registered
 
 ROUNDING_MODES = ('soft', 'ste', 'none')
 

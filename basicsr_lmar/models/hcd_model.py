@@ -33,8 +33,8 @@ from tqdm import tqdm
 from basicsr_lmar.models.plugin_base import PluginBaseModel
 from basicsr_lmar.ops.collaborative_downscaling import NORMS, collaborative_downscale
 from basicsr_lmar.ops.rounding import quantize
-from basicsr_lmar.utils.options import Option, OptionError, OptionSchema, closest_first
-from basicsr_lmar.utils.registry import RESCALER_REGISTRY
+from basicsr_lmar.options import Option, OptionError, OptionSchema, closest_first
+from basicsr_lmar.registry import RESCALER_REGISTRY
 
 HCD_SCHEMA = OptionSchema(
     'HCDModel', {

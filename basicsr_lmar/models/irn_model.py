@@ -30,8 +30,8 @@ from tqdm import tqdm
 from basicsr_lmar.models.plugin_base import PluginBaseModel
 from basicsr_lmar.ops.rounding import quantize, quantize_ste
 from basicsr_lmar.ops.resize import KERNELS, resize
-from basicsr_lmar.utils.options import Option, OptionError, OptionSchema, validate_registered
-from basicsr_lmar.utils.registry import RESCALER_REGISTRY
+from basicsr_lmar.options import Option, OptionError, OptionSchema, validate_registered
+from basicsr_lmar.registry import RESCALER_REGISTRY
 
 # BasicSR's own train keys (read by basicsr.train) and PluginBaseModel's are passed through unchecked.
 _BASICSR_TRAIN_KEYS = ('total_iter', 'warmup_iter', 'ema_decay', 'max_nonfinite_steps')

@@ -33,8 +33,8 @@ from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
 from basicsr_lmar.models.plugin_base import PluginBaseModel
 from basicsr_lmar.ops.resize import KERNELS
-from basicsr_lmar.utils.feature_hooks import FeatureHook
-from basicsr_lmar.utils.options import Option, OptionError, OptionSchema, validate_registered
+from basicsr_lmar.archs.feature_hooks import FeatureHook
+from basicsr_lmar.options import Option, OptionError, OptionSchema, validate_registered
 
 # Tables 1-3 of the paper: working sizes for a 2160x3840 input (the first one is the full size).
 PAPER_TARGET_SIZES = ((2160, 3840), (1440, 2560), (1080, 1920), (1200, 1600), (720, 1280), (540, 960), (432, 768))

@@ -10,7 +10,7 @@
   option sections that shape each network; loading a checkpoint into a mismatching network lists the
   missing, unexpected and mis-shaped keys and the options the checkpoint was made with;
 - training states that also carry the RNG states and the skip counters, so resume is exact
-  (:mod:`basicsr_lmar.utils.resume`). Validation must not draw from the global RNGs (use a local
+  (:mod:`basicsr_lmar.runtime.resume`). Validation must not draw from the global RNGs (use a local
   ``torch.Generator``): it runs after the checkpoint is written, and a resumed run does not repeat it.
 """
 import contextlib
@@ -26,9 +26,9 @@ from basicsr.models.base_model import BaseModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import ARCH_REGISTRY
-from basicsr_lmar.utils.dist import all_ranks_agree
-from basicsr_lmar.utils.options import validate_registered
-from basicsr_lmar.utils.resume import capture_rng_state
+from basicsr_lmar.runtime.dist import all_ranks_agree
+from basicsr_lmar.options import validate_registered
+from basicsr_lmar.runtime.resume import capture_rng_state
 from basicsr_lmar.version import __version__
 
 DEFAULT_MAX_NONFINITE_STEPS = 10
@@ -109,7 +109,7 @@ class PluginBaseModel(BaseModel):
 
         A frozen network is not saved by the run, so on resume basicsr's redirection of every
         ``pretrain_network_*`` to the run's own checkpoints must not apply to it
-        (:func:`basicsr_lmar.utils.resume.load_resume_state` keeps the original paths).
+        (:func:`basicsr_lmar.runtime.resume.load_resume_state` keeps the original paths).
         """
         paths = self.opt.get('_pretrain_paths_before_resume') or self.opt['path']
         return paths.get(f'pretrain_{section}')
@@ -273,7 +273,7 @@ class PluginBaseModel(BaseModel):
 
     def resume_training(self, resume_state):
         # The RNG states in resume_state are restored by the resumable sampler, at the point of the data
-        # pipeline where the uninterrupted run was when it saved them (basicsr_lmar.utils.resume).
+        # pipeline where the uninterrupted run was when it saved them (basicsr_lmar.runtime.resume).
         super().resume_training(resume_state)
         counters = resume_state.get('nonfinite', {})
         self.nonfinite_streak = counters.get('streak', 0)

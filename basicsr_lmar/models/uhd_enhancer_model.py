@@ -5,7 +5,7 @@ Training is SRModel's (pixel loss, optimiser, scheduler, EMA). Two additions:
 - the ``network_g`` and ``train`` sections are validated before anything is built (a misspelt key or
   value is named with the allowed ones);
 - ``val.tile: {size: 1024, overlap: 64}`` runs validation/testing tile by tile with
-  :func:`basicsr_lmar.utils.tiled_inference.tiled_forward`, bounding memory at the cost of exactness
+  :func:`basicsr_lmar.ops.tiled_forward.tiled_forward`, bounding memory at the cost of exactness
   (instance norm statistics differ per tile; ``docs/enhancers.md``). Without ``tile`` the whole frame
   goes through the network at once, exactly as in SRModel.
 """
@@ -13,8 +13,8 @@ import torch
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
 
-from basicsr_lmar.utils.options import Option, OptionError, OptionSchema, validate_registered
-from basicsr_lmar.utils.tiled_inference import tiled_forward
+from basicsr_lmar.options import Option, OptionError, OptionSchema, validate_registered
+from basicsr_lmar.ops.tiled_forward import tiled_forward
 
 TRAIN_SCHEMA = OptionSchema(
     'UHDEnhancerModel', {

@@ -38,7 +38,7 @@ def test_frame(size):
 
 def build_net(weights):
     from basicsr_lmar.archs.uhd_unet_arch import UHDUNet
-    from basicsr_lmar.utils.checkpoint_conversion import convert_official_uhd_unet, load_official_state_dict
+    from basicsr_lmar.checkpoints.lmar import convert_official_uhd_unet, load_official_state_dict
 
     net = UHDUNet(block='invertible').eval()
     if weights:
@@ -49,7 +49,7 @@ def build_net(weights):
 def child(args):
     import torch
 
-    from basicsr_lmar.utils.tiled_inference import tiled_forward
+    from basicsr_lmar.ops.tiled_forward import tiled_forward
 
     net = build_net(args.weights)
     _, dark = test_frame(args.size)

@@ -32,7 +32,7 @@ import basicsr_lmar  # noqa: F401
 from basicsr_lmar.data.skimage_photos import load_photo, photo_names
 from basicsr_lmar.ops.collaborative_downscaling import collaborative_downscale
 from basicsr_lmar.ops.rounding import quantize
-from basicsr_lmar.utils.registry import RESCALER_REGISTRY
+from basicsr_lmar.registry import RESCALER_REGISTRY
 
 # The project's fixed split (basicsr_lmar.data.skimage_photos, docs/data.md): train on TRAIN_PHOTOS,
 # report on crops of the held-out photos (chelsea, coffee) only.

@@ -32,7 +32,7 @@ from bench_hcd import held_out  # the held-out crops of the quality benchmark (t
 from basicsr_lmar.archs.irn_arch import InvRescaleNet
 from basicsr_lmar.ops.collaborative_downscaling import collaborative_downscale
 from basicsr_lmar.ops.rounding import quantize
-from basicsr_lmar.utils.registry import RESCALER_REGISTRY
+from basicsr_lmar.registry import RESCALER_REGISTRY
 
 
 def perturbed_irn(block_num, growth, seed=0):
@@ -92,7 +92,7 @@ def conv_profile(rescaler, images, steps):
 def side_by_side(authors_dir, size, steps):
     sys.path.insert(0, authors_dir)
     authors = importlib.import_module('authors_code')
-    from basicsr_lmar.utils.convert_irn import convert_official_irn_state_dict
+    from basicsr_lmar.checkpoints.irn import convert_official_irn_state_dict
     torch.manual_seed(0)
     theirs = authors.InvRescaleNet(3, 3, lambda i, o: authors.DenseBlock(i, o), [8, 8], 2)
     with torch.no_grad():  # a non-trivial net: perturb every weight (the last convs start at zero)

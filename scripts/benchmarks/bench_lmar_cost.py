@@ -70,7 +70,7 @@ def build(reference_dir, device, tile_mb=None):
     path = osp.join(reference_dir, LMAR_BIN) if reference_dir else None
     loaded = False
     if path and osp.isfile(path):
-        from basicsr_lmar.utils.checkpoint_conversion import (convert_official_lmar_resampler,
+        from basicsr_lmar.checkpoints.lmar import (convert_official_lmar_resampler,
                                                               convert_official_uhd_unet, load_official_state_dict)
         state = load_official_state_dict(path)
         resampler.load_state_dict(convert_official_lmar_resampler(state))

@@ -32,7 +32,7 @@ from basicsr.utils.options import ordered_yaml  # noqa: E402
 import basicsr_lmar  # noqa: E402,F401
 from basicsr_lmar.data.skimage_dataset import SkimagePhotoDataset  # noqa: E402
 from basicsr_lmar.ops.resize import resize  # noqa: E402
-from basicsr_lmar.utils.feature_hooks import FeatureHook  # noqa: E402
+from basicsr_lmar.archs.feature_hooks import FeatureHook  # noqa: E402
 
 LMAR_OPT = osp.join(REPO, 'options', 'demo_lmar_skimage.yml')
 ENHANCER_CKPT = osp.join(REPO, 'experiments', 'demo_lmar_enhancer_skimage', 'models', 'net_g_latest.pth')

@@ -4,7 +4,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 from basicsr_lmar.archs.car_arch import BicubicUpscaler, CARRescaler, CARResamplerNet
 from basicsr_lmar.ops.adaptive_resample import adaptive_resample_reference
-from basicsr_lmar.utils.options import OptionError
+from basicsr_lmar.options import OptionError
 
 
 def trainable(net):

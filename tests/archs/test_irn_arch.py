@@ -4,7 +4,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 import basicsr_lmar  # noqa: F401
 from basicsr_lmar.archs.irn_arch import AffineCoupling, InvRescaleNet, IRNRescaler, haar_downsample, haar_upsample
-from basicsr_lmar.utils.options import OptionError
+from basicsr_lmar.options import OptionError
 
 
 

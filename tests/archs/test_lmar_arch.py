@@ -6,7 +6,7 @@ from basicsr_lmar.archs import lmar_arch
 from basicsr_lmar.archs.lmar_arch import (FusedMLPLayout, LMARResampler, TorchFusedMLP, cell_features,
                                           nearest_centre_offset)
 from basicsr_lmar.ops.resize import resize
-from basicsr_lmar.utils.options import OptionError
+from basicsr_lmar.options import OptionError
 
 
 def _centres(n, dtype=torch.float32):

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 
 import basicsr_lmar  # noqa: F401
 from basicsr_lmar.archs.restormer_arch import ChannelLayerNorm, Restormer, TransposedAttention
-from basicsr_lmar.utils.checkpoint_conversion import convert_official_restormer
-from basicsr_lmar.utils.options import OptionError
+from basicsr_lmar.checkpoints.lmar import convert_official_restormer
+from basicsr_lmar.options import OptionError
 from tests.archs.training_checks import l1_losses_of_adam_steps
 
 COMPACT = dict(dim=8, num_blocks=[1, 2, 2, 4], num_refinement_blocks=4)

@@ -7,7 +7,7 @@ from basicsr.archs import build_network
 
 import basicsr_lmar  # noqa: F401  (registers the archs)
 from basicsr_lmar.archs.uhd_unet_arch import UHDUNet
-from basicsr_lmar.utils.options import OptionError
+from basicsr_lmar.options import OptionError
 from tests.archs.training_checks import l1_losses_of_adam_steps
 
 

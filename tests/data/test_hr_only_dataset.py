@@ -4,7 +4,7 @@ import pytest
 
 from basicsr.utils.registry import DATASET_REGISTRY
 from basicsr_lmar.data.image_io import DataError
-from basicsr_lmar.utils.options import OptionError
+from basicsr_lmar.options import OptionError
 
 
 def _write_images(folder, count=3, size=(40, 52)):

@@ -5,7 +5,7 @@ import torch
 from basicsr.utils.registry import DATASET_REGISTRY
 from basicsr_lmar.data.skimage_photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, load_photo
 from basicsr_lmar.ops.resize import resize_reference
-from basicsr_lmar.utils.options import OptionError
+from basicsr_lmar.options import OptionError
 
 
 def build(**opt):

@@ -8,7 +8,7 @@ from skimage import data
 
 import basicsr_lmar  # noqa: F401
 from basicsr_lmar.data.uhd_paired_dataset import UHDPairedImageDataset, resize_image
-from basicsr_lmar.utils.options import OptionError
+from basicsr_lmar.options import OptionError
 
 
 def make_pairs(root, names=('a', 'b'), size=(40, 56)):

@@ -5,7 +5,7 @@ import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 
 from basicsr_lmar.losses.car_loss import CAROffsetLoss, PartialTVLoss, centre_distance_weights
-from basicsr_lmar.utils.options import OptionError
+from basicsr_lmar.options import OptionError
 
 
 def test_centre_distance_weights():

@@ -6,7 +6,7 @@ from basicsr.losses import build_loss
 from basicsr_lmar.losses.lmar_loss import (AttentionTransferLoss, FeatureEdgeLoss, ResamplingConsistencyLoss,
                                            scharr_edges, spatial_attention)
 from basicsr_lmar.ops.resize import resize
-from basicsr_lmar.utils.options import OptionError
+from basicsr_lmar.options import OptionError
 
 
 def test_resampling_consistency_resizes_then_smooth_l1():

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 import basicsr_lmar  # noqa: F401  (registers the plugin)
 from basicsr_lmar.data.skimage_dataset import SkimagePhotoDataset
 from basicsr_lmar.ops.rounding import quantize_8bit
-from basicsr_lmar.utils.options import OptionError
+from basicsr_lmar.options import OptionError
 from tests.conftest import REPO_ROOT
 
 TINY = REPO_ROOT / 'tests' / 'data_files' / 'train_car_tiny.yml'

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 import basicsr_lmar  # noqa: F401
 from basicsr.utils.registry import ARCH_REGISTRY
 from basicsr_lmar.archs.irn_arch import InvRescaleNet
-from basicsr_lmar.utils.options import OptionError
+from basicsr_lmar.options import OptionError
 
 METRICS = {'psnr': {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': True},
            'ssim': {'type': 'calculate_ssim', 'crop_border': 2, 'test_y_channel': True}}

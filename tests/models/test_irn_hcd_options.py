@@ -16,8 +16,8 @@ import basicsr_lmar  # noqa: F401
 from basicsr_lmar.archs.irn_arch import InvRescaleNet
 from basicsr_lmar.models.hcd_model import HCD_SCHEMA
 from basicsr_lmar.models.irn_model import IRN_TRAIN_SCHEMA, IRN_VAL_Z_SCHEMA
-from basicsr_lmar.utils.options import validate_registered
-from basicsr_lmar.utils.registry import RESCALER_REGISTRY
+from basicsr_lmar.options import validate_registered
+from basicsr_lmar.registry import RESCALER_REGISTRY
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

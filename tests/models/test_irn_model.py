@@ -5,7 +5,7 @@ from basicsr.models import build_model
 from skimage import data
 
 import basicsr_lmar  # noqa: F401
-from basicsr_lmar.utils.options import OptionError
+from basicsr_lmar.options import OptionError
 
 
 

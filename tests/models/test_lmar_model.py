@@ -7,7 +7,7 @@ from skimage import data as skdata
 from torch import nn
 
 from basicsr_lmar.models.lmar_model import LMARModel, draw_working_size, scaled_target_sizes
-from basicsr_lmar.utils.options import OptionError
+from basicsr_lmar.options import OptionError
 
 
 class TinyStandInEnhancer(nn.Module):

@@ -9,7 +9,7 @@ from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTR
 import basicsr_lmar  # noqa: F401
 from basicsr_lmar.models.lmar_model import TRAIN_SCHEMA, VAL_SCHEMA, scaled_target_sizes
 from basicsr_lmar.ops.resize import KERNELS
-from basicsr_lmar.utils.options import validate_registered
+from basicsr_lmar.options import validate_registered
 
 OPTIONS = pathlib.Path(__file__).resolve().parents[2] / 'options'
 FILES = sorted(p.name for p in OPTIONS.glob('*lmar_*.yml') if 'enhancer' not in p.name)

@@ -3,8 +3,8 @@ import torch
 from basicsr.models import build_model
 
 import basicsr_lmar  # noqa: F401
-from basicsr_lmar.utils.options import OptionError
-from basicsr_lmar.utils.tiled_inference import tiled_forward
+from basicsr_lmar.options import OptionError
+from basicsr_lmar.ops.tiled_forward import tiled_forward
 
 
 def model_options(tile=None, **train_extra):

@@ -9,9 +9,9 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 import basicsr_lmar  # noqa: F401
-from basicsr_lmar.utils.options import OptionError
+from basicsr_lmar.options import OptionError
 
-mm_registry = pytest.importorskip('basicsr_lmar.utils.mm_registry')
+mm_registry = pytest.importorskip('basicsr_lmar.integrations.mmengine')
 if not mm_registry.MMENGINE_AVAILABLE:
     pytest.skip('mmengine is not installed (extra `mm`)', allow_module_level=True)
 
@@ -57,7 +57,7 @@ def test_plugin_imports_without_mmengine():
         sys.modules['mmengine'] = None  # as if the `mm` extra were not installed
         import basicsr_lmar
         from basicsr.archs import build_network
-        from basicsr_lmar.utils.mm_registry import MODELS, MMENGINE_AVAILABLE
+        from basicsr_lmar.integrations.mmengine import MODELS, MMENGINE_AVAILABLE
         assert not MMENGINE_AVAILABLE and 'UHDUNet' not in MODELS
         build_network({'type': 'UHDUNet', 'model_channel': 2})
         try:

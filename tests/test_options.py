@@ -4,7 +4,7 @@ import torch.nn as nn
 import yaml
 
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY
-from basicsr_lmar.utils.options import Option, OptionError, OptionSchema, closest_first, configurable, validate_registered
+from basicsr_lmar.options import Option, OptionError, OptionSchema, closest_first, configurable, validate_registered
 
 
 @configurable(scale=Option(choices=(2, 4)), width=Option(min=1), lr=Option(min=0.0, exclusive_min=True),

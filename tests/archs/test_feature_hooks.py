@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from basicsr_lmar.utils.feature_hooks import FeatureHook
-from basicsr_lmar.utils.options import OptionError
+from basicsr_lmar.archs.feature_hooks import FeatureHook
+from basicsr_lmar.options import OptionError
 
 
 class Counting(nn.Module):

@@ -7,7 +7,7 @@ import torch
 
 import basicsr_lmar  # noqa: F401
 from basicsr_lmar.archs.irn_arch import InvRescaleNet
-from basicsr_lmar.utils.convert_irn import convert_official_irn_state_dict, haar_filters
+from basicsr_lmar.checkpoints.irn import convert_official_irn_state_dict, haar_filters
 
 
 def _official_state_dict(scale, block_num, growth, prefix='', seed=0):

@@ -2,10 +2,10 @@
 
 ::
 
-    from basicsr_lmar.utils.mm_registry import MODELS
+    from basicsr_lmar.integrations.mmengine import MODELS
     net = MODELS.build(dict(type='UHDUNet', block='half_instance_norm'))
 
-In an mmengine config, ``custom_imports = dict(imports=['basicsr_lmar.utils.mm_registry'])`` makes the
+In an mmengine config, ``custom_imports = dict(imports=['basicsr_lmar.integrations.mmengine'])`` makes the
 archs reachable from mmengine's root registry too, as ``type='basicsr_lmar.UHDUNet'`` (``MODELS`` is a
 child of ``mmengine.registry.MODELS`` with scope ``basicsr_lmar``).
 

@@ -3,7 +3,7 @@ import random
 import numpy as np
 import torch
 
-from basicsr_lmar.utils.resume import ResumableEnlargedSampler, capture_rng_state, restore_rng_state
+from basicsr_lmar.runtime.resume import ResumableEnlargedSampler, capture_rng_state, restore_rng_state
 
 
 class _Dataset(torch.utils.data.Dataset):

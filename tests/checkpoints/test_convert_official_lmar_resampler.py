@@ -10,8 +10,8 @@ from skimage import data
 
 import basicsr_lmar  # noqa: F401
 from basicsr_lmar.archs.lmar_arch import LMARResampler
-from basicsr_lmar.utils.checkpoint_conversion import convert_official_lmar_resampler, load_official_state_dict
-from basicsr_lmar.utils.feature_hooks import FeatureHook
+from basicsr_lmar.checkpoints.lmar import convert_official_lmar_resampler, load_official_state_dict
+from basicsr_lmar.archs.feature_hooks import FeatureHook
 
 LMAR = 'lmar_official/LMAR_model.bin'
 

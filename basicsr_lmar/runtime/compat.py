@@ -14,7 +14,7 @@ Fixes:
 - ``BaseModel.get_optimizer``: any ``torch.optim`` optimizer by name, not only ``Adam``.
 
 Entry-level changes to basicsr's pipeline (distributed back-end, exact resume) are not here but in
-:mod:`basicsr_lmar.utils.pipeline`, applied only by the plugin's own entries.
+:mod:`basicsr_lmar.runtime.pipeline`, applied only by the plugin's own entries.
 """
 import importlib
 import importlib.abc

@@ -16,7 +16,7 @@ def test_removed_torchvision_module_resolves_to_its_new_home():
 
 
 def test_alias_finder_defers_to_real_modules():
-    from basicsr_lmar._compat import ModuleAliasFinder
+    from basicsr_lmar.runtime.compat import ModuleAliasFinder
     assert ModuleAliasFinder().find_spec('torchvision.transforms.functional') is None
 
 

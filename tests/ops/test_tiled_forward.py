@@ -5,7 +5,7 @@ from torch import nn
 
 import basicsr_lmar  # noqa: F401
 from basicsr_lmar.archs.uhd_unet_arch import UHDUNet
-from basicsr_lmar.utils.tiled_inference import tiled_forward
+from basicsr_lmar.ops.tiled_forward import tiled_forward
 
 
 @pytest.mark.parametrize('size, tile, overlap', [((37, 50), 16, 8), ((32, 32), (12, 20), (8, 10)), ((9, 70), 16, 9)])

@@ -1,7 +1,7 @@
 """Read an intermediate feature of any network by the name of the module that produces it."""
 from torch import nn
 
-from basicsr_lmar.utils.options import OptionError, closest_first
+from basicsr_lmar.options import OptionError, closest_first
 
 
 class _StopForward(Exception):

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from basicsr_lmar.utils.image_files import ImageFileError, list_images, read_image_file, write_image_file
+from basicsr_lmar.data.image_files import ImageFileError, list_images, read_image_file, write_image_file
 
 
 def test_gray_rgba_and_16bit_are_converted_as_documented(tmp_path):

@@ -1,10 +1,10 @@
 """What the plugin's entries (``basicsr_lmar/train.py``, ``test.py``, console scripts) change in
 basicsr's pipeline before running it.
 
-- distributed initialisation through :func:`basicsr_lmar.utils.dist.init_dist` (gloo on CPU, NCCL on
+- distributed initialisation through :func:`basicsr_lmar.runtime.dist.init_dist` (gloo on CPU, NCCL on
   GPU, ``dist_params.backend`` overrides; basicsr 1.4.2 passes ``dist_params`` only to slurm, so the
   backend is read from the option file here);
-- exact, CPU-capable resume (:mod:`basicsr_lmar.utils.resume`).
+- exact, CPU-capable resume (:mod:`basicsr_lmar.runtime.resume`).
 
 The stock ``python -m basicsr.train`` route is left as basicsr ships it (plus the plugin's registration
 and import fixes): single-process training works there; use the plugin's entry for torchrun/gloo and
@@ -14,8 +14,8 @@ import argparse
 
 import yaml
 
-from basicsr_lmar.utils import resume
-from basicsr_lmar.utils.dist import init_dist
+from basicsr_lmar.runtime import resume
+from basicsr_lmar.runtime.dist import init_dist
 
 
 def _backend_from_options(argv):

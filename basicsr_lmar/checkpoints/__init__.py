@@ -1,0 +1,2 @@
+"""Checkpoints: conversion of the authors' released weights to this project's archs (one module per
+method)."""
