@@ -33,8 +33,6 @@ from basicsr.metrics import calculate_psnr, calculate_ssim  # noqa: E402
 from basicsr.utils import tensor2img  # noqa: E402
 
 from basicsr_lmar.archs.car_arch import SIZE_MULTIPLE, BicubicUpscaler  # noqa: E402
-from basicsr_lmar.ops.rounding import quantize_8bit  # noqa: E402
-from basicsr_lmar.ops.adaptive_resample import adaptive_resample  # noqa: E402
 from basicsr_lmar.data.image_files import ImageFileError, list_images, read_image_file, write_image_file  # noqa: E402
 
 def read_rgb(path):
@@ -108,7 +106,7 @@ def main(argv=None):
             if args.lr:
                 lr = read_rgb(osp.join(args.lr, name)).to(device)
             else:
-                lr = quantize_8bit(adaptive_resample(hr, *net_g(hr), scale).clamp(0, 1), 'round')
+                lr = net_g.downscale(hr, rounding='round')
                 if args.lr_out:
                     write_png(lr, osp.join(args.lr_out, f'{stem}.png'))
             if args.sr_out:

@@ -70,10 +70,8 @@ def example_images(lmar_ckpt):
     outputs = {'input_dark': x, 'gt': gt}
     with torch.no_grad():
         outputs['enhancer_full_size'] = enhancer(x)
-        outputs['plain_bicubic_half'] = resampler.resize(enhancer(resampler.resize(x, size, 'bicubic')),
-                                                         x.shape[-2:], 'bicubic')
-        outputs['lmar_bicubic_half'] = resampler.resize(enhancer(resampler(x, size, kernel='bicubic')),
-                                                        x.shape[-2:], 'bicubic')
+        outputs['plain_bicubic_half'] = resampler.enhance(x, enhancer, size, 'bicubic', use_lmar=False)
+        outputs['lmar_bicubic_half'] = resampler.enhance(x, enhancer, size, 'bicubic')
     paths = []
     for name, image in outputs.items():
         path = osp.join(RESULTS, f'coffee_{name}.png')

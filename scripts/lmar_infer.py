@@ -83,12 +83,6 @@ def working_size(image_size, size=None, scale=None, reference_size=PAPER_REFEREN
     return scaled_target_sizes(image_size, [list(size)], reference_size)[0]
 
 
-@torch.no_grad()
-def enhance(resampler, enhancer, x, size, kernel, use_lmar=True):
-    low = resampler(x, size, kernel=kernel) if use_lmar else resampler.resize(x, size, kernel)
-    return resampler.resize(enhancer(low), tuple(x.shape[-2:]), kernel).clamp_(0, 1)
-
-
 def run(args):
     """Processes ``args.input``; returns ``(written_paths, failed_paths)``."""
     from tqdm import tqdm
@@ -109,7 +103,7 @@ def run(args):
             continue
         x = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).to(device)
         size = working_size(tuple(x.shape[-2:]), args.size, args.scale, args.reference_size)
-        out = enhance(resampler, enhancer, x, size, args.resizer, not args.no_lmar)
+        out = resampler.enhance(x, enhancer, size, args.resizer, not args.no_lmar)
         depth = args.bit_depth or bit_depth
         target = osp.join(args.output, f'{osp.splitext(osp.basename(path))[0]}{args.suffix}.png')
         write_image_file(target, out[0].permute(1, 2, 0).cpu().numpy(), depth)

@@ -22,6 +22,7 @@ from torch import nn
 
 from basicsr_lmar.ops.adaptive_resample import IMPLEMENTATIONS, adaptive_resample, kernel_size_for_scale
 from basicsr_lmar.ops.resize import resize
+from basicsr_lmar.ops.rounding import QUANTIZE_MODES, quantize_8bit
 from basicsr_lmar.options import Option, configurable
 from basicsr_lmar.registry import RESCALER_REGISTRY
 
@@ -135,9 +136,29 @@ class CARResamplerNet(nn.Module):
         offsets = self.offset_trunk(x)
         return kernels, self.offset_h_head(offsets), self.offset_v_head(offsets)
 
-    def downscale(self, hr):
-        """HR (N, C, H, W) -> LR (N, C, H/s, W/s), differentiable, not clamped or quantised."""
-        return adaptive_resample(hr, *self(hr), self.scale, impl=self.impl)
+    def apply_maps(self, hr, maps, rounding=None, soft_round_alpha=1.0):
+        """The CAR downscale chain after the network: ``adaptive_resample`` with ``impl``, then, when
+        ``rounding`` is given, a clamp to [0, 1] and ``quantize_8bit(lr, rounding)``.
+
+        ``maps`` = ``self(hr)``; a model calls ``self.net_g(hr)`` itself so that a DDP wrapper sees the
+        forward. The op always runs in fp32 outside autocast (the maps may come from a bf16/fp16
+        forward). ``rounding``: None = the raw LR (differentiable, unclamped: HCD's rescaler protocol),
+        or one of ``basicsr_lmar.ops.rounding.QUANTIZE_MODES`` ('round' at test; 'soft', 'ste' or
+        'none' in training).
+        """
+        if rounding is not None and rounding not in QUANTIZE_MODES:
+            raise ValueError(f'CARResamplerNet: rounding {rounding!r} must be None or one of {QUANTIZE_MODES}')
+        kernels, offsets_h, offsets_v = (m.float() for m in maps)
+        with torch.autocast(hr.device.type, enabled=False):
+            lr = adaptive_resample(hr.float(), kernels, offsets_h, offsets_v, self.scale, impl=self.impl)
+        if rounding is not None:
+            lr = quantize_8bit(lr.clamp(0, 1), rounding, soft_round_alpha)
+        return lr
+
+    def downscale(self, hr, rounding=None, soft_round_alpha=1.0):
+        """HR (N, C, H, W) -> LR (N, C, H/s, W/s): ``apply_maps(hr, self(hr), rounding)``, the one entry
+        that scripts and benchmarks call (``rounding='round'`` gives the 8-bit LR a user stores)."""
+        return self.apply_maps(hr, self(hr), rounding, soft_round_alpha)
 
 
 @ARCH_REGISTRY.register()

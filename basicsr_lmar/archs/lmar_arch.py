@@ -384,3 +384,12 @@ class LMARResampler(nn.Module):
         if return_intermediates:
             return {'x_c': x_c, 'x_d': x_d, 'x_hat': x_hat}
         return x_c
+
+    @torch.no_grad()
+    def enhance(self, x, enhancer, size, kernel=None, use_lmar=True):
+        """LMAR inference, the one entry that the model's validation, the scripts and the benchmarks call:
+        ``U(enhancer(x_c))`` at working size ``size``, clamped to [0, 1], with resizer ``kernel`` for
+        both D and U (``None``: ``resize_kernel``). ``use_lmar=False`` gives the plain baseline
+        ``U(enhancer(D(x)))``. Call it on the bare modules (no DDP wrapper: no collectives)."""
+        low = self(x, size, kernel=kernel) if use_lmar else self.resize(x, size, kernel)
+        return self.resize(enhancer(low), tuple(x.shape[-2:]), kernel).clamp_(0, 1)

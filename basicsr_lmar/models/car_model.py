@@ -22,8 +22,6 @@ from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
 from basicsr_lmar.archs.car_arch import SIZE_MULTIPLE, BicubicUpscaler, CARResamplerNet
 from basicsr_lmar.models.plugin_base import PluginBaseModel
-from basicsr_lmar.ops.adaptive_resample import adaptive_resample
-from basicsr_lmar.ops.rounding import quantize_8bit
 from basicsr_lmar.options import Option, OptionError, OptionSchema, validate_registered
 
 ROUNDING_MODES = ('soft', 'ste', 'none')
@@ -130,12 +128,13 @@ class CARModel(PluginBaseModel):
         self.gt = gt[..., :height - height % multiple, :width - width % multiple]
 
     def _downscale(self, hr, rounding):
-        # Networks run under train.amp (autocast); the resampling op, rounding and losses stay in fp32.
+        # The network runs under train.amp (autocast) through its DDP wrapper; the arch's chain
+        # (op, clamp, rounding) runs in fp32, as do the losses.
         with self.autocast():
             maps = self.net_g(hr)
-        kernels, offsets_h, offsets_v = (m.float() for m in maps)
-        lr = adaptive_resample(hr, kernels, offsets_h, offsets_v, self.scale).clamp(0, 1)
-        return quantize_8bit(lr, rounding, self.soft_round_alpha), (kernels, offsets_h, offsets_v)
+        maps = tuple(m.float() for m in maps)
+        lr = self.get_bare_model(self.net_g).apply_maps(hr, maps, rounding, self.soft_round_alpha)
+        return lr, maps
 
     def _upscale(self, lr, hr_shape):
         with self.autocast():

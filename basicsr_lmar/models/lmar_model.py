@@ -315,15 +315,10 @@ class LMARModel(PluginBaseModel):
         self.log_losses({key: value.detach() for key, value in loss_dict.items()})
 
     # -- inference -------------------------------------------------------------------------------
-    @torch.no_grad()
     def enhance(self, x, size, kernel, use_lmar=True):
         """U(E(D(x))) at working size ``size`` with resizer ``kernel``; D is LMAR when ``use_lmar``."""
-        resampler = self.inference_resampler  # bare modules: validation may run on rank 0 only (no DDP collectives)
-        if use_lmar:
-            low = resampler(x, size, kernel=kernel)
-        else:
-            low = resampler.resize(x, size, kernel)
-        return resampler.resize(self.net_enhancer(low), tuple(x.shape[-2:]), kernel)
+        # bare modules: validation may run on rank 0 only (no DDP collectives)
+        return self.inference_resampler.enhance(x, self.net_enhancer, size, kernel, use_lmar)
 
     def test(self):
         """Enhances ``self.lq`` at the first validation size/resizer (for BasicSR's generic callers)."""
@@ -366,7 +361,7 @@ class LMARModel(PluginBaseModel):
             for size in sizes:
                 for kernel in resizers:
                     for use_lmar in (False, True):
-                        output = self.enhance(self.lq, size, kernel, use_lmar).clamp_(0, 1)
+                        output = self.enhance(self.lq, size, kernel, use_lmar)
                         result = tensor2img(output.cpu())
                         for name, metric in metrics_opt.items():
                             key = (size, kernel, use_lmar, name)

@@ -174,7 +174,7 @@ def evaluate(net, upscaler, photos, scale, with_ceiling=False):
         for name, hr in photos:
             height, width = hr.shape[-2:]
             hr = hr[..., :height - height % 8, :width - width % 8]
-            lr_car = quantize_8bit(adaptive_resample(hr, *net(hr), scale).clamp(0, 1), 'round')
+            lr_car = net.downscale(hr, rounding='round')
             lr_bic = quantize_8bit(bicubic_downscale(hr, scale).clamp(0, 1), 'round')
             car = y_metrics(upscaler(lr_car).clamp(0, 1), hr, scale)
             bic = y_metrics(upscaler(lr_bic).clamp(0, 1), hr, scale)
@@ -231,8 +231,9 @@ def main():
     parser.add_argument('--loss-border', type=int, default=8,
                         help='HR pixels at each crop edge left out of the reconstruction loss (padding effects)')
     parser.add_argument('--op-impl', choices=('auto', 'reference', 'chunked'), default='reference',
-                        help='adaptive_resample implementation used in training (evaluation uses auto); on small '
-                             'CPU crops the reference is ~15-20 %% faster than the chunked path')
+                        help='network_g.impl: the adaptive_resample implementation (training and evaluation; the '
+                             'implementations agree to 1e-5); on small CPU crops the reference is ~15-20 %% faster '
+                             'than the chunked path')
     parser.add_argument('--save-weights', metavar='PATH',
                         help='save the trained resampler (state dict + CARResamplerNet options) to PATH')
     parser.add_argument('--wall-limit', type=float, metavar='MINUTES',
@@ -246,7 +247,8 @@ def main():
     generator = torch.Generator().manual_seed(args.seed)
     scale = args.scale
     head, body, top, blocks = args.width
-    network_g = dict(type='CARResamplerNet', scale=scale, num_feat=head, body_feat=body, top_feat=top, num_block=blocks)
+    network_g = dict(type='CARResamplerNet', scale=scale, num_feat=head, body_feat=body, top_feat=top, num_block=blocks,
+                     impl=args.op_impl)
     net = CARResamplerNet(**{key: value for key, value in network_g.items() if key != 'type'})
     if args.init != 'random':
         initialise_heads(net, args.init, scale, args.init_peak, args.init_floor, args.init_weight_scale)
@@ -285,9 +287,8 @@ def main():
         for group in optimizer.param_groups:  # cosine decay over the time budget
             group['lr'] = args.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
         hr = random_crops(train, args.crop, args.batch, generator)
-        kernels, offsets_h, offsets_v = net(hr)
-        lr = quantize_8bit(adaptive_resample(hr, kernels, offsets_h, offsets_v, scale, impl=args.op_impl).clamp(0, 1),
-                           'soft', args.alpha)
+        kernels, offsets_h, offsets_v = maps = net(hr)
+        lr = net.apply_maps(hr, maps, 'soft', args.alpha)
         error = upscaler(lr) - hr
         if args.loss_border:
             error = error[..., args.loss_border:-args.loss_border, args.loss_border:-args.loss_border]

@@ -68,3 +68,26 @@ def test_rescaler_round_trip_is_differentiable():
 def test_bicubic_upscaler_keeps_constants():
     up = BicubicUpscaler(scale=2)(torch.full((1, 3, 5, 6), 0.3))
     torch.testing.assert_close(up, torch.full((1, 3, 10, 12), 0.3))
+
+
+def test_downscale_is_the_chain_and_honours_impl(monkeypatch):
+    """downscale = adaptive_resample(impl) -> clamp -> 8-bit rounding; network_g.impl reaches the op."""
+    from basicsr_lmar.archs import car_arch
+    from basicsr_lmar.ops.rounding import quantize_8bit
+
+    torch.manual_seed(0)
+    net = CARResamplerNet(scale=2, num_feat=8, body_feat=8, top_feat=16, num_block=1, impl='chunked').eval()
+    hr = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        maps = net(hr)
+        raw = adaptive_resample_reference(hr, *maps, 2)
+        torch.testing.assert_close(net.downscale(hr), raw, atol=1e-6, rtol=0)
+        torch.testing.assert_close(net.downscale(hr, rounding='round'), quantize_8bit(raw.clamp(0, 1), 'round'),
+                                   atol=1e-6, rtol=0)
+    seen = []
+    real = car_arch.adaptive_resample
+    monkeypatch.setattr(car_arch, 'adaptive_resample', lambda *a, impl='auto': seen.append(impl) or real(*a, impl=impl))
+    net.downscale(hr)
+    assert seen == ['chunked']
+    with pytest.raises(ValueError, match='rounding'):
+        net.downscale(hr, rounding='bankers')

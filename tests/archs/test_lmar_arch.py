@@ -241,3 +241,15 @@ def test_identity_initialisation_starts_as_the_plain_resizer():
     x_req = x.clone().requires_grad_(True)
     net(x_req, (10, 12)).square().sum().backward()
     assert net.modulation.weight.grad[:, 3:].abs().sum() > 0  # the x_hat path receives gradient
+
+
+def test_enhance_is_resample_enhance_upscale_clamped():
+    torch.manual_seed(0)
+    net = LMARResampler(mlp_width=16, mlp_hidden_layers=1, mlp_backend='torch')
+    enhancer = torch.nn.Conv2d(3, 3, 3, padding=1)
+    x = torch.rand(1, 3, 24, 20)
+    with torch.no_grad():
+        for use_lmar in (True, False):
+            low = net(x, (12, 10), kernel='bicubic') if use_lmar else resize(x, (12, 10), 'bicubic', False)
+            expected = resize(enhancer(low), (24, 20), 'bicubic', False).clamp(0, 1)
+            torch.testing.assert_close(net.enhance(x, enhancer, (12, 10), 'bicubic', use_lmar), expected)
