@@ -16,7 +16,6 @@
 import contextlib
 import copy
 import math
-import os
 import os.path as osp
 
 import torch
@@ -26,6 +25,7 @@ from basicsr.models.base_model import BaseModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import ARCH_REGISTRY
+from basicsr_lmar.checkpoints.state_dicts import atomic_torch_save, load_network_weights
 from basicsr_lmar.runtime.dist import all_ranks_agree
 from basicsr_lmar.options import validate_registered
 from basicsr_lmar.runtime.resume import capture_rng_state
@@ -36,41 +36,8 @@ DEFAULT_MAX_NONFINITE_STEPS = 10
 AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
-class CheckpointMismatchError(RuntimeError):
-    """A checkpoint's tensors do not fit the network built from the options."""
-
-
 class NonFiniteLossError(RuntimeError):
     """Too many consecutive optimisation steps had a non-finite loss."""
-
-
-def atomic_torch_save(obj, path):
-    """``torch.save`` to ``path`` through a temporary file: an interrupted save leaves no partial file."""
-    tmp_path = f'{path}.tmp{os.getpid()}'
-    try:
-        torch.save(obj, tmp_path)
-        os.replace(tmp_path, path)
-    finally:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
-
-
-def describe_state_dict_mismatch(expected, loaded):
-    """Lines naming missing, unexpected and mis-shaped keys (empty when the two fit)."""
-    lines = []
-    missing = sorted(set(expected) - set(loaded))
-    unexpected = sorted(set(loaded) - set(expected))
-    shapes = sorted(k for k in set(expected) & set(loaded) if tuple(expected[k].shape) != tuple(loaded[k].shape))
-    if missing:
-        lines.append(f'  missing in checkpoint ({len(missing)}): {", ".join(missing[:8])}' + (' ...' if len(missing) > 8 else ''))
-    if unexpected:
-        lines.append(f'  not in network ({len(unexpected)}): {", ".join(unexpected[:8])}' +
-                     (' ...' if len(unexpected) > 8 else ''))
-    if shapes:
-        lines.append(f'  {len(shapes)} tensors differ in shape' + (', the first 8:' if len(shapes) > 8 else ':'))
-    for key in shapes[:8]:
-        lines.append(f'  shape of {key}: network {tuple(expected[key].shape)}, checkpoint {tuple(loaded[key].shape)}')
-    return lines
 
 
 class PluginBaseModel(BaseModel):
@@ -225,36 +192,8 @@ class PluginBaseModel(BaseModel):
         atomic_torch_save(save_dict, save_path)
 
     def load_network(self, net, load_path, strict=True, param_key='params', option_key=None):
-        where = option_key or 'checkpoint'
-        if not osp.isfile(load_path):
-            raise FileNotFoundError(f'{where}: {load_path} does not exist.')
-        net = self.get_bare_model(net)
-        checkpoint = torch.load(load_path, map_location='cpu', weights_only=False)
-        state = checkpoint
-        if param_key is not None and isinstance(checkpoint, dict):
-            if param_key not in checkpoint and 'params' in checkpoint:
-                param_key = 'params'
-            if param_key not in checkpoint:
-                raise CheckpointMismatchError(f'{where}: {load_path} has no {param_key!r} entry '
-                                              f'(top-level keys: {sorted(checkpoint)[:8]}).')
-            state = checkpoint[param_key]
-        state = {(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}
-        expected = net.state_dict()
-        problems = describe_state_dict_mismatch(expected, state)
-        if problems and strict:
-            meta = checkpoint.get('basicsr_lmar') if isinstance(checkpoint, dict) else None
-            made_with = ''
-            if meta and meta.get('network_options'):
-                made_with = (f'\n  the checkpoint was saved by basicsr-lmar {meta.get("version")} for options '
-                             f'{meta["network_options"]}')
-            raise CheckpointMismatchError(
-                f'{where}: {load_path} does not fit {type(net).__name__}:\n' + '\n'.join(problems) + made_with +
-                '\n  Build the network with the options it was trained with, or set strict_load to false '
-                'to load only the matching tensors.')
-        if not strict:
-            state = {k: v for k, v in state.items() if k in expected and tuple(expected[k].shape) == tuple(v.shape)}
-        net.load_state_dict(state, strict=strict)
-        get_root_logger().info(f'Loaded {type(net).__name__} from {load_path} [{param_key}].')
+        load_network_weights(self.get_bare_model(net), load_path, strict, param_key, where=option_key or 'checkpoint',
+                             logger=get_root_logger())
 
     @master_only
     def save_training_state(self, epoch, current_iter):

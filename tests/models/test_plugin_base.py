@@ -4,8 +4,8 @@ import os
 import pytest
 import torch
 
-from basicsr_lmar.models.plugin_base import (CheckpointMismatchError, NonFiniteLossError, PluginBaseModel,
-                                             atomic_torch_save)
+from basicsr_lmar.checkpoints.state_dicts import CheckpointMismatchError, atomic_torch_save
+from basicsr_lmar.models.plugin_base import NonFiniteLossError, PluginBaseModel
 
 
 def make_model(tmp_path, **train):

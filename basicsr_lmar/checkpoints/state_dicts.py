@@ -1,0 +1,95 @@
+"""Network weights in and out of files, for the models and the scripts alike.
+
+- :func:`atomic_torch_save`: through a temporary file, so an interrupted save leaves no partial file;
+- :func:`load_network_weights`: reads a checkpoint with ``weights_only=True`` (tensors and plain
+  containers only: a file from elsewhere cannot run code), picks ``param_key`` (falling back to
+  ``params``), strips DDP's ``module.`` prefix and loads it; a checkpoint that does not fit the network
+  raises :class:`CheckpointMismatchError` with a readable report (:func:`describe_state_dict_mismatch`)
+  instead of torch's wall of keys, naming the option key or flag that pointed at the file.
+"""
+import os
+import os.path as osp
+import pickle
+
+import torch
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's tensors do not fit the network built from the options."""
+
+
+def atomic_torch_save(obj, path):
+    """``torch.save`` to ``path`` through a temporary file: an interrupted save leaves no partial file."""
+    tmp_path = f'{path}.tmp{os.getpid()}'
+    try:
+        torch.save(obj, tmp_path)
+        os.replace(tmp_path, path)
+    finally:
+        if osp.exists(tmp_path):
+            os.remove(tmp_path)
+
+
+def describe_state_dict_mismatch(expected, loaded):
+    """Lines naming missing, unexpected and mis-shaped keys (empty when the two fit)."""
+    lines = []
+    missing = sorted(set(expected) - set(loaded))
+    unexpected = sorted(set(loaded) - set(expected))
+    shapes = sorted(k for k in set(expected) & set(loaded) if tuple(expected[k].shape) != tuple(loaded[k].shape))
+    if missing:
+        lines.append(f'  missing in checkpoint ({len(missing)}): {", ".join(missing[:8])}' + (' ...' if len(missing) > 8 else ''))
+    if unexpected:
+        lines.append(f'  not in network ({len(unexpected)}): {", ".join(unexpected[:8])}' +
+                     (' ...' if len(unexpected) > 8 else ''))
+    if shapes:
+        lines.append(f'  {len(shapes)} tensors differ in shape' + (', the first 8:' if len(shapes) > 8 else ':'))
+    for key in shapes[:8]:
+        lines.append(f'  shape of {key}: network {tuple(expected[key].shape)}, checkpoint {tuple(loaded[key].shape)}')
+    return lines
+
+
+def read_checkpoint(load_path, where='checkpoint'):
+    """The object in ``load_path``, read with ``weights_only=True``; errors name ``where`` and the file."""
+    if not osp.isfile(load_path):
+        raise FileNotFoundError(f'{where}: {load_path} does not exist.')
+    try:
+        return torch.load(load_path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointMismatchError(
+            f'{where}: {load_path} is not a plain weights file (it holds Python objects beyond tensors and '
+            f'containers: {str(error).splitlines()[0]}). If it is an authors\' release, convert it first with '
+            'scripts/convert_official_*.py.') from None
+
+
+def load_network_weights(net, load_path, strict=True, param_key='params', where='checkpoint', logger=None):
+    """Loads ``param_key`` of ``load_path`` into ``net`` (a bare module) with a readable mismatch report.
+
+    ``strict=False`` loads only the tensors whose name and shape fit. Returns the param key used.
+    """
+    checkpoint = read_checkpoint(load_path, where)
+    state = checkpoint
+    if param_key is not None and isinstance(checkpoint, dict):
+        if param_key not in checkpoint and 'params' in checkpoint:
+            param_key = 'params'
+        if param_key not in checkpoint:
+            raise CheckpointMismatchError(f'{where}: {load_path} has no {param_key!r} entry '
+                                          f'(top-level keys: {sorted(checkpoint)[:8]}).')
+        state = checkpoint[param_key]
+    state = {(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}
+    expected = net.state_dict()
+    problems = describe_state_dict_mismatch(expected, state)
+    if problems and strict:
+        meta = checkpoint.get('basicsr_lmar') if isinstance(checkpoint, dict) else None
+        made_with = ''
+        if meta and meta.get('network_options'):
+            made_with = (f'\n  the checkpoint was saved by basicsr-lmar {meta.get("version")} for options '
+                         f'{meta["network_options"]}')
+        raise CheckpointMismatchError(
+            f'{where}: {load_path} does not fit {type(net).__name__}:\n' + '\n'.join(problems) + made_with +
+            '\n  Build the network with the options it was trained with, or set strict_load to false '
+            'to load only the matching tensors.')
+    if not strict:
+        state = {k: v for k, v in state.items() if k in expected and tuple(expected[k].shape) == tuple(v.shape)}
+    net.load_state_dict(state, strict=strict)
+    if logger is not None:
+        logger.info(f'Loaded {type(net).__name__} from {load_path} [{param_key}].')
+    return param_key
