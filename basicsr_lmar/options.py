@@ -1,9 +1,11 @@
 """Option schemas: every arch, loss, dataset and model of the plugin declares its options.
 
-A schema holds, for each key, a default (kept in a yacs ``CfgNode``) and the constraints a value must
-meet (type, choices, range). :meth:`OptionSchema.validate` checks an option mapping from a YAML file
-and stops with an :class:`OptionError` that names the YAML section, the key, the allowed keys (closest
-match first) and the value received, before anything is built.
+A schema holds, for each key, a default and the constraints a value must meet (type, choices, range,
+or the schema of a registered class for a ``{type: Name, ...}`` section). Its defaults are a yacs
+``CfgNode``; :meth:`OptionSchema.validate` checks an option mapping from a YAML file, stopping with an
+:class:`OptionError` that names the YAML section, the key, the allowed keys (closest match first) and
+the value received, then merges it into the defaults with yacs' strict merge (a key the schema does
+not declare is refused) and returns the result frozen. All of it before anything is built.
 
 Archs and losses are built by BasicSR as ``Class(**options)``. The :func:`configurable` class
 decorator derives their schema from the ``__init__`` signature (its defaults *are* the paper defaults)
@@ -44,11 +46,15 @@ class Option:
         exclusive_min: when true, ``min`` itself is not allowed.
         length: required length of a list/tuple value.
         nullable: whether ``None`` (``~`` in YAML) is accepted besides the type.
+        registry: for a ``{type: Name, ...}`` section (a loss, an arch): the registry ``Name`` must be in;
+            the section is validated against that class's schema (:func:`validate_registered`).
+        schema: for a mapping of options of its own: the :class:`OptionSchema` that validates it (the
+            default is then usually ``None``: the section is optional).
         doc: one line that explains the option; shown in errors.
     """
 
     def __init__(self, default=_REQUIRED, *, type=None, choices=None, min=None, max=None, exclusive_min=False,
-                 length=None, nullable=None, doc=''):
+                 length=None, nullable=None, registry=None, schema=None, doc=''):
         self.default = default
         self.type = type
         self.choices = tuple(choices) if choices is not None else None
@@ -57,6 +63,8 @@ class Option:
         self.exclusive_min = exclusive_min
         self.length = length
         self.nullable = nullable
+        self.registry = registry
+        self.schema = schema
         self.doc = doc
 
     def with_default(self, default):
@@ -73,6 +81,8 @@ class Option:
     def _expected_types(self):
         if self.type is not None:
             return self.type if isinstance(self.type, tuple) else (self.type, )
+        if self.registry is not None or self.schema is not None:
+            return (Mapping, )
         default = self.default
         if default is _REQUIRED or default is None:
             return None
@@ -171,7 +181,7 @@ class OptionSchema:
 
     def defaults(self):
         """The defaults as a yacs ``CfgNode`` (required keys are absent)."""
-        node = CfgNode(new_allowed=True)
+        node = CfgNode()
         for key, spec in self.options.items():
             if isinstance(spec, OptionSchema):
                 node[key] = spec.defaults()
@@ -191,39 +201,57 @@ class OptionSchema:
         return missing
 
     def check_value(self, key, value, section=None):
+        """Raises an :class:`OptionError` unless ``value`` is acceptable for ``key``; returns the value to
+        merge (a validated nested or registered section as a ``CfgNode``, otherwise ``value``)."""
         spec = self.options.get(key)
         if isinstance(spec, OptionSchema):
             if value is None:
-                return
+                return None
             if not isinstance(value, Mapping):
                 raise OptionError(f'{_where(_join(section, key), spec.owner)} expects a mapping of options, '
                                   f'got {value!r}.')
-            spec.validate(value, _join(section, key))
-        elif isinstance(spec, Option):
+            return spec.validate(value, _join(section, key))
+        if isinstance(spec, Option):
             problem = spec.check(value)
             if problem is not None:
                 doc = f' ({spec.doc})' if spec.doc else ''
                 raise OptionError(f'{_where(section, self.owner)} option {key!r}{doc} must be {problem}; '
                                   f'got {value!r} ({type(value).__name__}).')
+            if value is not None and spec.schema is not None:
+                return spec.schema.validate(value, _join(section, key))
+            if value is not None and spec.registry is not None:
+                validate_registered(value, _join(section, key), spec.registry)
+        return value
 
-    def validate(self, opts, section=None, require=True):
-        """Checks ``opts`` and returns it merged over the defaults, as a yacs ``CfgNode``.
+    def validate(self, opts, section=None):
+        """Checks ``opts`` and returns it merged over the defaults, as a frozen yacs ``CfgNode``.
 
-        ``section`` is the dotted YAML path of ``opts`` (e.g. ``'train.optim_g'``) for messages.
+        ``section`` is the dotted YAML path of ``opts`` (e.g. ``'train.optim_g'``) for messages. The
+        readable checks come first; yacs then merges strictly (any key the schema does not declare is
+        refused, nested schemas merge key by key) and the result is frozen.
         """
         if opts is None:
             opts = {}
         if not isinstance(opts, Mapping):
             raise OptionError(f'{_where(section, self.owner)} expects a mapping of options, got {opts!r}.')
         missing = self.check_keys(opts, section)
-        if missing and require:
+        if missing:
             raise OptionError(f'{_where(section, self.owner)} missing required option {missing[0]!r}. '
                               f'Add it to the YAML section.')
-        for key, value in opts.items():
-            self.check_value(key, value, section)
+        values = {key: self.check_value(key, value, section) for key, value in opts.items()}
         merged = self.defaults()
-        for key, value in opts.items():
-            merged[key] = _to_cfg_value(value)
+        override = CfgNode()
+        for key, value in values.items():
+            nested = isinstance(self.options.get(key), OptionSchema) and isinstance(value, Mapping)
+            if not nested:
+                # A value replaces its default whole (a section such as `optim_g: {type: SGD, lr: 0.1}`
+                # must not inherit Adam's `betas` from the default), and its type was checked above
+                # (yacs' own check knows neither `int` for a float option nor a mapping for a `~`
+                # default): the slot is emptied, and yacs fills it.
+                merged[key] = CfgNode(new_allowed=True) if isinstance(value, Mapping) else None
+            override[key] = _to_cfg_value(value)
+        merged.merge_from_other_cfg(override)
+        merged.freeze()
         return merged
 
 
@@ -233,10 +261,20 @@ def _join(section, key):
 
 def _to_cfg_value(value):
     if isinstance(value, Mapping):
-        node = CfgNode(new_allowed=True)
+        node = CfgNode(new_allowed=True)  # the contents of a free-form mapping (a loss section, say)
         for key, item in value.items():
             node[key] = _to_cfg_value(item)
         return node
+    return value
+
+
+def to_plain(value):
+    """A validated ``CfgNode`` (or anything inside it) as plain, mutable dicts and lists, for the
+    code that receives options as BasicSR passes them (it pops ``type`` from sections, for one)."""
+    if isinstance(value, Mapping):
+        return {key: to_plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_plain(item) for item in value)
     return value
 
 

@@ -95,3 +95,42 @@ def test_dataset_yaml_error_names_datasets_section(tmp_path):
         DATASET_REGISTRY.get('SkimagePhotoDataset')(opt)
     assert '[datasets.train (photos)]' in str(err.value)
     assert str(err.value).split('closest first: ')[1].startswith('num_samples')
+
+
+def test_validate_merges_strictly_over_the_defaults_and_freezes():
+    from yacs.config import CfgNode
+    schema = OptionSchema('Model', {
+        'optim_g': Option({'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.999]}, type=dict),
+        'tile': OptionSchema('tile', {'size': Option(64, min=8), 'overlap': Option(8, min=0)}),
+        'gamma': Option(0.5),
+        'total_iter': Option(type=int, min=1),
+    }, passthrough=('phase', ))
+    merged = schema.validate({'optim_g': {'type': 'SGD', 'lr': 0.1}, 'tile': {'size': 32}, 'gamma': 1,
+                              'total_iter': 4, 'phase': 'train'}, 'train')
+    assert isinstance(merged, CfgNode) and merged.is_frozen()
+    assert dict(merged.optim_g) == {'type': 'SGD', 'lr': 0.1}  # a section replaces its default whole: no Adam betas
+    assert dict(merged.tile) == {'size': 32, 'overlap': 8}  # a nested schema merges key by key
+    assert merged.gamma == 1 and merged.total_iter == 4 and merged.phase == 'train'
+    assert schema.validate({'total_iter': 1}).optim_g.betas == [0.9, 0.999]  # the defaults
+    with pytest.raises(AttributeError, match='immutable'):
+        merged.gamma = 2
+
+
+def test_registered_and_nested_sections_are_validated_where_they_are_declared():
+    ARCH_REGISTRY._obj_map.setdefault('_TinyNet', _TinyNet)
+    try:
+        schema = OptionSchema('Model', {
+            'net_opt': Option(None, type=dict, registry=ARCH_REGISTRY),
+            'tile': Option(None, schema=OptionSchema('tile', {'size': Option(type=int, min=8)})),
+        })
+        with pytest.raises(OptionError, match=r"\[train.net_opt\] \(_TinyNet\) unknown option 'widht'"):
+            schema.validate({'net_opt': {'type': '_TinyNet', 'widht': 3}}, 'train')
+        with pytest.raises(OptionError, match=r"\[train.net_opt\] type '_TinyNett' is not registered"):
+            schema.validate({'net_opt': {'type': '_TinyNett'}}, 'train')
+        with pytest.raises(OptionError, match=r"\[train.tile\] \(tile\) option 'size' must be a value >= 8; got 4"):
+            schema.validate({'tile': {'size': 4}}, 'train')
+        merged = schema.validate({'tile': {'size': 16}}, 'train')
+        assert merged.tile.size == 16 and merged.net_opt is None
+        assert schema.validate({}, 'train').tile is None  # optional: absent unless given
+    finally:
+        ARCH_REGISTRY._obj_map.pop('_TinyNet', None)
