@@ -74,3 +74,27 @@ def test_option_errors_name_the_key():
         ResamplingConsistencyLoss(beta=0)
     with pytest.raises(OptionError, match='resize_kernel'):
         FeatureEdgeLoss(resize_kernel='cubic3')
+
+
+def test_resize_options_act_over_the_callers_upscale():
+    """U: the loss's own resize_kernel/antialias where set, else the caller's (LMARModel: the resizer of
+    the iteration), else lanczos3 without antialiasing."""
+    torch.manual_seed(3)
+    target, pred = torch.randn(1, 2, 12, 12), torch.randn(1, 2, 5, 5)
+    caller = {'kernel': 'nearest', 'antialias': False, 'boundary': 'replicate'}
+
+    def rc(kernel, antialias=False, boundary='constant'):
+        return F.smooth_l1_loss(resize(pred, (12, 12), kernel, antialias, boundary), target)
+
+    torch.testing.assert_close(ResamplingConsistencyLoss()(pred, target, caller), rc('nearest', boundary='replicate'))
+    torch.testing.assert_close(ResamplingConsistencyLoss(resize_kernel='bilinear')(pred, target, caller),
+                               rc('bilinear', boundary='replicate'))
+    torch.testing.assert_close(ResamplingConsistencyLoss(resize_kernel='bicubic', antialias=True)(pred, target),
+                               rc('bicubic', antialias=True))
+    torch.testing.assert_close(ResamplingConsistencyLoss()(pred, target), rc('lanczos3'))
+    expected = spatial_attention(resize(pred, (12, 12), 'bilinear', False, 'replicate'))
+    expected = (expected - spatial_attention(target)).pow(2).mean()
+    torch.testing.assert_close(AttentionTransferLoss(resize_kernel='bilinear')(pred, target, caller), expected)
+    image = torch.rand(1, 3, 24, 24)
+    assert FeatureEdgeLoss(resize_kernel='nearest')(pred, target, image, caller) != FeatureEdgeLoss()(
+        pred, target, image, {'kernel': 'bicubic'})
