@@ -1,8 +1,8 @@
 """basicsr-lmar: LMAR, CAR and HCD as a BasicSR plugin.
 
 Importing this package registers every arch, model, loss and dataset of the plugin into BasicSR's
-registries. ``runtime.compat`` must come first: it repairs what the released basicsr needs before any
-``basicsr`` module is imported below.
+registries, and changes nothing else of basicsr but the crash repairs of ``runtime.compat``, which must
+come first: they are needed before any ``basicsr`` module is imported below.
 """
 # isort: off
 from basicsr_lmar.runtime import compat as _compat
@@ -11,7 +11,5 @@ _compat.install()
 
 from basicsr_lmar.version import __version__  # noqa: E402
 from basicsr_lmar import archs, data, losses, models, ops  # noqa: E402,F401  (registration)
-
-_compat.patch_basicsr()
 
 __all__ = ['__version__']

@@ -15,7 +15,6 @@ authors' test images are cropped the same way). Files are written under a tempor
 so an interrupted run never leaves a truncated PNG.
 """
 import argparse
-import math
 import os
 import os.path as osp
 import sys
@@ -34,6 +33,7 @@ from basicsr.utils import tensor2img  # noqa: E402
 
 from basicsr_lmar.archs.car_arch import SIZE_MULTIPLE, BicubicUpscaler  # noqa: E402
 from basicsr_lmar.data.image_files import ImageFileError, list_images, read_image_file, write_image_file  # noqa: E402
+from basicsr_lmar.ops.geometry import crop_to_multiple  # noqa: E402
 
 def read_rgb(path):
     """(1, 3, H, W) float RGB in [0, 1]; gray, RGBA and 16-bit inputs are converted (see image_files)."""
@@ -86,7 +86,6 @@ def main(argv=None):
         opt = yaml.safe_load(handle)
     device = torch.device(args.device)
     net_g, net_sr, scale = load_networks(opt, args.net_g, args.net_sr, device)
-    multiple = math.lcm(SIZE_MULTIPLE, scale)
     try:
         names = [osp.basename(p) for p in list_images(args.lr if args.lr else args.hr)]
     except ImageFileError as exc:
@@ -101,8 +100,7 @@ def main(argv=None):
                                                          if osp.splitext(n)[0] == stem), None)
                 if hr_name is not None:
                     hr = read_rgb(osp.join(args.hr, hr_name)).to(device)
-                    height, width = hr.shape[-2:]
-                    hr = hr[..., :height - height % multiple, :width - width % multiple]
+                    hr = crop_to_multiple(hr, SIZE_MULTIPLE, scale, what=f'car_rescale: {hr_name}')
             if args.lr:
                 lr = read_rgb(osp.join(args.lr, name)).to(device)
             else:

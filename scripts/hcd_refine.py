@@ -22,8 +22,8 @@ from basicsr.utils.options import ordered_yaml
 from tqdm import tqdm
 
 import basicsr_lmar  # noqa: F401  (registers archs, models, rescaler adapters)
-from basicsr_lmar.models.hcd_model import crop_to_scale
 from basicsr_lmar.ops.collaborative_downscaling import mse_per_image
+from basicsr_lmar.ops.geometry import crop_to_multiple
 from basicsr_lmar.ops.rounding import quantize
 from basicsr_lmar.data.image_files import list_images, read_image_file, write_image_file
 
@@ -94,7 +94,8 @@ def refine_folder(model, input_folder, output_folder, overwrite=False, save_sr=F
             continue
         rgb, _ = read_image_file(path)  # float RGB in [0, 1]; gray and RGBA are converted (see image_files)
         hr = torch.from_numpy(rgb).permute(2, 0, 1)[None]
-        hr = crop_to_scale(hr, model.scale, f'hcd_refine: {path}')  # batches group images by the cropped size
+        # batches group images by the cropped size
+        hr = crop_to_multiple(hr, model.scale, what=f'hcd_refine: {path}', label=f'the scale {model.scale}')
         if pending and (hr.shape != pending[0][2].shape or len(pending) == batch_size):
             flush()
         pending.append((name, target, hr))

@@ -31,7 +31,8 @@ from basicsr.archs import build_network  # noqa: E402
 from basicsr.utils.options import ordered_yaml  # noqa: E402
 from basicsr.utils.registry import ARCH_REGISTRY  # noqa: E402
 
-from basicsr_lmar.models.lmar_model import PAPER_REFERENCE_SIZE, scaled_target_sizes  # noqa: E402
+from basicsr_lmar.models.lmar_model import PAPER_REFERENCE_SIZE  # noqa: E402
+from basicsr_lmar.ops.geometry import scaled_target_sizes  # noqa: E402
 from basicsr_lmar.ops.resize import KERNELS  # noqa: E402
 from basicsr_lmar.data.image_files import (ImageFileError, list_images, read_image_file,  # noqa: E402
                                             write_image_file)

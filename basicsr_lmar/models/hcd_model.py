@@ -26,12 +26,15 @@ from os import path as osp
 
 import torch
 from basicsr.metrics import calculate_metric
+from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from tqdm import tqdm
 
-from basicsr_lmar.models.plugin_base import PluginBaseModel
+from basicsr_lmar.models.plugin_mixin import PluginModelMixin, val_schema
 from basicsr_lmar.ops.collaborative_downscaling import NORMS, collaborative_downscale
+from basicsr_lmar.ops.geometry import crop_to_multiple
 from basicsr_lmar.ops.rounding import quantize
 from basicsr_lmar.options import Option, OptionError, OptionSchema, closest_first
 from basicsr_lmar.registry import RESCALER_REGISTRY
@@ -51,26 +54,7 @@ HCD_SCHEMA = OptionSchema(
                              doc='extra N values evaluated with N_x = N_y = N'),
     })
 
-VAL_SCHEMA = OptionSchema('HCDModel', {
-    'save_img': Option(False),
-    'metrics': Option(None, nullable=True, type=dict),
-    'suffix': Option(None, nullable=True),
-    'pbar': Option(False),
-}, passthrough=('val_freq', ))
-
-
-def crop_to_scale(hr, scale, what='HCDModel: image'):
-    """``hr`` (..., H, W) cropped bottom/right to multiples of ``scale`` (like GTmod folders); an image
-    smaller than the scale is an error naming ``what`` and its size."""
-    height, width = hr.shape[-2:]
-    if height < scale or width < scale:
-        raise ValueError(f'{what} is {width}x{height} pixels, smaller than the scale {scale}; '
-                         'leave it out of the input')
-    return hr[..., :height - height % scale, :width - width % scale]
-
-
-def _network_sections(opt):
-    return sorted(key for key in opt if key.startswith('network_'))
+VAL_SCHEMA = val_schema('HCDModel', {})
 
 
 def _higher_is_better(metric_opt):
@@ -78,27 +62,34 @@ def _higher_is_better(metric_opt):
 
 
 @MODEL_REGISTRY.register()
-class HCDModel(PluginBaseModel):
+class HCDModel(PluginModelMixin, SRModel):
     """Test-time collaborative downscaling around any registered rescaler adapter."""
 
-    def __init__(self, opt):
-        super().__init__(opt)
+    network_sections = None  # the rescaler adapter's constructor says which (validate_options)
+    option_schemas = {'hcd': HCD_SCHEMA, 'val': VAL_SCHEMA}
+
+    @classmethod
+    def validate_options(cls, opt):
         if opt.get('is_train'):
             raise OptionError('[model_type] HCDModel is test-time only (it never updates weights); run '
                               'basicsr_lmar/test.py -opt <file>, or train the rescaler with its own model.')
-        self.hcd_opt = HCD_SCHEMA.validate(opt.get('hcd') or {}, 'hcd')
-        self.val_opt = VAL_SCHEMA.validate(opt.get('val') or {}, 'val')
-        self.rescaler = self._build_rescaler(opt)
-        self.scale = self.rescaler.scale
-        if opt.get('scale') is not None and opt['scale'] != self.scale:
-            raise OptionError(f"[scale] is {opt['scale']} but the rescaler has scale {self.scale}; make them equal.")
-        main = (self.hcd_opt['steps_hr'], self.hcd_opt['steps_lr'])
-        listed = [(n, n) for n in (self.hcd_opt['steps_list'] or [])]
-        self.settings = list(OrderedDict.fromkeys(listed + [main]))  # (N_y, N_x) pairs, main one last
-        self.main_setting = main
+        options = super().validate_options(opt)
+        rescaler_cls, _ = cls._rescaler_class(opt)
+        params = inspect.signature(rescaler_cls.__init__).parameters
+        wanted = [key for key in params if key.startswith('network_')]
+        for key in sorted(k for k in opt if k.startswith('network_') and opt[k] is not None):
+            if key not in wanted:
+                raise OptionError(f'[{key}] is not used by rescaler {rescaler_cls.__name__}, which takes '
+                                  f'{wanted or "no networks"}; remove the section or pick another adapter.')
+        missing = [key for key in wanted if opt.get(key) is None and params[key].default is inspect.Parameter.empty]
+        if missing:
+            raise OptionError(f'[{missing[0]}] rescaler {rescaler_cls.__name__} needs a network section '
+                              f'{missing[0]!r}.')
+        return options
 
-    # ------------------------------------------------------------------ building
-    def _build_rescaler(self, opt):
+    @staticmethod
+    def _rescaler_class(opt):
+        """The adapter class named by ``rescaler.type`` and its options (validated against its schema)."""
         section = opt.get('rescaler')
         if not isinstance(section, dict) or 'type' not in section:
             known = ', '.join(sorted(key for key, _ in RESCALER_REGISTRY))
@@ -110,8 +101,6 @@ class HCDModel(PluginBaseModel):
             raise OptionError(f'[rescaler] type {name!r} is not a registered rescaler adapter. '
                               f'Closest: {", ".join(closest_first(name, known)[:5])}.')
         cls = RESCALER_REGISTRY.get(name)
-        params = inspect.signature(cls.__init__).parameters
-        wanted = [key for key in params if key.startswith('network_')]
         options = {key: value for key, value in section.items() if key != 'type'}
         schema = getattr(cls, 'option_schema', None)
         if schema is not None:
@@ -121,35 +110,44 @@ class HCDModel(PluginBaseModel):
             schema.check_keys(options, 'rescaler')
             for key, value in options.items():
                 schema.check_value(key, value, 'rescaler')
+        return cls, options
+
+    # ------------------------------------------------------------------ building
+    def build_networks(self):
+        """The frozen networks of the rescaler adapter (``network_*`` sections) and the adapter."""
+        cls, options = self._rescaler_class(self.opt)
         networks = {}
-        for key in _network_sections(opt):
-            if key not in wanted:
-                raise OptionError(f'[{key}] is not used by rescaler {name}, which takes {wanted or "no networks"}; '
-                                  'remove the section or pick another adapter.')
-            opt.setdefault('path', {})
+        for key in sorted(k for k in self.opt if k.startswith('network_') and self.opt[k] is not None):
             net = self.build_frozen_network(key, required=False)
-            if opt['path'].get(f'pretrain_{key}') is None and any(True for _ in net.parameters()):
+            if self.opt['path'].get(f'pretrain_{key}') is None and any(True for _ in net.parameters()):
                 raise FileNotFoundError(f'path.pretrain_{key} is required: {key} is the frozen, pretrained '
-                                        f'{opt[key]["type"]} of the rescaler. Set it to its checkpoint.')
+                                        f'{self.opt[key]["type"]} of the rescaler. Set it to its checkpoint.')
             networks[key] = net
-        missing = [key for key in wanted if key not in networks and params[key].default is inspect.Parameter.empty]
-        if missing:
-            raise OptionError(f'[{missing[0]}] rescaler {name} needs a network section {missing[0]!r}.')
         rescaler = cls(**networks, **options)
         if isinstance(rescaler, torch.nn.Module):
             rescaler = rescaler.to(self.device).eval()
-        return rescaler
+        self.rescaler = rescaler
+        self.scale = rescaler.scale
+        if self.opt.get('scale') is not None and self.opt['scale'] != self.scale:
+            raise OptionError(f"[scale] is {self.opt['scale']} but the rescaler has scale {self.scale}; "
+                              'make them equal.')
+        hcd = self.options.hcd
+        main = (hcd.steps_hr, hcd.steps_lr)
+        listed = [(n, n) for n in (hcd.steps_list or [])]
+        self.settings = list(OrderedDict.fromkeys(listed + [main]))  # (N_y, N_x) pairs, main one last
+        self.main_setting = main
 
     # ------------------------------------------------------------------ running
     def feed_data(self, data):
         key = 'gt' if 'gt' in data else 'lq' if 'lq' in data else None
         if key is None:
             raise KeyError(f'HCDModel needs HR images under "gt" (or "lq" for SingleImageDataset); got {sorted(data)}')
-        self.gt = crop_to_scale(data[key].to(self.device), self.scale).contiguous()
+        self.gt = crop_to_multiple(data[key].to(self.device), self.scale, what='HCDModel: image',
+                                   label=f'the scale {self.scale}').contiguous()
 
     def refine(self, hr, steps_hr, steps_lr):
-        options = {k: self.hcd_opt[k] for k in ('epsilon', 'step_size', 'norm', 'restarts', 'seed', 'keep_best',
-                                                'quantize_hr_stage')}
+        options = {k: self.options.hcd[k] for k in ('epsilon', 'step_size', 'norm', 'restarts', 'seed', 'keep_best',
+                                                    'quantize_hr_stage')}
         return collaborative_downscale(self.rescaler, hr, steps_hr=steps_hr, steps_lr=steps_lr, **options)
 
     def test(self):
@@ -178,16 +176,14 @@ class HCDModel(PluginBaseModel):
         return f'hcd{steps_hr}' if steps_hr == steps_lr else f'hcd{steps_hr}y{steps_lr}x'
 
     # ------------------------------------------------------------------ validation
-    def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        if self.opt['rank'] == 0:
-            self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
-
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        # its own loop: basicsr's scores one result per image; HCD scores the base rescaler and every
+        # (N_y, N_x) setting, their gains and latency, per image of the batch
         dataset_name = dataloader.dataset.opt['name']
-        metrics = dict(self.val_opt['metrics'] or {})
+        metrics = dict(self.options.val.metrics or {})
         sums = OrderedDict()
         self.per_image = []
-        pbar = tqdm(total=len(dataloader), unit='image') if self.val_opt['pbar'] else None
+        pbar = tqdm(total=len(dataloader), unit='image') if self.options.val.pbar else None
         logger = get_root_logger()
         count = 0
         for idx, data in enumerate(dataloader):
@@ -210,9 +206,9 @@ class HCDModel(PluginBaseModel):
                         record[f'{metric}_gain_{tag}'] = sign * (value - record[f'{metric}_base'])
                     record[f'seconds_{tag}'] = result['seconds']
                     if save_img and setting == self.main_setting:
-                        self._save(dataset_name, name, tag, result['lq'][b], img, current_iter)
+                        self.save_hcd_images(dataset_name, name, tag, result['lq'][b], img)
                 if save_img:
-                    self._save(dataset_name, name, 'base', self.lq_base[b], base_img, current_iter)
+                    self.save_hcd_images(dataset_name, name, 'base', self.lq_base[b], base_img)
                 for key, value in record.items():
                     if key != 'name':
                         sums[key] = sums.get(key, 0.0) + value
@@ -227,6 +223,7 @@ class HCDModel(PluginBaseModel):
         if pbar is not None:
             pbar.close()
         self.metric_results = OrderedDict((key, value / max(count, 1)) for key, value in sums.items())
+        logger.info(f'HCD on {dataset_name}: means over images; gains are HCD - base')
         self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
 
     def _names(self, data, idx):
@@ -235,20 +232,13 @@ class HCDModel(PluginBaseModel):
                 return [osp.splitext(osp.basename(p))[0] for p in data[key]]
         return [f'{idx:04d}_{b}' for b in range(self.gt.shape[0])]
 
-    def _save(self, dataset_name, name, tag, lq, sr_img, current_iter):
+    @master_only
+    def save_hcd_images(self, dataset_name, name, tag, lq, sr_img):
+        """The 8-bit LR and the reconstruction of one image for one setting (``tag``)."""
         folder = osp.join(self.opt['path']['visualization'], dataset_name)
-        suffix = self.val_opt['suffix'] or self.opt['name']
+        suffix = self.options.val.suffix or self.opt['name']
         imwrite(tensor2img([lq]), osp.join(folder, f'{name}_{suffix}_LR_{tag}.png'))
         imwrite(sr_img, osp.join(folder, f'{name}_{suffix}_SR_{tag}.png'))
-
-    def _log_validation_metric_values(self, current_iter, dataset_name, tb_logger):
-        log_str = f'HCD validation {dataset_name} (mean over images; gains are HCD - base)\n'
-        for metric, value in self.metric_results.items():
-            log_str += f'\t # {metric}: {value:.4f}\n'
-        get_root_logger().info(log_str)
-        if tb_logger:
-            for metric, value in self.metric_results.items():
-                tb_logger.add_scalar(f'metrics/{dataset_name}/{metric}', value, current_iter)
 
     def save(self, epoch, current_iter):
         raise RuntimeError('HCDModel has no weights of its own to save; it is test-time only.')

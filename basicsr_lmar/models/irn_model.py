@@ -18,91 +18,74 @@ Test: LR = Q(down(gt)); SR = up(LR) with the z policy of ``val.z_policy`` (``see
 ignored: the LR target is computed from the GT).
 """
 from collections import OrderedDict
-from os import path as osp
 
 import torch
 from basicsr.losses import build_loss
-from basicsr.metrics import calculate_metric
-from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
-from tqdm import tqdm
 
-from basicsr_lmar.models.plugin_base import PluginBaseModel
-from basicsr_lmar.ops.rounding import quantize, quantize_ste
+from basicsr_lmar.models.plugin_mixin import Network, PluginModelMixin, train_schema, val_schema
 from basicsr_lmar.ops.resize import KERNELS, resize
-from basicsr_lmar.options import Option, OptionError, OptionSchema, validate_registered
+from basicsr_lmar.ops.rounding import quantize, quantize_ste
+from basicsr_lmar.options import Option, OptionError
 from basicsr_lmar.registry import RESCALER_REGISTRY
 
-# BasicSR's own train keys (read by basicsr.train) and PluginBaseModel's are passed through unchecked.
-_BASICSR_TRAIN_KEYS = ('total_iter', 'warmup_iter', 'ema_decay', 'max_nonfinite_steps')
-
-IRN_TRAIN_SCHEMA = OptionSchema(
+IRN_TRAIN_SCHEMA = train_schema(
     'IRNModel', {
         'optim_g': Option({'type': 'Adam', 'lr': 2e-4, 'weight_decay': 1e-5, 'betas': [0.9, 0.999]},
                           doc='optimizer of network_g'),
         'scheduler': Option({'type': 'MultiStepLR', 'milestones': [100000, 200000, 300000, 400000], 'gamma': 0.5}),
         'lr_fit_opt': Option({'type': 'PerImageSumLoss', 'criterion': 'l2', 'loss_weight': 16.0}, nullable=True,
-                             doc='LR output vs bicubic-downscaled GT'),
+                             registry=LOSS_REGISTRY, doc='LR output vs bicubic-downscaled GT'),
         'latent_opt': Option({'type': 'LatentGaussianLoss', 'loss_weight': 1.0}, nullable=True,
-                             doc='pushes z towards N(0, 1)'),
+                             registry=LOSS_REGISTRY, doc='pushes z towards N(0, 1)'),
         'reconstruction_opt': Option({'type': 'PerImageSumLoss', 'criterion': 'charbonnier', 'loss_weight': 1.0},
-                                     nullable=True, doc='HR reconstruction from quantised LR and sampled z'),
+                                     nullable=True, registry=LOSS_REGISTRY,
+                                     doc='HR reconstruction from quantised LR and sampled z'),
         'gaussian_scale': Option(1.0, min=0, doc='std of the z sampled for the reconstruction loss'),
         'gradient_clipping': Option(10.0, min=0, nullable=True, doc='max gradient norm; ~ disables'),
         'lr_kernel': Option('bicubic', choices=KERNELS, doc='kernel of the LR target resize'),
-    },
-    passthrough=_BASICSR_TRAIN_KEYS)
+        'amp': Option('none', choices=('none', ),
+                      doc="not supported: IRN's invertible coupling blocks need fp32 to stay invertible"),
+        'ema_decay': Option(0, min=0, max=0, doc='EMA is not supported by IRNModel'),
+    })
 
-IRN_VAL_Z_SCHEMA = OptionSchema('IRNModel', {
+IRN_VAL_Z_SCHEMA = val_schema('IRNModel', {
     'z_policy': Option('seeded', choices=('seeded', 'zero', 'random'), doc='latent used to upscale at test'),
     'z_seed': Option(0, type=int),
     'gaussian_scale': Option(1.0, min=0),
-}, passthrough=('val_freq', 'save_img', 'metrics', 'suffix', 'pbar'))
-
-
-def _image_name(data):
-    for key in ('gt_path', 'lq_path'):
-        if key in data:
-            return osp.splitext(osp.basename(data[key][0]))[0]
-    return None
+})
 
 
 @MODEL_REGISTRY.register()
-class IRNModel(PluginBaseModel):
+class IRNModel(PluginModelMixin, SRModel):
     """Invertible rescaling: trains ``network_g`` (an ``InvRescaleNet``) on HR images."""
 
-    def __init__(self, opt):
-        super().__init__(opt)
-        if opt.get('train') and 'amp' in opt['train']:
-            raise OptionError('[train] amp is not supported by IRNModel: the invertible coupling blocks need '
-                              'fp32 to stay invertible; remove the key.')
-        self.val_opt = IRN_VAL_Z_SCHEMA.validate(opt.get('val') or {}, 'val')
-        self.net_g = self.build_trainable_network('network_g')
-        bare = self.get_bare_model(self.net_g)
-        self.scale = bare.scale
-        if opt.get('scale') is not None and opt['scale'] != self.scale:
-            raise OptionError(f"[scale] is {opt['scale']} but network_g has scale {self.scale}; make them equal.")
-        if self.is_train:
-            self.init_training_settings()
+    network_sections = {'network_g': Network('the invertible rescaling network, {type: InvRescaleNet, scale: 4}')}
+    option_schemas = {'train': IRN_TRAIN_SCHEMA, 'val': IRN_VAL_Z_SCHEMA}
 
-    def init_training_settings(self):
-        train_opt = IRN_TRAIN_SCHEMA.validate(self.opt['train'], 'train')
-        self.train_opt = train_opt
-        self.net_g.train()
-        self.losses = {}
-        for key in ('lr_fit_opt', 'latent_opt', 'reconstruction_opt'):
-            if train_opt[key] is not None:
-                validate_registered(train_opt[key], f'train.{key}', LOSS_REGISTRY)
-                self.losses[key[:-4]] = build_loss(dict(train_opt[key])).to(self.device)
-        if not self.losses:
+    @classmethod
+    def validate_options(cls, opt):
+        options = super().validate_options(opt)
+        scale = options.network_g.get('scale')
+        if opt.get('scale') is not None and scale is not None and opt['scale'] != scale:
+            raise OptionError(f"[scale] is {opt['scale']} but network_g has scale {scale}; make them equal.")
+        train = options.get('train')
+        if train is not None and all(train[key] is None for key in ('lr_fit_opt', 'latent_opt', 'reconstruction_opt')):
             raise OptionError('[train] every loss (lr_fit_opt, latent_opt, reconstruction_opt) is ~; '
                               'keep at least one.')
-        optim_opt = dict(train_opt['optim_g'])
-        optim_type = optim_opt.pop('type')
-        params = [p for p in self.net_g.parameters() if p.requires_grad]
-        self.optimizer_g = self.get_optimizer(optim_type, params, **optim_opt)
-        self.optimizers.append(self.optimizer_g)
-        self.opt['train']['scheduler'] = dict(train_opt['scheduler'])  # setup_schedulers pops 'type'
+        return options
+
+    def build_networks(self):
+        super().build_networks()
+        self.scale = self.get_bare_model(self.net_g).scale
+
+    def init_training_settings(self):
+        train = self.options.train
+        self.net_g.train()
+        self.losses = {key[:-4]: build_loss(dict(train[key])).to(self.device)
+                       for key in ('lr_fit_opt', 'latent_opt', 'reconstruction_opt') if train[key] is not None}
+        self.setup_optimizers()
         self.setup_schedulers()
 
     def feed_data(self, data):
@@ -115,7 +98,7 @@ class IRNModel(PluginBaseModel):
         if h % self.scale or w % self.scale:
             raise ValueError(f'IRNModel: GT size {h}x{w} is not a multiple of scale {self.scale}; '
                              'set gt_size (train) or crop the validation images')
-        return resize(gt, (h // self.scale, w // self.scale), kernel=self.train_opt['lr_kernel'], antialias=True)
+        return resize(gt, (h // self.scale, w // self.scale), kernel=self.options.train.lr_kernel, antialias=True)
 
     def optimize_parameters(self, current_iter):
         out = self.net_g(self.gt)
@@ -130,81 +113,39 @@ class IRNModel(PluginBaseModel):
         if 'reconstruction' in self.losses:
             # z drawn for the global batch (same samples however the batch is split over ranks)
             noise = self.global_batch_randn(z.shape[0], z.shape[1:], current_iter).to(z.dtype)
-            sampled_z = self.train_opt['gaussian_scale'] * noise
+            sampled_z = self.options.train.gaussian_scale * noise
             hr = self.net_g(torch.cat((quantize_ste(lr), sampled_z), dim=1), rev=True)[:, :channels]
             loss_dict['l_reconstruction'] = self.losses['reconstruction'](hr, self.gt)
         total = sum(loss_dict.values())
         self.guarded_step(total, self.optimizer_g, parameters=list(self.net_g.parameters()),
-                          clip_grad_norm=self.train_opt['gradient_clipping'] or None)
+                          clip_grad_norm=self.options.train.gradient_clipping or None)
         loss_dict['l_total'] = total
         self.log_losses(OrderedDict((key, value.detach()) for key, value in loss_dict.items()))
 
     def rescaler(self):
         """The trained net in the rescaler protocol, with the validation z policy."""
-        return RESCALER_REGISTRY.get('IRNRescaler')(self.get_bare_model(self.net_g), self.val_opt['z_policy'],
-                                                    self.val_opt['z_seed'], self.val_opt['gaussian_scale'])
+        val = self.options.val
+        return RESCALER_REGISTRY.get('IRNRescaler')(self.get_bare_model(self.net_g), val.z_policy, val.z_seed,
+                                                    val.gaussian_scale)
 
     def test(self):
+        # SRModel's runs net_g forward; IRN's result is the inverse pass from the 8-bit LR and a z
+        self.lq = self.test_lr()
         self.net_g.eval()
         with torch.no_grad():
-            rescaler = self.rescaler()
-            self.lq = quantize(rescaler.downscale(self.gt))
-            self.output = rescaler.upscale(self.lq)
+            self.output = self.rescaler().upscale(self.lq)
         self.net_g.train()
 
-    def get_current_visuals(self):
-        return OrderedDict(lq=self.lq.detach().cpu(), result=self.output.detach().cpu(), gt=self.gt.detach().cpu())
-
-    def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        if self.opt['rank'] == 0:
-            self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
+    def test_lr(self):
+        """The 8-bit LR of ``self.gt``."""
+        self.net_g.eval()
+        with torch.no_grad():
+            lr = quantize(self.rescaler().downscale(self.gt))
+        self.net_g.train()
+        return lr
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        dataset_name = dataloader.dataset.opt['name']
-        metrics = self.opt['val'].get('metrics') or {}
-        if metrics:
-            if not hasattr(self, 'metric_results'):
-                self.metric_results = {name: 0 for name in metrics}
-            self._initialize_best_metric_results(dataset_name)
-            self.metric_results = {name: 0 for name in metrics}
-        pbar = tqdm(total=len(dataloader), unit='image') if self.opt['val'].get('pbar', False) else None
-        count = 0
-        for idx, data in enumerate(dataloader):
-            name = _image_name(data) or f'{idx:04d}'
-            self.feed_data(data)
-            self.test()
-            sr_img = tensor2img([self.output])
-            gt_img = tensor2img([self.gt])
-            if save_img:
-                folder = osp.join(self.opt['path']['visualization'], name if self.opt['is_train'] else dataset_name)
-                tag = current_iter if self.opt['is_train'] else (self.opt['val'].get('suffix') or self.opt['name'])
-                imwrite(sr_img, osp.join(folder, f'{name}_{tag}.png'))
-                imwrite(tensor2img([self.lq]), osp.join(folder, f'{name}_{tag}_LR.png'))
-            for metric, metric_opt in metrics.items():
-                self.metric_results[metric] += calculate_metric({'img': sr_img, 'img2': gt_img}, metric_opt)
-            count += 1
-            del self.gt, self.lq, self.output
-            if pbar is not None:
-                pbar.update(1)
-                pbar.set_description(f'Test {name}')
-        if pbar is not None:
-            pbar.close()
-        if metrics:
-            for metric in self.metric_results:
-                self.metric_results[metric] /= max(count, 1)
-                self._update_best_metric_result(dataset_name, metric, self.metric_results[metric], current_iter)
-            self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
-
-    def _log_validation_metric_values(self, current_iter, dataset_name, tb_logger):
-        log_str = f'Validation {dataset_name}\n'
-        for metric, value in self.metric_results.items():
-            best = self.best_metric_results[dataset_name][metric]
-            log_str += f'\t # {metric}: {value:.4f}\tBest: {best["val"]:.4f} @ {best["iter"]} iter\n'
-        get_root_logger().info(log_str)
-        if tb_logger:
-            for metric, value in self.metric_results.items():
-                tb_logger.add_scalar(f'metrics/{dataset_name}/{metric}', value, current_iter)
-
-    def save(self, epoch, current_iter):
-        self.save_network(self.net_g, 'net_g', current_iter)
-        self.save_training_state(epoch, current_iter)
+        # basicsr's loop writes the HR reconstruction; the 8-bit LR is written beside it
+        super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        if save_img:
+            self.save_lr_images(dataloader, current_iter)

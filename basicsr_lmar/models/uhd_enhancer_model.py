@@ -1,30 +1,29 @@
-"""BasicSR's ``SRModel`` at scale 1 for the UHD enhancers, with option checks and optional tiled validation.
+"""BasicSR's ``SRModel`` at scale 1 for the UHD enhancers, with the plugin's additions.
 
-Training is SRModel's (pixel loss, optimiser, scheduler, EMA). Two additions:
-
-- the ``network_g`` and ``train`` sections are validated before anything is built (a misspelt key or
-  value is named with the allowed ones);
-- ``val.tile: {size: 1024, overlap: 64}`` runs validation/testing tile by tile with
-  :func:`basicsr_lmar.ops.tiled_forward.tiled_forward`, bounding memory at the cost of exactness
-  (instance norm statistics differ per tile; ``docs/enhancers.md``). Without ``tile`` the whole frame
-  goes through the network at once, exactly as in SRModel.
+Training, validation, EMA and saving are SRModel's; :class:`PluginModelMixin` adds validated options
+(a misspelt key or value is named with the allowed ones), the non-finite-step guard, ``train.amp``,
+atomic checkpoints and exact-resume training states. One addition of its own: ``val.tile: {size: 1024,
+overlap: 64}`` runs validation/testing tile by tile with :func:`basicsr_lmar.ops.tiled_forward.tiled_forward`,
+bounding memory at the cost of exactness (instance norm statistics differ per tile;
+``docs/enhancers.md``). Without ``tile`` the whole frame goes through the network at once, as in SRModel.
 """
+from collections import OrderedDict
+
 import torch
 from basicsr.models.sr_model import SRModel
-from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
+from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 
-from basicsr_lmar.options import Option, OptionError, OptionSchema, validate_registered
+from basicsr_lmar.models.plugin_mixin import Network, PluginModelMixin, train_schema, val_schema
+from basicsr_lmar.options import Option, OptionError, OptionSchema
 from basicsr_lmar.ops.tiled_forward import tiled_forward
 
-TRAIN_SCHEMA = OptionSchema(
+TRAIN_SCHEMA = train_schema(
     'UHDEnhancerModel', {
         'ema_decay': Option(0.0, min=0, max=1, doc='EMA decay of net_g (0: no EMA)'),
         'optim_g': Option(type=dict, doc='optimiser: {type: Adam, lr: ...}'),
         'scheduler': Option(type=dict, doc='{type: MultiStepLR, milestones: [...], gamma: ...}'),
-        'total_iter': Option(type=int, min=1, doc='training iterations'),
-        'warmup_iter': Option(-1, type=int, doc='linear warm-up iterations (-1: none)'),
-        'pixel_opt': Option(None, type=dict, doc='pixel loss, e.g. {type: L1Loss, loss_weight: 1.0}'),
-        'perceptual_opt': Option(None, type=dict, doc='perceptual loss'),
+        'pixel_opt': Option(None, type=dict, registry=LOSS_REGISTRY, doc='pixel loss, e.g. {type: L1Loss}'),
+        'perceptual_opt': Option(None, type=dict, registry=LOSS_REGISTRY, doc='perceptual loss'),
     })
 
 TILE_SCHEMA = OptionSchema(
@@ -33,32 +32,54 @@ TILE_SCHEMA = OptionSchema(
         'overlap': Option(64, type=(int, list), min=0, doc='pixels shared by neighbouring tiles'),
     })
 
+VAL_SCHEMA = val_schema('UHDEnhancerModel', {
+    'tile': Option(None, schema=TILE_SCHEMA, doc='tiled validation/testing: {size: 1024, overlap: 64}'),
+})
+
 
 @MODEL_REGISTRY.register()
-class UHDEnhancerModel(SRModel):
+class UHDEnhancerModel(PluginModelMixin, SRModel):
     """SRModel for scale-1 enhancement with validated options and optional tiled inference (``val.tile``)."""
 
-    def __init__(self, opt):
-        validate_registered(opt['network_g'], 'network_g', ARCH_REGISTRY)
+    network_sections = {'network_g': Network('the enhancer to train, e.g. {type: UHDUNet, model_channel: 16}')}
+    option_schemas = {'train': TRAIN_SCHEMA, 'val': VAL_SCHEMA}
+
+    @classmethod
+    def validate_options(cls, opt):
+        options = super().validate_options(opt)
         if opt.get('scale', 1) != 1:
             raise OptionError(f'[scale] UHDEnhancerModel enhances at the input size: scale must be 1, '
                               f"got {opt['scale']}")
-        if opt.get('is_train', False):
-            TRAIN_SCHEMA.validate(opt['train'], 'train')
-        tile = (opt.get('val') or {}).get('tile')
-        self.tile_opt = dict(TILE_SCHEMA.validate(tile, 'val.tile')) if tile else None
-        if self.tile_opt:
-            size, overlap = self.tile_opt['size'], self.tile_opt['overlap']
+        tile = options.val.tile
+        if tile is not None:
             as_list = lambda value: [value] if isinstance(value, int) else list(value)  # noqa: E731
-            if min(as_list(overlap)) >= min(as_list(size)):
-                raise OptionError(f'[val.tile] overlap {overlap} must be smaller than size {size}')
-        super().__init__(opt)
+            if min(as_list(tile.overlap)) >= min(as_list(tile.size)):
+                raise OptionError(f'[val.tile] overlap {tile.overlap} must be smaller than size {tile.size}')
+        return options
+
+    def optimize_parameters(self, current_iter):
+        # SRModel's losses, with the plugin's guarded step (a non-finite loss skips the step on every
+        # rank) and train.amp
+        with self.autocast():
+            self.output = self.net_g(self.lq)
+        self.output = self.output.float()
+        loss_dict = OrderedDict()
+        if self.cri_pix:
+            loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            loss_dict.update({k: v for k, v in (('l_percep', l_percep), ('l_style', l_style)) if v is not None})
+        self.guarded_step(sum(loss_dict.values()), self.optimizer_g)
+        self.log_losses({key: value.detach() for key, value in loss_dict.items()})
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
 
     def test(self):
-        if self.tile_opt is None:
+        tile = self.options.val.tile
+        if tile is None:
             return super().test()
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
         net.eval()
         with torch.no_grad():
-            self.output = tiled_forward(net, self.lq, self.tile_opt['size'], self.tile_opt['overlap'])
+            self.output = tiled_forward(net, self.lq, tile.size, tile.overlap)
         self.net_g.train()

@@ -144,7 +144,7 @@ def test_shipped_options_validate(name):
     from basicsr.utils.options import ordered_yaml
     opt = yaml.load((REPO_ROOT / 'options' / f'{name}.yml').read_text(), Loader=ordered_yaml()[0])
     opt['is_train'] = name.startswith('train')
-    MODEL_REGISTRY.get('CARModel')._validate(None, opt)
+    MODEL_REGISTRY.get('CARModel').validate_options(opt)
     scale = opt['scale']
     assert opt['network_g']['scale'] == scale
     for metric in opt['val']['metrics'].values():

@@ -6,7 +6,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from skimage import data as skdata
 from torch import nn
 
-from basicsr_lmar.models.lmar_model import LMARModel, draw_working_size, scaled_target_sizes
+from basicsr_lmar.models.lmar_model import LMARModel, draw_working_size, working_sizes
 from basicsr_lmar.options import OptionError
 
 
@@ -198,8 +198,8 @@ def test_validation_table_shape_and_files(tmp_path):
 
 
 def test_working_sizes():
-    assert scaled_target_sizes((2160, 3840))[0] == (2160, 3840)
-    assert scaled_target_sizes((1080, 1920))[:3] == [(1080, 1920), (720, 1280), (540, 960)]
+    assert working_sizes((2160, 3840))[0] == (2160, 3840)
+    assert working_sizes((1080, 1920))[:3] == [(1080, 1920), (720, 1280), (540, 960)]
     generator = torch.Generator().manual_seed(0)
     heights = set()
     for _ in range(50):
@@ -265,3 +265,55 @@ def test_real_uhd_unet_enhancer_with_default_bottleneck(tmp_path):
     model.optimize_parameters(1)
     assert model.net_g.imnet.params.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.net_enhancer.parameters())
+
+
+def test_loss_resize_options_act_in_training(tmp_path):
+    """The losses see E(x_c) at its own size: their resize_kernel (when set) is the U of the features,
+    otherwise the resizer of the iteration (network_g.resize_kernel here, bicubic)."""
+    import torch.nn.functional as F
+    from basicsr_lmar.models.lmar_model import draw_working_size
+    from basicsr_lmar.ops.resize import resize
+    x = _photo()
+    logged = {}
+    for kernel in (None, 'nearest'):
+        opt = _options(tmp_path, gan_opt=None, fa_opt=None, log_plain_baseline=False)
+        opt['train']['rc_opt']['resize_kernel'] = kernel
+        model = LMARModel(opt)
+        size = draw_working_size((32, 32), 'uniform', (2.0, 2.0), model.iteration_generator(1))
+        with torch.no_grad():
+            target = model.bottleneck(x)
+            features = model.bottleneck(model.net_g(x, size))
+            expected = F.smooth_l1_loss(resize(features, tuple(target.shape[-2:]), kernel or 'bicubic', False), target)
+        model.feed_data({'lq': x})
+        model.optimize_parameters(1)
+        logged[kernel] = model.log_dict['l_rc']
+        assert logged[kernel] == pytest.approx(float(expected), rel=1e-5), kernel
+    assert logged[None] != logged['nearest']
+
+
+def test_validation_plot_leaves_the_matplotlib_backend_alone(tmp_path):
+    import matplotlib
+    from basicsr_lmar.models.lmar_model import LMARValidationTable
+    table = LMARValidationTable([(8, 8), (4, 4)], ['bicubic'], ['psnr'], {
+        ((8, 8), 'bicubic', False, 'psnr'): 20.0, ((8, 8), 'bicubic', True, 'psnr'): 21.0,
+        ((4, 4), 'bicubic', False, 'psnr'): 18.0, ((4, 4), 'bicubic', True, 'psnr'): 19.5})
+    backend = matplotlib.get_backend()
+    try:
+        matplotlib.use('svg')  # a program's own choice, which library code must not switch
+        table.plot('psnr', str(tmp_path / 'plot.png'))
+        assert matplotlib.get_backend() == 'svg'
+    finally:
+        matplotlib.use(backend)
+    assert (tmp_path / 'plot.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_a_missing_enhancer_section_and_a_misspelt_amp_are_named(tmp_path):
+    opt = _options(tmp_path)
+    del opt['network_enhancer']
+    with pytest.raises(OptionError, match=r'\[network_enhancer\] section is missing: LMARModel needs the pretrained '
+                       'enhancer'):
+        LMARModel(opt)
+    with pytest.raises(OptionError, match=r"\[train\].*unknown option 'ampp'.*closest first: amp"):
+        LMARModel(_options(tmp_path, ampp='bf16'))
+    with pytest.raises(OptionError, match=r"\[train\].*'amp'.*one of \['none', 'bf16', 'fp16'\]; got 'bf61'"):
+        LMARModel(_options(tmp_path, amp='bf61'))

@@ -7,7 +7,7 @@ from basicsr.utils.options import ordered_yaml
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY
 
 import basicsr_lmar  # noqa: F401
-from basicsr_lmar.models.lmar_model import TRAIN_SCHEMA, VAL_SCHEMA, scaled_target_sizes
+from basicsr_lmar.models.lmar_model import TRAIN_SCHEMA, VAL_SCHEMA, working_sizes
 from basicsr_lmar.ops.resize import KERNELS
 from basicsr_lmar.options import validate_registered
 
@@ -30,7 +30,7 @@ def test_option_file_validates(name):
     enhancer = ARCH_REGISTRY.get(opt['network_enhancer']['type'])
     assert getattr(enhancer, 'BOTTLENECK_LAYER', None) or 'feature_layer' in opt['network_enhancer']
     val = VAL_SCHEMA.validate(opt['val'], 'val')
-    assert len(scaled_target_sizes((2160, 3840), val.target_sizes, val.reference_size)) == 7
+    assert len(working_sizes((2160, 3840), val.target_sizes, val.reference_size)) == 7
     for dataset in opt['datasets'].values():
         assert dataset['type'] in DATASET_REGISTRY
     if 'train' in opt:

@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+import basicsr_lmar  # noqa: F401  (installs the repairs, as the autoload hook does)
+
 
 def test_removed_torchvision_module_resolves_to_its_new_home():
     import torchvision
@@ -38,30 +40,40 @@ def test_basicsr_degradations_work_through_alias():
     assert out.shape == (1, 3, 8, 8) and out.abs().sum() > 0
 
 
-def test_any_torch_optimizer_by_name_and_a_clear_error_otherwise():
-    import torch
-    from basicsr.models.base_model import BaseModel
-    params = [torch.nn.Parameter(torch.zeros(2))]
-    assert isinstance(BaseModel.get_optimizer(None, 'AdamW', params, 1e-3, weight_decay=0.1), torch.optim.AdamW)
-    assert isinstance(BaseModel.get_optimizer(None, 'Adam', params, 1e-3), torch.optim.Adam)
-    with pytest.raises(ValueError, match="'Adamm' is not a torch.optim optimizer.*Adam"):
-        BaseModel.get_optimizer(None, 'Adamm', params, 1e-3)
+def test_importing_the_plugin_leaves_basicsr_models_as_basicsr_wrote_them():
+    """Another project's basicsr models behave the same with the plugin installed (autoload on): every
+    method of SRModel and BaseModel is the function basicsr's own source defines."""
+    code = (
+        'import inspect, basicsr, basicsr_lmar\n'
+        'from basicsr.models.base_model import BaseModel\n'
+        'from basicsr.models.sr_model import SRModel\n'
+        'import basicsr.models.base_model as base, basicsr.models.sr_model as sr\n'
+        'assert "basicsr_lmar" in __import__("sys").modules\n'
+        'for cls, module in ((BaseModel, base), (SRModel, sr)):\n'
+        '    for name, member in vars(cls).items():\n'
+        '        if inspect.isfunction(member):\n'
+        '            member = inspect.unwrap(member)  # master_only\n'
+        '            assert member.__module__ == module.__name__, (cls.__name__, name, member.__module__)\n'
+        '            assert member.__qualname__ == f"{cls.__name__}.{name}", (cls.__name__, name)\n'
+        '            assert inspect.getsourcefile(member) == module.__file__, (cls.__name__, name)\n'
+        'print("basicsr own", sorted(n for n, m in vars(SRModel).items() if inspect.isfunction(m)))\n')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'basicsr own' in result.stdout and "'nondist_validation'" in result.stdout
 
 
-def test_model_to_device_keeps_frozen_nets_unwrapped_and_wraps_trainable_on_cpu(tmp_path):
-    """Single-process gloo group: DDP on CPU needs no device_ids; frozen nets are never wrapped."""
-    import torch
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
-    from basicsr.models.base_model import BaseModel
+def test_stock_train_module_gets_only_the_cpu_resume_repair():
+    """basicsr.train (imported, or run by python -m) is basicsr's source plus one statement after
+    load_resume_state: on a GPU machine basicsr's function runs unchanged, without one the plugin's."""
+    import inspect
 
-    dist.init_process_group('gloo', init_method=f'file://{tmp_path / "rendezvous"}', rank=0, world_size=1)
-    try:
-        holder = type('Holder', (), {})()
-        holder.opt, holder.device = {'dist': True, 'num_gpu': 0}, torch.device('cpu')
-        frozen = torch.nn.Conv2d(1, 1, 1).requires_grad_(False)
-        assert BaseModel.model_to_device(holder, frozen) is frozen
-        wrapped = BaseModel.model_to_device(holder, torch.nn.Conv2d(1, 1, 1))
-        assert isinstance(wrapped, DistributedDataParallel)
-    finally:
-        dist.destroy_process_group()
+    import basicsr.train as stock
+    from basicsr_lmar.runtime import resume
+    original = stock.load_resume_state.__wrapped__
+    assert inspect.getsourcefile(original) == stock.__file__ and 'torch.cuda.current_device()' in inspect.getsource(
+        original)
+    for name in ('train_pipeline', 'create_train_val_dataloader', 'init_tb_loggers'):
+        assert inspect.getsourcefile(getattr(stock, name)) == stock.__file__
+    assert stock.load_resume_state.__code__ is resume.repaired_stock_resume(original).__code__
+    opt = {'auto_resume': False, 'path': {'resume_state': None}}
+    assert stock.load_resume_state(opt) is None
