@@ -25,10 +25,21 @@ def write_options(opt, folder, filename):
     return path
 
 
-def run_training(options_path, cwd, nproc=1, extra_args=(), timeout=600):
-    """Runs the console-script form of the entry (root = ``cwd``); torchrun with gloo when ``nproc`` > 1."""
+AUDIT_SITE = pathlib.Path(__file__).resolve().parent / 'write_audit'
+
+
+def run_training(options_path, cwd, nproc=1, extra_args=(), timeout=600, entry=CONSOLE_SCRIPT, audit_writes=None):
+    """Runs the console-script form of the entry (root = ``cwd``); torchrun with gloo when ``nproc`` > 1.
+
+    ``audit_writes``: a folder that receives ``rank<R>.txt``, the writes under ``cwd`` of each torchrun
+    rank (:mod:`tests.models.write_audit.sitecustomize`); read them with :func:`audited_writes`.
+    """
     env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
-    entry = str(CONSOLE_SCRIPT)
+    if audit_writes is not None:
+        pathlib.Path(audit_writes).mkdir(parents=True, exist_ok=True)
+        env.update(BASICSR_LMAR_AUDIT_ROOT=str(cwd), BASICSR_LMAR_AUDIT_DIR=str(audit_writes),
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(AUDIT_SITE), env.get('PYTHONPATH')])))
+    entry = str(entry)
     if nproc > 1:
         command = [sys.executable, '-m', 'torch.distributed.run', f'--nproc_per_node={nproc}', '--master_addr=127.0.0.1',
                    f'--master_port={free_port()}', '--no-python', entry, '-opt', str(options_path),
@@ -39,6 +50,21 @@ def run_training(options_path, cwd, nproc=1, extra_args=(), timeout=600):
     output = result.stdout + result.stderr
     assert result.returncode == 0, f'{" ".join(command)}\n{output[-6000:]}'
     return output
+
+
+def audited_writes(folder, nproc):
+    """{rank: [(event, path), ...]} recorded by a run with ``audit_writes=folder``."""
+    writes = {}
+    for rank in range(nproc):
+        log = pathlib.Path(folder) / f'rank{rank}.txt'
+        lines = log.read_text().splitlines() if log.is_file() else []
+        writes[rank] = [tuple(line.split(' ', 1)) for line in lines]
+    return writes
+
+
+def logged_metrics(output):
+    """The validation metric values basicsr's logger printed (``# psnr: 12.3456``), in order."""
+    return [(name, float(value)) for name, value in re.findall(r'# (\w+): ([-+0-9.e]+)', output)]
 
 
 def load_params(path, key='params'):
