@@ -105,11 +105,15 @@ def frozen_network_sections(opt):
     return [section for section, network in (sections or {}).items() if getattr(network, 'frozen', False)]
 
 
-def load_resume_state(opt):
-    """basicsr's ``load_resume_state``, CPU-capable, keeping the frozen networks' checkpoints."""
+def load_resume_state(opt, state_root=None):
+    """basicsr's ``load_resume_state``, CPU-capable, keeping the frozen networks' checkpoints.
+
+    ``auto_resume`` takes the latest state under ``state_root``/experiments (default: the run's
+    ``root_path``, where it writes; basicsr looks under the working directory)."""
     resume_state_path = None
     if opt['auto_resume']:
-        state_dir = osp.join(opt.get('root_path', '.'), 'experiments', opt['name'], 'training_states')
+        root = opt.get('root_path', '.') if state_root is None else state_root
+        state_dir = osp.join(root, 'experiments', opt['name'], 'training_states')
         if osp.isdir(state_dir):
             states = [float(v.split('.state')[0]) for v in scandir(state_dir, suffix='state', recursive=False)]
             if states:
@@ -144,13 +148,14 @@ def load_resume_state(opt):
 def repaired_stock_resume(basicsr_load_resume_state):
     """``load_resume_state`` of basicsr's own ``train.py`` (``python -m basicsr.train``), repaired by
     :mod:`basicsr_lmar.runtime.compat`: unchanged where there is a GPU; without one (where basicsr's
-    crashes in ``torch.cuda.current_device()``) :func:`load_resume_state`."""
+    crashes in ``torch.cuda.current_device()``) :func:`load_resume_state`, looking for ``auto_resume``
+    states where basicsr does (under the working directory)."""
 
     @functools.wraps(basicsr_load_resume_state)
     def load(opt):
         if torch.cuda.is_available():
             return basicsr_load_resume_state(opt)
-        return load_resume_state(opt)
+        return load_resume_state(opt, state_root='.')
 
     return load
 

@@ -60,12 +60,18 @@ def test_console_script(tmp_path):
 @pytest.mark.slow
 def test_stock_basicsr_module_sees_plugin(tmp_path):
     """``python -m basicsr.train`` of the pip-installed basicsr, unmodified."""
+    import basicsr
     options, name = _options_file(tmp_path, 'module')
-    result = _run([sys.executable, '-m', 'basicsr.train', '-opt', str(options)], tmp_path)
-    # basicsr's __main__ block uses the package's parent folder as root (site-packages' parent).
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
-    assert 'Dataset [SkimagePhotoDataset]' in output
+    experiments = pathlib.Path(basicsr.__file__).resolve().parents[1] / 'experiments'
+    try:
+        result = _run([sys.executable, '-m', 'basicsr.train', '-opt', str(options)], tmp_path)
+        # basicsr's __main__ block uses the package's parent folder as root (site-packages).
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-3000:]
+        assert 'Dataset [SkimagePhotoDataset]' in output
+        assert (experiments / name / 'models' / 'net_g_latest.pth').is_file()
+    finally:
+        shutil.rmtree(experiments / name, ignore_errors=True)
 
 
 @pytest.mark.slow
@@ -126,3 +132,41 @@ def test_wheel_ships_the_autoload_pth_in_its_record(tmp_path):
     assert 'basicsr_lmar-autoload.pth' in names and '_basicsr_lmar_autoload.py' in names
     assert 'basicsr_lmar-autoload.pth,' in record
     assert pth.strip() == 'import _basicsr_lmar_autoload; _basicsr_lmar_autoload.install()'
+
+
+@pytest.mark.slow
+def test_stock_basicsr_module_resumes_on_cpu_and_names_a_missed_total_iter(tmp_path):
+    """``python -m basicsr.train`` (no plugin entry): basicsr's loop stops short of total_iter when the
+    samples do not fill the last batch (5 samples, batch 2, total_iter 30: 22), which the model names;
+    resuming from its training state works on CPU (basicsr's own load_resume_state would call
+    torch.cuda.current_device() and crash)."""
+    import re
+
+    import basicsr
+    opt = yaml.safe_load((REPO_ROOT / 'tests' / 'data_files' / 'train_irn_tiny.yml').read_text())
+    opt.pop('val')
+    opt['datasets'] = {'train': dict(opt['datasets']['train'], num_samples=5, batch_size_per_gpu=2)}
+    opt['name'] = f'stock_resume_{os.getpid()}'
+    opt['train']['total_iter'] = 30
+    opt['logger'].update(print_freq=1, save_checkpoint_freq=10)
+    options = tmp_path / 'irn.yml'
+    options.write_text(yaml.safe_dump(opt))
+    experiments = pathlib.Path(basicsr.__file__).resolve().parents[1] / 'experiments'  # basicsr's root: site-packages
+    try:
+        result = _run([sys.executable, '-m', 'basicsr.train', '-opt', str(options)], tmp_path)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-3000:]
+        assert max(int(i) for i in re.findall(r'iter:\s+(\d+),', output)) == 22
+        assert 'training stopped at iteration 22, before train.total_iter 30' in output
+        state = experiments / opt['name'] / 'training_states' / '20.state'
+        assert state.is_file()
+        opt['path']['resume_state'] = str(state)
+        options.write_text(yaml.safe_dump(opt))
+        result = _run([sys.executable, '-m', 'basicsr.train', '-opt', str(options)], tmp_path)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-3000:]
+        assert re.search(r'Resuming training from epoch: \d+, iter: 20\.', output), output[-3000:]
+        assert re.search(r'iter:\s+21,', output)
+    finally:
+        for folder in experiments.glob(f'{opt["name"]}*'):
+            shutil.rmtree(folder, ignore_errors=True)
