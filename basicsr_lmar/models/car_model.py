@@ -16,6 +16,7 @@ from collections import OrderedDict
 import torch
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
+from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
 from basicsr_lmar.archs.car_arch import SIZE_MULTIPLE, BicubicUpscaler, CARResamplerNet
@@ -166,6 +167,7 @@ class CARModel(PluginModelMixin, SRModel):
         """The 8-bit LR of ``self.gt`` (hard rounding), what a user stores."""
         return self._eval_mode(lambda: self.downscale(self.gt, 'round')[0])
 
+    @master_only
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         # basicsr's loop writes the SR result; the 8-bit LR, CAR's product, is written beside it
         super().nondist_validation(dataloader, current_iter, tb_logger, save_img)

@@ -176,6 +176,7 @@ class HCDModel(PluginModelMixin, SRModel):
         return f'hcd{steps_hr}' if steps_hr == steps_lr else f'hcd{steps_hr}y{steps_lr}x'
 
     # ------------------------------------------------------------------ validation
+    @master_only
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         # its own loop: basicsr's scores one result per image; HCD scores the base rescaler and every
         # (N_y, N_x) setting, their gains and latency, per image of the batch

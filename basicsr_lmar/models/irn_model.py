@@ -22,6 +22,7 @@ from collections import OrderedDict
 import torch
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
+from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 
 from basicsr_lmar.models.plugin_mixin import Network, PluginModelMixin, train_schema, val_schema
@@ -144,6 +145,7 @@ class IRNModel(PluginModelMixin, SRModel):
         self.net_g.train()
         return lr
 
+    @master_only
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         # basicsr's loop writes the HR reconstruction; the 8-bit LR is written beside it
         super().nondist_validation(dataloader, current_iter, tb_logger, save_img)

@@ -312,6 +312,7 @@ class LMARModel(PluginModelMixin, SRModel):
         self.net_g.train()
 
     # -- validation ------------------------------------------------------------------------------
+    @master_only
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         # its own loop: basicsr's scores one result per image; LMAR's validation is the paper's table,
         # every working size x resizer with and without LMAR. Bookkeeping and log are basicsr's.

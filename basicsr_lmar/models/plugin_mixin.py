@@ -447,6 +447,7 @@ class PluginModelMixin:
             with self.bare_networks():
                 self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
 
+    @master_only
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         # basicsr's loop; HR-only datasets name their images by gt_path (NamedImages)
         super().nondist_validation(NamedImages(dataloader), current_iter, tb_logger, save_img)
