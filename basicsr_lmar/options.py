@@ -30,6 +30,15 @@ from yacs.config import CfgNode
 _REQUIRED = inspect.Parameter.empty
 
 
+class OptionNode(CfgNode):
+    """yacs' ``CfgNode`` for values that YAML has already parsed: a string stays a string (yacs would
+    ``literal_eval`` it when merging, turning a file-name template ``'{}'`` into a dict)."""
+
+    @classmethod
+    def _decode_cfg_value(cls, value):
+        return cls(value) if isinstance(value, dict) else value
+
+
 class OptionError(ValueError):
     """An option in a YAML file (or constructor call) is unknown, mistyped or out of range."""
 
@@ -181,7 +190,7 @@ class OptionSchema:
 
     def defaults(self):
         """The defaults as a yacs ``CfgNode`` (required keys are absent)."""
-        node = CfgNode()
+        node = OptionNode()
         for key, spec in self.options.items():
             if isinstance(spec, OptionSchema):
                 node[key] = spec.defaults()
@@ -240,7 +249,7 @@ class OptionSchema:
                               f'Add it to the YAML section.')
         values = {key: self.check_value(key, value, section) for key, value in opts.items()}
         merged = self.defaults()
-        override = CfgNode()
+        override = OptionNode()
         for key, value in values.items():
             nested = isinstance(self.options.get(key), OptionSchema) and isinstance(value, Mapping)
             if not nested:
@@ -248,7 +257,7 @@ class OptionSchema:
                 # must not inherit Adam's `betas` from the default), and its type was checked above
                 # (yacs' own check knows neither `int` for a float option nor a mapping for a `~`
                 # default): the slot is emptied, and yacs fills it.
-                merged[key] = CfgNode(new_allowed=True) if isinstance(value, Mapping) else None
+                merged[key] = OptionNode(new_allowed=True) if isinstance(value, Mapping) else None
             override[key] = _to_cfg_value(value)
         merged.merge_from_other_cfg(override)
         merged.freeze()
@@ -261,7 +270,7 @@ def _join(section, key):
 
 def _to_cfg_value(value):
     if isinstance(value, Mapping):
-        node = CfgNode(new_allowed=True)  # the contents of a free-form mapping (a loss section, say)
+        node = OptionNode(new_allowed=True)  # the contents of a free-form mapping (a loss section, say)
         for key, item in value.items():
             node[key] = _to_cfg_value(item)
         return node

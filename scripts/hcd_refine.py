@@ -72,7 +72,7 @@ def refine_folder(model, input_folder, output_folder, overwrite=False, save_sr=F
         if not pending:
             return
         model.feed_data({'gt': torch.cat([hr for _, _, hr in pending])})
-        result = model.refine(model.gt, model.hcd_opt['steps_hr'], model.hcd_opt['steps_lr'])
+        result = model.refine(model.gt, model.options.hcd.steps_hr, model.options.hcd.steps_lr)
         with torch.no_grad():
             base = mse_per_image(model.rescaler.upscale(quantize(model.rescaler.downscale(model.gt))), model.gt)
             sr = model.rescaler.upscale(result.lr).clamp(0, 1) if save_sr else None

@@ -134,3 +134,10 @@ def test_registered_and_nested_sections_are_validated_where_they_are_declared():
         assert schema.validate({}, 'train').tile is None  # optional: absent unless given
     finally:
         ARCH_REGISTRY._obj_map.pop('_TinyNet', None)
+
+
+def test_strings_stay_strings_through_the_merge():
+    """yacs would literal_eval strings when merging ('{}' -> {}, '12' -> 12); the values come from YAML."""
+    schema = OptionSchema('Dataset', {'filename_tmpl': Option('{}', type=str), 'name': Option('a', type=str)})
+    merged = schema.validate({'filename_tmpl': '{}', 'name': '12'})
+    assert merged.filename_tmpl == '{}' and merged.name == '12'

@@ -72,18 +72,17 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from basicsr_lmar.checkpoints.state_dicts import atomic_torch_save, load_network_weights
-from basicsr_lmar.options import Option, OptionError, OptionSchema, to_plain, validate_registered
+from basicsr_lmar.options import Option, OptionError, OptionNode, OptionSchema, to_plain, validate_registered
 from basicsr_lmar.runtime.dist import all_ranks_agree
 from basicsr_lmar.runtime.resume import capture_rng_state, remove_partial_saves
 from basicsr_lmar.version import __version__
-from yacs.config import CfgNode
 
 #: ``train.amp``: mixed precision for the forward passes of training (autocast); ``none`` = fp32.
 AMP_DTYPES = {'none': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 #: ``train`` keys every model accepts: basicsr's training loop reads the first two, the mixin the others.
 TRAINING_LOOP_OPTIONS = {
-    'total_iter': Option(type=int, min=1, doc="iterations of basicsr's training loop"),
+    'total_iter': Option(None, type=int, min=1, doc="iterations of basicsr's training loop (which requires it)"),
     'warmup_iter': Option(-1, type=int, doc='iterations of linear learning-rate warm-up; -1: none'),
     'max_nonfinite_steps': Option(10, type=int, min=1, doc='stop after this many non-finite losses in a row'),
     'amp': Option('none', choices=tuple(AMP_DTYPES),
@@ -173,7 +172,8 @@ class PluginModelMixin:
     @classmethod
     def validate_options(cls, opt):
         """Every section this model reads, validated once, before anything is built: a frozen ``CfgNode``
-        of section -> validated options (network sections without their ``model_keys``)."""
+        of section -> validated options (a network section with its arch's defaults filled in).
+        Override it to add checks that span sections, calling ``super()`` first."""
         options = {}
         declared = cls.network_sections
         present = [key for key in opt if key.startswith('network_') and opt[key] is not None]
@@ -190,12 +190,12 @@ class PluginModelMixin:
             model_keys = declared[section].model_keys if declared is not None else ()
             validated = validate_registered(opt[section], section, ARCH_REGISTRY, extra_keys=model_keys)
             own = {key: opt[section][key] for key in model_keys if key in opt[section]}
-            options[section] = CfgNode(to_plain({'type': opt[section]['type'], **validated, **own}))
+            options[section] = OptionNode(to_plain({'type': opt[section]['type'], **validated, **own}))
         for section, schema in cls.option_schemas.items():
             if section == 'train' and not opt.get('is_train'):
                 continue
             options[section] = schema.validate(opt.get(section), section)
-        node = CfgNode(options)
+        node = OptionNode(options)
         node.freeze()
         return node
 
