@@ -203,6 +203,11 @@ class CARRescaler(nn.Module):
     def scale(self):
         return self.resampler.scale
 
+    @property
+    def hr_size_multiple(self):
+        """HR heights and widths must be multiples of this (8 and the scale; tools fit sizes to it)."""
+        return math.lcm(SIZE_MULTIPLE, self.scale)
+
     def downscale(self, hr):
         return self.resampler.downscale(hr)
 

@@ -94,7 +94,7 @@ class MultipleSizeRule:
     ``policy`` says what happens to other sizes: ``refuse`` them (naming the file and size), ``crop`` the
     bottom/right to the multiple, or ``pad`` the bottom/right (reflection; replication for tiny images)
     and crop the outputs back with :meth:`restore`. ``requirement`` says who needs it, in words, for
-    the messages (``'CARResamplerNet x4 (three pixel-unshuffles and the scale)'``).
+    the messages (``'CARResamplerNet x4'``).
     """
 
     def __init__(self, multiple, policy, requirement, minimum=None):
@@ -146,8 +146,9 @@ class MultipleSizeRule:
         return y[..., :size[0], :size[1]] if self.policy == 'pad' else y
 
     def describe(self):
-        return {'refuse': 'refused', 'crop': 'cropped at the bottom/right to', 'pad': 'padded at the bottom/right to'
-                }[self.policy] + f' multiples of {self.multiple} ({self.requirement}; --size-policy)'
+        verb = {'refuse': 'refused as not', 'crop': 'cropped at the bottom/right to',
+                'pad': 'padded at the bottom/right to'}[self.policy]
+        return f'{verb} multiples of {self.multiple} for {self.requirement} (--size-policy {self.policy})'
 
 
 @dataclass
@@ -338,7 +339,7 @@ class FolderRun:
     def summary(self):
         """One line: how many images were computed and written where, how many were skipped and why."""
         line = f'{self.tool}: {len(self.completed)} image(s) computed'
-        if self.outputs:
+        if self.completed:
             line += f', written to {self._output_folders()}'
         notes = []
         if self.skipped_existing:
@@ -372,11 +373,10 @@ def prepare_output_folder(folder, flag='-o/--output'):
     missing = []
     while not osp.exists(ancestor):
         missing.append(ancestor)
-        parent = osp.dirname(ancestor)
+        parent = osp.dirname(ancestor) or '.'
         if parent == ancestor:
             break
         ancestor = parent
-    ancestor = ancestor or '.'
     if osp.exists(ancestor) and not osp.isdir(ancestor):
         if ancestor == folder:
             raise UserError(f'{flag} {folder} is a file, not a folder; choose a folder for the outputs')
