@@ -12,7 +12,8 @@
 
 Size policy: the resampler works on HR images whose height and width are multiples of 8 (three
 pixel-unshuffles) and of ``scale``; other sizes raise an error naming the size and the nearest valid
-crop. Crop (or pad) before calling; ``scripts/car_rescale.py`` crops to the multiple, as the authors did.
+crop. Crop (or pad) before calling; ``scripts/car_rescale.py`` crops to the multiple by default, as the
+authors did (``--size-policy pad`` pads); :attr:`CARRescaler.hr_size_multiple` states the multiple.
 """
 import math
 
