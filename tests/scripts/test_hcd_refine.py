@@ -182,3 +182,32 @@ def test_hcd_refine_corrupt_file_and_missing_checkpoint_are_named(tmp_path, caps
     assert run.stderr.strip().splitlines()[-1] == (
         f'hcd_refine.py: error: -opt {opt}: path.pretrain_network_g {tmp_path}/nowhere.pth does not exist; set it '
         'to the checkpoint of network_g')
+
+
+def test_hcd_refine_wrong_checkpoint_and_unwritable_output_are_named_before_compute(tmp_path, capsys, monkeypatch):
+    from basicsr.archs import build_network
+
+    from basicsr_lmar.cli import folders
+    from basicsr_lmar.models.hcd_model import HCDModel
+    from tests.scripts.tool_runs import forbid, refused
+
+    hcd_refine = load_script('hcd_refine')
+    folder = _folder(tmp_path, 'a.png')
+    forbid(monkeypatch, HCDModel, 'test')
+    small = build_network({'type': 'InvRescaleNet', 'scale': 4, 'block_num': [1, 1]})
+    torch.save({'params': small.state_dict()}, tmp_path / 'irn_small.pth')
+    opt = _opt(tmp_path, network_g={'type': 'InvRescaleNet', 'scale': 4, 'block_num': [2, 1]},
+               rescaler={'type': 'IRNRescaler'}, path={'pretrain_network_g': str(tmp_path / 'irn_small.pth')})
+    argv = ['-opt', str(opt), '-i', str(folder), '-o', str(tmp_path / 'lr'), '--device', 'cpu']
+    message = refused(hcd_refine, argv, capsys)
+    assert message.startswith('hcd_refine.py: error: ') and f'{tmp_path}/irn_small.pth does not fit InvRescaleNet:' \
+        in message and 'missing in checkpoint (' in message
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, 'Permission denied')
+
+    monkeypatch.setattr(folders.tempfile, 'mkstemp', denied)
+    argv[1] = str(_opt(tmp_path))
+    assert refused(hcd_refine, argv, capsys) == (
+        f'hcd_refine.py: error: -o/--output: cannot write to {tmp_path}/lr: permission denied\n')
+    assert not (tmp_path / 'lr').exists()
