@@ -178,6 +178,7 @@ class AxisOperator:
         self.weights = values.to(device=device, dtype=dtype)
         self.taps = int(counts.max()) if len(counts) else 0
         self._batched = {}
+        self._periodic = False  # not built yet
 
     @property
     def transposed(self):
@@ -218,6 +219,117 @@ class AxisOperator:
                               per_sample_weights=weights.to(x.dtype), include_last_offset=False)
         return out.view(batch, self.shape[0], depth)
 
+    @property
+    def periodic(self):
+        """The :class:`PeriodicBlocks` form of this operator, or None where it has none (built once)."""
+        if self._periodic is False:
+            self._periodic = PeriodicBlocks.of(self)
+        return self._periodic
+
+    def apply_columns(self, x):
+        """``x`` contiguous (B, R, n_in) -> (B, R, n_out), along the last dim: block GEMMs where the operator
+        is periodic, else the row kernel on the transposed image."""
+        batch, rows, _ = x.shape
+        if self.periodic is not None and batch * rows > 0:
+            return self.periodic.apply(x)
+        return self.apply_rows(x.transpose(1, 2).contiguous()).transpose(1, 2).contiguous()
+
+
+class PeriodicBlocks:
+    """A periodic axis operator applied along the last dim without transposing the image.
+
+    With ``g = gcd(n_in, n_out)``, ``p = n_in / g`` and ``q = n_out / g``, an operator is periodic when
+    output block ``k`` (outputs ``q·k ... q·k + q - 1``) reads input blocks ``k + j`` (inputs ``p·(k + j)
+    ...``) with the same weights ``W_j`` (p × q) for every ``k`` away from the borders. Then, with the image
+    viewed as (rows · g, p) and the output as (rows · g, q), ``out = Σ_j X[shifted by j] @ W_j``: a few
+    GEMMs over the whole image that read it contiguously (the width pass no longer transposes the image
+    twice around the row kernel). Border blocks, whose windows are folded by the boundary (and whose
+    shifted rows straddle two image rows), are then overwritten with the exact operator rows (a small dense
+    product each). Periodicity is checked *exactly* on the operator's own weights, so the result is the
+    operator's (summed in another order). It holds where the float32 projected grid is exact (factors such
+    as ×2, ×4, ×1/2, ×1/4 on even sizes); elsewhere :meth:`of` returns None and the row kernel is used.
+    """
+    MAX_PERIOD = 8  # p, q <= 8: small GEMMs and few phases
+    MIN_BLOCKS = 8
+
+    def __init__(self, p, q, shifts, left, right, device, dtype):
+        self.p, self.q = p, q
+        self.shifts = [(j, w.to(device=device, dtype=dtype)) for j, w in shifts]
+        self.left = None if left is None else (left[0].to(device=device, dtype=dtype), left[1])
+        self.right = None if right is None else (right[0].to(device=device, dtype=dtype), right[1])
+
+    @classmethod
+    def of(cls, operator):
+        n_out, n_in = operator.shape
+        g = math.gcd(n_out, n_in)
+        p, q = n_in // g, n_out // g
+        if max(p, q) > cls.MAX_PERIOD or g < cls.MIN_BLOCKS:
+            return None
+        rows, cols, values = operator._coo
+        values = values.float()
+        block, phase = torch.div(rows, q, rounding_mode='floor'), rows % q
+        relative = cols - p * block  # input position relative to the block's first input
+        middle = block == g // 2
+        if not middle.any():
+            return None
+        low = int(relative[middle].min()) // p  # floor division: shifts j of the input blocks read
+        high = int(relative[middle].max()) // p
+        width = (high - low + 1) * p
+        template = torch.zeros(q, width)
+        template.index_put_((phase[middle], relative[middle] - low * p), values[middle], accumulate=True)
+        position = relative - low * p
+        inside = (position >= 0) & (position < width)
+        matches = inside & (values == template[phase, position.clamp(0, width - 1)])
+        mismatched = torch.bincount(rows[~matches], minlength=n_out) > 0
+        complete = torch.bincount(rows, minlength=n_out) == (template != 0).sum(1).repeat(g)
+        blocks = torch.arange(g)
+        good = ((~mismatched & complete).view(g, q).all(1) & (blocks + low >= 0) & (blocks + high <= g - 1))
+        interior = torch.nonzero(good).flatten()
+        if len(interior) == 0:
+            return None
+        first, stop = int(interior[0]), int(interior[-1]) + 1
+        if not bool(good[first:stop].all()) or stop - first < g // 2:
+            return None
+        shifts = [(j, template[:, (j - low) * p:(j - low + 1) * p].t().contiguous()) for j in range(low, high + 1)]
+        shifts.sort(key=lambda item: item[0] != 0)  # the unshifted product first: it initialises the output
+        if shifts[0][0] != 0:
+            shifts.insert(0, (0, torch.zeros(p, q)))
+
+        def border(out_start, out_stop):
+            """(dense matrix (inputs, outputs), first input) of the exact operator rows [out_start, out_stop)."""
+            if out_start == out_stop:
+                return None
+            selected = (rows >= out_start) & (rows < out_stop)
+            in_start, in_stop = int(cols[selected].min()), int(cols[selected].max()) + 1
+            matrix = torch.zeros(in_stop - in_start, out_stop - out_start, dtype=torch.float64)
+            matrix.index_put_((cols[selected] - in_start, rows[selected] - out_start), values[selected].double(),
+                              accumulate=True)
+            return matrix, (in_start, out_start)
+
+        return cls(p, q, shifts, border(0, q * first), border(q * stop, n_out), operator.device, operator.dtype)
+
+    def apply(self, x):
+        batch, rows, n_in = x.shape
+        n_out = n_in // self.p * self.q
+        blocks = x.reshape(-1, self.p)
+        if self.q == 1:  # matrix-vector products (faster than GEMMs with one column)
+            product, accumulate, shifts = torch.mv, torch.Tensor.addmv_, [(j, w[:, 0]) for j, w in self.shifts]
+        else:
+            product, accumulate, shifts = torch.mm, torch.Tensor.addmm_, self.shifts
+        out = product(blocks, shifts[0][1])
+        for j, weights in shifts[1:]:
+            if j > 0:
+                accumulate(out[:-j], blocks[j:], weights)
+            else:
+                accumulate(out[-j:], blocks[:j], weights)
+        out = out.view(batch * rows, n_out)
+        flat = x.view(batch * rows, n_in)
+        for part in (self.left, self.right):
+            if part is not None:
+                matrix, (in_start, out_start) = part
+                out[:, out_start:out_start + matrix.shape[1]] = flat[:, in_start:in_start + matrix.shape[0]] @ matrix
+        return out.view(batch, rows, n_out)
+
 
 @functools.lru_cache(maxsize=64)
 def _axis_taps_folded(n_in, n_out, kernel, antialias, boundary):
@@ -255,16 +367,30 @@ def _resample_rows(x, operator):
     return _ResampleRows.apply(x, operator)
 
 
+class _ResampleColumns(torch.autograd.Function):
+    """Applies an operator along dim 2 of a (B, R, n) tensor (``AxisOperator.apply_columns``); the backward
+    applies its transpose with this same function."""
+
+    @staticmethod
+    def forward(ctx, x, operator):
+        ctx.operator = operator
+        return operator.apply_columns(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _ResampleColumns.apply(grad.contiguous(), ctx.operator.transposed), None
+
+
 def _resample_columns(x, operator):
-    """Along dim 2: the gather kernel works on rows, so the image is transposed around it."""
-    return _ResampleRows.apply(x.transpose(1, 2).contiguous(), operator).transpose(1, 2).contiguous()
+    return _ResampleColumns.apply(x, operator)
 
 
-def _pass_order(in_h, in_w, out_h, out_w, taps_h, taps_w):
+def _pass_order(in_h, in_w, out_h, out_w, taps_h, taps_w, width_transposes=True):
     """'hw' (height first) or 'wh', whichever moves fewer values: each pass costs output × taps, and the
-    width pass also transposes its input and output."""
-    height_first = out_h * in_w * taps_h + out_h * (in_w + out_w) * 2 + out_h * out_w * taps_w
-    width_first = in_h * out_w * taps_w + in_h * (in_w + out_w) * 2 + out_h * out_w * taps_h
+    width pass also transposes its input and output unless its operator is periodic."""
+    transposes = 2 if width_transposes else 0
+    height_first = out_h * in_w * taps_h + out_h * (in_w + out_w) * transposes + out_h * out_w * taps_w
+    width_first = in_h * out_w * taps_w + in_h * (in_w + out_w) * transposes + out_h * out_w * taps_h
     return 'hw' if height_first <= width_first else 'wh'
 
 
@@ -322,7 +448,8 @@ def resize(x: torch.Tensor, size, kernel='bicubic', antialias=True, boundary='co
         return x.clone()
     order = 'hw'
     if len(operators) == 2:
-        order = _pass_order(in_h, in_w, out_h, out_w, operators['h'].taps, operators['w'].taps)
+        order = _pass_order(in_h, in_w, out_h, out_w, operators['h'].taps, operators['w'].taps,
+                            width_transposes=operators['w'].periodic is None)
     for axis in order:
         if axis in operators:
             resample = _resample_rows if axis == 'h' else _resample_columns

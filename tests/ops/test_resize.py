@@ -156,6 +156,51 @@ def test_both_pass_orders_agree():
     torch.testing.assert_close(resize(x, (12, 45), 'lanczos3', True, 'reflect').view(2, 12, 45), height_first)
 
 
+# (n_in, n_out): x1/2, x2, x1/4, x2/3, x1/3 (periodic), then x3/2 (its float32 grid o / 1.5 is inexact, so the
+# weights differ between periods) and 1080 -> 1201 (period 1201): those two take the row kernel.
+PERIODIC_PAIRS = [(64, 32), (32, 64), (96, 24), (48, 32), (96, 32), (32, 48), (1080, 1201)]
+
+
+@pytest.mark.parametrize('boundary', BOUNDARIES)
+@pytest.mark.parametrize('kernel', FILTER_KERNELS)
+def test_width_pass_without_transposes_equals_the_row_kernel(kernel, boundary):
+    """The width pass's block GEMMs (periodic operators) give the operator's own result: the row kernel on
+    the transposed image, to float64 rounding, borders included."""
+    generator = torch.Generator().manual_seed(4)
+    for (n_in, n_out), antialias in itertools.product(PERIODIC_PAIRS, [True, False]):
+        operator = resize_module._axis_operator(n_in, n_out, kernel, antialias, boundary, torch.device('cpu'),
+                                                torch.float64)
+        if (n_in, n_out) in PERIODIC_PAIRS[:5]:
+            assert operator.periodic is not None, (n_in, n_out, antialias)
+        else:
+            assert operator.periodic is None, (n_in, n_out, antialias)
+        x = torch.rand(2, 3, n_in, generator=generator, dtype=torch.float64)
+        expected = operator.apply_rows(x.transpose(1, 2).contiguous()).transpose(1, 2)
+        torch.testing.assert_close(operator.apply_columns(x), expected, rtol=0, atol=1e-12,
+                                   msg=lambda m: f'{n_in}->{n_out} aa={antialias}: {m}')
+
+
+@pytest.mark.parametrize('kernel', ['bicubic', 'lanczos3'])
+def test_long_width_axes_match_resize_right(kernel):
+    """2160x3840 -> 1080x1920 along the width (the released LMAR resizer: no antialiasing), and back up."""
+    generator = torch.Generator().manual_seed(5)
+    for (in_w, out_w), antialias in itertools.product([(3840, 1920), (1920, 3840)], [False, True]):
+        x = torch.rand(1, 2, 3, in_w, generator=generator)
+        assert resize_module._axis_operator(in_w, out_w, kernel, antialias, 'constant', x.device,
+                                            x.dtype).periodic is not None
+        expected = resize_reference(x, (3, out_w), kernel, antialias)
+        torch.testing.assert_close(resize(x, (3, out_w), kernel, antialias), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('boundary', ['constant', 'reflect'])
+def test_gradcheck_float64_through_the_periodic_width_pass(boundary):
+    x = torch.rand(1, 2, 8, 16, dtype=torch.float64, requires_grad=True)
+    for size in ((4, 8), (16, 32)):
+        fn = lambda t: resize(t, size, 'bicubic', False, boundary)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (x,))
+        assert torch.autograd.gradgradcheck(fn, (x,))
+
+
 @pytest.mark.parametrize('size,match', [
     ((0, 4), 'size must be a pair'),
     ((3, -1), 'size must be a pair'),
