@@ -9,7 +9,9 @@ Cases (1×3 images, float32):
   ``antialias=False``).
 
 All methods of a case run interleaved in each repeat so machine load hits them alike; the median over
-repeats is reported with ratios (``--skip-reference`` leaves resize_right out: it is ~10× slower). Peak
+repeats is reported with ratios (``--skip-reference`` leaves resize_right out: it is ~10× slower), next
+to the median *CPU time* (user + system of this process) per call, which other jobs' load disturbs far
+less than the wall time on a shared machine (with one thread it is the work done). Peak
 memory is the growth of the process's peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs`` once
 the input exists) during one call, each method in a fresh subprocess (tracemalloc cannot see torch's
 allocations); it includes the output. ``--size H W`` scales the cases down (e.g. ``--size 216 384`` for
@@ -102,6 +104,7 @@ def main():
         x = torch.rand(1, 3, *in_size)
         methods = _methods(case, size, reference=not args.skip_reference)
         times = {name: [] for name in methods}
+        cpu_times = {name: [] for name in methods}
         with torch.no_grad():
             errors = {}
             for name, fn in methods.items():
@@ -111,23 +114,27 @@ def main():
                     errors[kernel] = (result - resize_reference(x, out_size, kernel, antialias)).abs().max().item()
             for _ in range(args.repeats):
                 for name, fn in methods.items():
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.process_time()
                     fn(x)
                     times[name].append(time.perf_counter() - start)
+                    cpu_times[name].append(time.process_time() - start_cpu)
         median = {name: statistics.median(t) for name, t in times.items()}
+        median_cpu = {name: statistics.median(t) for name, t in cpu_times.items()}
         parity = ', '.join(f'{kernel} {error:.1e}' for kernel, error in errors.items())
         print(f'\n{case}: {in_size[0]}x{in_size[1]} -> {out_size[0]}x{out_size[1]}, antialias={antialias}; '
               f'max |ours - resize_right| = {parity}')
         for name, seconds in median.items():
-            line = f'  {name:28s} {seconds * 1e3:8.1f} ms (min {min(times[name]) * 1e3:7.1f})'
+            line = (f'  {name:28s} {seconds * 1e3:8.1f} ms (min {min(times[name]) * 1e3:7.1f}), '
+                    f'CPU {median_cpu[name] * 1e3:8.1f} ms')
             if not args.no_memory:
                 result = subprocess.run([sys.executable, __file__, '--threads', str(args.threads), '--size', *map(
                     str, size), '--_memory', case, name], capture_output=True, text=True, check=True)
                 memory = json.loads(result.stdout)
                 line += f'   peak +{memory["peak_mib"]:6.0f} MiB (output {memory["output_mib"]:.0f} MiB)'
             print(line)
-        base = median['F.interpolate']
-        ratios = [f'{name.split()[-1]} / F.interpolate = {seconds / base:.2f}x' for name, seconds in median.items()
+        base, base_cpu = median['F.interpolate'], median_cpu['F.interpolate']
+        ratios = [f'{name.split()[-1]} / F.interpolate = {seconds / base:.2f}x (CPU time '
+                  f'{median_cpu[name] / base_cpu:.2f}x)' for name, seconds in median.items()
                   if name.startswith('basicsr_lmar')]
         if 'resize_right' in median:
             ratios.append(f'resize_right / F.interpolate = {median["resize_right"] / base:.2f}x')
