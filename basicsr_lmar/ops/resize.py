@@ -38,10 +38,14 @@ so no padded copy of the image is ever made. A pass is one call of ``F.embedding
 per_sample_weights=...)``, which computes every output row as the weighted sum of its input rows in a
 single fused, parallel kernel: work and extra memory are O(output × taps), and there are only a few
 kernel launches per call (many small matmuls were as fast on an idle CPU but stalled badly when the
-machine was oversubscribed). The width pass transposes the image around that kernel; the pass order
-(height or width first) is picked to move the fewest values. The backward pass applies ``Mᵀ`` with the
-same kernel, so gradients (of any order) are exact. Operators are cached per
-(sizes, kernel, antialias, boundary, device, dtype).
+machine was oversubscribed). The width pass would have to transpose the image around that kernel
+(two copies that cost more than the pass itself); where the operator is *periodic* (the same weights
+every ``q`` outputs and ``p`` inputs, e.g. ×1/2, ×1/4, ×2: :class:`PeriodicBlocks`, checked exactly on the
+weights) it is instead a few matrix-vector / small GEMM products over the image viewed as
+(rows · g, p), which read it contiguously, with the border outputs overwritten by the exact operator
+rows; other factors keep the transposes. The pass order (height or width first) is picked to move the
+fewest values. The backward pass applies ``Mᵀ`` the same way, so gradients (of any order) are exact.
+Operators are cached per (sizes, kernel, antialias, boundary, device, dtype).
 """
 import functools
 import math
@@ -349,40 +353,27 @@ def _axis_operator(n_in, n_out, kernel, antialias, boundary, device, dtype):
     return AxisOperator(rows, cols, values, (n_out, n_in), device, dtype)
 
 
-class _ResampleRows(torch.autograd.Function):
-    """Applies an operator along dim 1 of a (B, n, D) tensor; the backward applies its transpose (with
-    this same function, so higher-order gradients work too)."""
+class _Resample(torch.autograd.Function):
+    """Applies an operator along dim 1 (``'rows'``) or dim 2 (``'columns'``) of a (B, n1, n2) tensor; the
+    backward applies its transpose with this same function, so higher-order gradients work too."""
 
     @staticmethod
-    def forward(ctx, x, operator):
-        ctx.operator = operator
-        return operator.apply_rows(x)
+    def forward(ctx, x, operator, axis):
+        ctx.operator, ctx.axis = operator, axis
+        return operator.apply_rows(x) if axis == 'rows' else operator.apply_columns(x)
 
     @staticmethod
     def backward(ctx, grad):
-        return _ResampleRows.apply(grad.contiguous(), ctx.operator.transposed), None
+        return _Resample.apply(grad.contiguous(), ctx.operator.transposed, ctx.axis), None, None
 
 
 def _resample_rows(x, operator):
-    return _ResampleRows.apply(x, operator)
-
-
-class _ResampleColumns(torch.autograd.Function):
-    """Applies an operator along dim 2 of a (B, R, n) tensor (``AxisOperator.apply_columns``); the backward
-    applies its transpose with this same function."""
-
-    @staticmethod
-    def forward(ctx, x, operator):
-        ctx.operator = operator
-        return operator.apply_columns(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _ResampleColumns.apply(grad.contiguous(), ctx.operator.transposed), None
+    return _Resample.apply(x, operator, 'rows')
 
 
 def _resample_columns(x, operator):
-    return _ResampleColumns.apply(x, operator)
+    """Along dim 2: block GEMMs for periodic operators, else the row kernel on the transposed image."""
+    return _Resample.apply(x, operator, 'columns')
 
 
 def _pass_order(in_h, in_w, out_h, out_w, taps_h, taps_w, width_transposes=True):
