@@ -39,11 +39,11 @@ per_sample_weights=...)``, which computes every output row as the weighted sum o
 single fused, parallel kernel: work and extra memory are O(output × taps), and there are only a few
 kernel launches per call (many small matmuls were as fast on an idle CPU but stalled badly when the
 machine was oversubscribed). The width pass would have to transpose the image around that kernel
-(two copies that cost more than the pass itself); where the operator is *periodic* (the same weights
-every ``q`` outputs and ``p`` inputs, e.g. ×1/2, ×1/4, ×2: :class:`PeriodicBlocks`, checked exactly on the
-weights) it is instead a few matrix-vector / small GEMM products over the image viewed as
-(rows · g, p), which read it contiguously, with the border outputs overwritten by the exact operator
-rows; other factors keep the transposes. The pass order (height or width first) is picked to move the
+(two copies that cost more than the pass itself); where the operator is *periodic* with one output per
+block (the same weights for every output, ``p`` inputs apart: integer downscaling such as ×1/2 or ×1/4;
+:class:`PeriodicBlocks`, checked exactly on the weights) it is instead a few matrix-vector products over
+the image viewed as (rows · g, p), which read it contiguously, with the border outputs overwritten by the
+exact operator rows; other factors keep the transposes. The pass order (height or width first) is picked to move the
 fewest values. The backward pass applies ``Mᵀ`` the same way, so gradients (of any order) are exact.
 Operators are cached per (sizes, kernel, antialias, boundary, device, dtype).
 """
@@ -247,18 +247,23 @@ class PeriodicBlocks:
     ...``) with the same weights ``W_j`` (p × q) for every ``k`` away from the borders. Then, with the image
     viewed as (rows · g, p) and the output as (rows · g, q), ``out = Σ_j X[shifted by j] @ W_j``: a few
     GEMMs over the whole image that read it contiguously (the width pass no longer transposes the image
-    twice around the row kernel). Border blocks, whose windows are folded by the boundary (and whose
+    twice around the row kernel). Used for q = 1 (see ``MAX_OUTPUTS_PER_BLOCK``). Border blocks, whose
+    windows are folded by the boundary (and whose
     shifted rows straddle two image rows), are then overwritten with the exact operator rows (a small dense
     product each). Periodicity is checked *exactly* on the operator's own weights, so the result is the
     operator's (summed in another order). It holds where the float32 projected grid is exact (factors such
-    as ×2, ×4, ×1/2, ×1/4 on even sizes); elsewhere :meth:`of` returns None and the row kernel is used.
+    as ×1/2, ×1/4 on even sizes); elsewhere :meth:`of` returns None and the row kernel is used.
     """
-    MAX_PERIOD = 8  # p, q <= 8: small GEMMs and few phases
+    MAX_PERIOD = 8  # inputs per block
     MIN_BLOCKS = 8
+    # Only q = 1 (integer downscaling factors: ×1/2, ×1/3, ×1/4, ...), where the products are matrix-vector
+    # products. Upscaling ×2 (p = 1, q = 2) measured slower this way than the transposes around the row
+    # kernel (5 one-column GEMMs over the image: CPU time 1.03× F.interpolate against 0.93×, 2 threads).
+    MAX_OUTPUTS_PER_BLOCK = 1
 
     def __init__(self, p, q, shifts, left, right, device, dtype):
         self.p, self.q = p, q
-        self.shifts = [(j, w.to(device=device, dtype=dtype)) for j, w in shifts]
+        self.shifts = [(j, w[:, 0].to(device=device, dtype=dtype)) for j, w in shifts]  # (p,) vectors (q = 1)
         self.left = None if left is None else (left[0].to(device=device, dtype=dtype), left[1])
         self.right = None if right is None else (right[0].to(device=device, dtype=dtype), right[1])
 
@@ -267,7 +272,7 @@ class PeriodicBlocks:
         n_out, n_in = operator.shape
         g = math.gcd(n_out, n_in)
         p, q = n_in // g, n_out // g
-        if max(p, q) > cls.MAX_PERIOD or g < cls.MIN_BLOCKS:
+        if p > cls.MAX_PERIOD or q > cls.MAX_OUTPUTS_PER_BLOCK or g < cls.MIN_BLOCKS:
             return None
         rows, cols, values = operator._coo
         values = values.float()
@@ -316,16 +321,12 @@ class PeriodicBlocks:
         batch, rows, n_in = x.shape
         n_out = n_in // self.p * self.q
         blocks = x.reshape(-1, self.p)
-        if self.q == 1:  # matrix-vector products (faster than GEMMs with one column)
-            product, accumulate, shifts = torch.mv, torch.Tensor.addmv_, [(j, w[:, 0]) for j, w in self.shifts]
-        else:
-            product, accumulate, shifts = torch.mm, torch.Tensor.addmm_, self.shifts
-        out = product(blocks, shifts[0][1])
-        for j, weights in shifts[1:]:
+        out = torch.mv(blocks, self.shifts[0][1])  # q = 1: matrix-vector products (faster than 1-column GEMMs)
+        for j, weights in self.shifts[1:]:
             if j > 0:
-                accumulate(out[:-j], blocks[j:], weights)
+                out[:-j].addmv_(blocks[j:], weights)
             else:
-                accumulate(out[-j:], blocks[:j], weights)
+                out[-j:].addmv_(blocks[:j], weights)
         out = out.view(batch * rows, n_out)
         flat = x.view(batch * rows, n_in)
         for part in (self.left, self.right):

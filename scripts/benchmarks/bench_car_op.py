@@ -130,7 +130,8 @@ def main():
             reference_time = None
             for impl in impls:
                 size = f'{width}×{height}'
-                if impl == 'reference' and reference_bytes_estimate(height, width, scale) > args.reference_limit_gb * 2**30:
+                too_big = reference_bytes_estimate(height, width, scale) > args.reference_limit_gb * 2**30
+                if impl == 'reference' and too_big:
                     estimate = reference_bytes_estimate(height, width, scale) / 2**30
                     print(f'| {size} | ×{scale} | reference | skipped: ~{estimate:.0f} GB estimated '
                           f'(> --reference-limit-gb {args.reference_limit_gb}) | | | | | |', flush=True)

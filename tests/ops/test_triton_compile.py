@@ -54,7 +54,8 @@ def _source(launch, target):
     kernel = launch.kernel
     backend = make_backend(target)
     kwargs = dict(launch.args, **launch.constexprs, num_warps=fused.NUM_WARPS,
-                  debug=kernel.debug or knobs.runtime.debug, instrumentation_mode=knobs.compilation.instrumentation_mode)
+                  debug=kernel.debug or knobs.runtime.debug,
+                  instrumentation_mode=knobs.compilation.instrumentation_mode)
     binder = create_function_from_signature(kernel.signature, kernel.params, backend)
     bound, specialization, options = binder(**kwargs)
     options, signature, constexprs, attrs = kernel._pack_args(backend, kwargs, bound, specialization, options)
