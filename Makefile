@@ -1,6 +1,7 @@
 # Two entry points, both self-contained on a fresh machine:
 #   make test   create .venv, install the pinned stack + the package (editable, test extra), run pytest
 #   make demo   the same set-up, then the main job on the embedded default data
+#   make wheel  a wheel of this package in dist/, built offline from the clone (what `pip install .` installs)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -9,7 +10,7 @@ PIN    := -c requirements/constraints.txt
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo clean gpu-wheels gpu-check-dry
+.PHONY: venv test demo wheel clean gpu-wheels gpu-check-dry
 
 venv: $(STAMP)
 
@@ -26,6 +27,11 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
+
+# --no-build-isolation: setuptools and wheel come from .venv, so no index is needed (tests/test_packaging.py
+# builds the same wheel from a copy of the clone and installs it into a scratch venv).
+wheel: $(STAMP)
+	$(PIP) wheel -q --no-deps --no-build-isolation -w dist .
 
 # Wheels that a CUDA + PyTorch machine without network lacks, for its Python (CPython 3.12, manylinux x86-64):
 # scripts/gpu_check.sh installs the ones that do not import there. .whl/ is ignored by git; the device tool
@@ -49,4 +55,4 @@ gpu-check-dry: $(STAMP)
 	scripts/gpu_check.sh gpu_check_dry --dry-run
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -1,4 +1,5 @@
-"""Converts the CAR authors' released weights (``sunwj/CAR``) to this project's networks.
+"""Converts the CAR authors' released weights (``sunwj/CAR``) to this project's networks
+(the mapping lives in :mod:`basicsr_lmar.checkpoints.car`).
 
 * ``kgn.pth``: their kernel-generation network ``DSN`` saved from ``nn.DataParallel`` (keys start with
   ``module.``) -> :class:`basicsr_lmar.archs.car_arch.CARResamplerNet` (``network_g``).
@@ -15,94 +16,12 @@ Outputs are basicsr checkpoints (``{'params': state_dict}``) loaded with ``stric
 import argparse
 import os
 import os.path as osp
-import re
-from collections import OrderedDict
 
-import torch
-
-MODULE_PREFIX = 'module.'
-MEAN_SHIFT_KEYS = ('sub_mean.', 'add_mean.')
-
-
-def _strip_prefix(state_dict):
-    return OrderedDict((key[len(MODULE_PREFIX):] if key.startswith(MODULE_PREFIX) else key, value)
-                       for key, value in state_dict.items())
-
-
-def _unwrap(checkpoint):
-    if isinstance(checkpoint, dict):
-        for key in ('params', 'state_dict', 'model'):
-            if key in checkpoint and isinstance(checkpoint[key], dict):
-                return checkpoint[key]
-    return checkpoint
-
-
-# Authors' DSN module path (after `module.`) -> CARResamplerNet module path. Their Sequentials put a
-# ReflectionPad2d before each convolution; ours pad inside the convolution, hence other indices.
-_RESAMPLER_RULES = [
-    (r'ds_1\.1\.', 'head.0.'),
-    (r'ds_2\.downsample\.1\.', 'down2.1.'),
-    (r'ds_4\.downsample\.1\.', 'down4.1.'),
-    (r'res_4\.(\d+)\.transform\.1\.', r'body.\1.conv1.'),
-    (r'res_4\.(\d+)\.transform\.4\.', r'body.\1.conv2.'),
-    (r'ds_8\.downsample\.1\.', 'down8.1.'),
-]
-for _theirs, _ours in (('kernels_trunk', 'kernel_trunk'), ('offsets_trunk', 'offset_trunk')):
-    _RESAMPLER_RULES += [(rf'{_theirs}\.1\.', f'{_ours}.0.'), (rf'{_theirs}\.4\.', f'{_ours}.2.'),
-                         (rf'{_theirs}\.7\.', f'{_ours}.4.'), (rf'{_theirs}\.9\.upsample\.0\.', f'{_ours}.6.'),
-                         (rf'{_theirs}\.11\.', f'{_ours}.8.')]
-for _theirs, _ours in (('kernels_weight', 'kernel_head'), ('offsets_h_generation', 'offset_h_head'),
-                       ('offsets_v_generation', 'offset_v_head')):
-    _RESAMPLER_RULES += [(rf'{_theirs}\.1\.', f'{_ours}.0.'), (rf'{_theirs}\.4\.', f'{_ours}.2.')]
-
-
-def _rename(key, rules, what):
-    for pattern, replacement in rules:
-        match = re.match(pattern, key)
-        if match:
-            return match.expand(replacement) + key[match.end():]
-    raise KeyError(f'{what}: no mapping for key {key!r}; is this the authors\' file?')
-
-
-def convert_resampler(state_dict):
-    """Authors' ``kgn.pth`` state dict -> ``CARResamplerNet`` state dict (mean shift dropped)."""
-    state_dict = _strip_prefix(_unwrap(state_dict))
-    return OrderedDict((_rename(key, _RESAMPLER_RULES, 'kgn.pth'), value) for key, value in state_dict.items()
-                       if not key.startswith(MEAN_SHIFT_KEYS))
-
-
-def _edsr_rules(num_block):
-    return [
-        (r'head\.0\.', 'conv_first.'),
-        (r'body\.(\d+)\.body\.0\.', r'body.\1.conv1.'),
-        (r'body\.(\d+)\.body\.2\.', r'body.\1.conv2.'),
-        (rf'body\.{num_block}\.', 'conv_after_body.'),
-        (r'tail\.0\.(\d+)\.', r'upsample.\1.'),
-        (r'tail\.1\.', 'conv_last.'),
-    ]
-
-
-def convert_edsr(state_dict):
-    """EDSR-PyTorch (``usn.pth``) state dict -> basicsr ``EDSR`` state dict (mean shifts dropped)."""
-    state_dict = _strip_prefix(_unwrap(state_dict))
-    blocks = {int(m.group(1)) for m in (re.match(r'body\.(\d+)\.body\.', k) for k in state_dict) if m}
-    rules = _edsr_rules(len(blocks))
-    return OrderedDict((_rename(key, rules, 'usn.pth'), value) for key, value in state_dict.items()
-                       if not key.startswith(MEAN_SHIFT_KEYS))
-
-
-def edsr_options(state_dict, scale):
-    """basicsr EDSR options matching a converted state dict."""
-    num_feat = state_dict['conv_first.weight'].shape[0]
-    num_block = len({k.split('.')[1] for k in state_dict if k.startswith('body.')})
-    return dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=num_feat, num_block=num_block, upscale=scale,
-                res_scale=0.1, img_range=1., rgb_mean=[0.4488, 0.4371, 0.4040])
-
+from basicsr_lmar.checkpoints.car import convert_official_car_resampler, convert_official_edsr, edsr_options
+from basicsr_lmar.checkpoints.state_dicts import atomic_torch_save, read_checkpoint
 
 def _save(params, path):
-    tmp = f'{path}.tmp'
-    torch.save({'params': params}, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save({'params': params}, path)
     print(f'wrote {path} ({len(params)} tensors)')
 
 
@@ -123,11 +42,11 @@ def main(argv=None):
     os.makedirs(args.out_dir, exist_ok=True)
     stem = args.name or f'car_edsr_x{args.scale}'
     if args.kgn:
-        params = convert_resampler(torch.load(args.kgn, map_location='cpu'))
+        params = convert_official_car_resampler(read_checkpoint(args.kgn, '--kgn'))
         CARResamplerNet(scale=args.scale).load_state_dict(params, strict=True)  # fails loudly on a mismatch
         _save(params, osp.join(args.out_dir, f'{stem}_net_g.pth'))
     if args.usn:
-        params = convert_edsr(torch.load(args.usn, map_location='cpu'))
+        params = convert_official_edsr(read_checkpoint(args.usn, '--usn'))
         options = edsr_options(params, args.scale)
         options.pop('type')
         EDSR(**options).load_state_dict(params, strict=True)

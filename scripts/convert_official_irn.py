@@ -7,22 +7,19 @@ Prints the ``network_g`` options inferred from the tensors and checks that they 
 import argparse
 import os
 
-import torch
-
 import basicsr_lmar  # noqa: F401  (registers InvRescaleNet)
 from basicsr.utils.registry import ARCH_REGISTRY
 from basicsr_lmar.checkpoints.irn import convert_official_irn_state_dict
+from basicsr_lmar.checkpoints.state_dicts import atomic_torch_save, read_checkpoint
 
 
 def convert(source, target):
-    checkpoint = torch.load(source, map_location='cpu', weights_only=True)
+    checkpoint = read_checkpoint(source, "the authors' IRN checkpoint")
     state_dict, options = convert_official_irn_state_dict(checkpoint)
     net = ARCH_REGISTRY.get('InvRescaleNet')(**options)
     net.load_state_dict(state_dict, strict=True)
     os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-    temporary = f'{target}.tmp'
-    torch.save({'params': net.state_dict()}, temporary)
-    os.replace(temporary, target)
+    atomic_torch_save({'params': net.state_dict()}, target)
     return options
 
 

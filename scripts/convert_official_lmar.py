@@ -21,14 +21,13 @@ import os
 import os.path as osp
 import sys
 
-import torch
-
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), osp.pardir)))
 
 from basicsr_lmar.archs.lmar_arch import LMARResampler  # noqa: E402
 from basicsr_lmar.archs.uhd_unet_arch import UHDUNet  # noqa: E402
 from basicsr_lmar.checkpoints.lmar import (convert_official_lmar_resampler,  # noqa: E402
-                                                      convert_official_uhd_unet, load_official_state_dict)
+                                           convert_official_uhd_unet, load_official_state_dict)
+from basicsr_lmar.checkpoints.state_dicts import atomic_torch_save  # noqa: E402
 
 
 def convert_enhancer(source, prefix=''):
@@ -53,9 +52,7 @@ def convert_resampler(source):
 def _save(net, path):
     if osp.dirname(path):
         os.makedirs(osp.dirname(path), exist_ok=True)
-    tmp_path = f'{path}.tmp{os.getpid()}'
-    torch.save({'params': net.state_dict()}, tmp_path)
-    os.replace(tmp_path, path)
+    atomic_torch_save({'params': net.state_dict()}, path)
 
 
 def main(argv=None):

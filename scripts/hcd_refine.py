@@ -3,37 +3,52 @@
     python scripts/hcd_refine.py -opt options/test_hcd_irn_x4.yml -i datasets/Set5/GTmod12 -o results/hcd_lr_x4
 
 The option file is an HCDModel test file: its ``network_*`` sections and ``path.pretrain_network_*``
-give the rescaler, ``rescaler`` the adapter and ``hcd`` the algorithm settings (``--steps`` overrides
-N_x = N_y). Each image is cropped to a multiple of the scale; its 8-bit LR is written as
-``<name>.png`` (written under a temporary name, then renamed, so an interrupted run leaves no partial
-file); images whose LR already exists are skipped unless ``--overwrite``. ``--batch-size B`` refines up
-to B consecutive images of the same size together: the same LRs, higher throughput on many small images.
-The progress bar shows the RGB PSNR gain of each image over the base rescaler (same z policy for both).
+give the rescaler, ``rescaler`` the adapter (any entry of ``RESCALER_REGISTRY``) and ``hcd`` the
+algorithm settings (``--steps`` overrides N_x = N_y). Each image is refined by ``HCDModel.test`` and its
+8-bit LR (HCD quantises the LR to 8 bits) is written as ``<name>.png``; ``--save-sr`` also writes the
+reconstruction ``<name>_SR.png`` at the input's bit depth. ``--batch-size B`` refines up to B
+consecutive images of the same size together: the same LRs, higher throughput on many small images.
+The progress bar shows the RGB PSNR gain (basicsr's ``calculate_psnr`` on the 8-bit reconstructions)
+of each image over the base rescaler (same z policy for both).
+
+Sizes: the rescaler needs multiples of its scale (of 8 for CAR). ``--size-policy crop`` (default, as
+``GTmod`` folders) crops other images at the bottom/right, ``pad`` pads them there (reflection) and
+crops the reconstruction back (the LR is the one of the padded image), ``refuse`` stops; every crop or
+pad is listed before anything is computed, and an image smaller than one multiple is refused.
+
+Folder handling is the one of every folder tool (``basicsr_lmar.cli.folders``; README "Folder
+tools"): every input is checked and the output folder created and probed before the first image is
+refined; unreadable or too-small images stop the run, all named, or are left out with ``--skip-bad``;
+images whose outputs exist are skipped, and the run says how many (``--overwrite``); outputs are
+written under a temporary name and renamed. Input mistakes end with one message and exit code 2
+(``--debug`` for the traceback).
 """
 import argparse
-import os
 import os.path as osp
 
 import numpy as np
 import torch
-import yaml
+from basicsr.metrics import calculate_psnr
 from basicsr.models import build_model
-from basicsr.utils.options import ordered_yaml
-from tqdm import tqdm
+from basicsr.utils import tensor2img
 
 import basicsr_lmar  # noqa: F401  (registers archs, models, rescaler adapters)
-from basicsr_lmar.models.hcd_model import crop_to_scale
-from basicsr_lmar.ops.collaborative_downscaling import mse_per_image
-from basicsr_lmar.ops.rounding import quantize
-from basicsr_lmar.data.image_files import list_images, read_image_file, write_image_file
+from basicsr_lmar.cli.errors import run_main
+from basicsr_lmar.cli.folders import FolderRun, MultipleSizeRule, add_folder_arguments, add_size_policy_argument
+from basicsr_lmar.cli.inputs import read_option_file, resolve_device
+from basicsr_lmar.errors import UserError
 
 
 def load_model(option_file, steps=None, seed=None, device=None):
-    with open(option_file) as f:
-        opt = yaml.load(f, Loader=ordered_yaml()[0])
-    use_cuda = torch.cuda.is_available() if device is None else device == 'cuda'
+    """The HCDModel of ``option_file`` for test-time refinement (``steps`` overrides N_x = N_y)."""
+    opt = read_option_file(option_file)
+    use_cuda = torch.cuda.is_available() if device is None else resolve_device(device).type == 'cuda'
     opt.update(is_train=False, dist=False, rank=0, world_size=1, num_gpu=1 if use_cuda else 0)
-    opt.setdefault('path', {})
+    opt['path'] = dict(opt.get('path') or {})
+    for key, path in opt['path'].items():
+        if key.startswith('pretrain_network_') and path is not None and not osp.isfile(path):
+            raise UserError(f'-opt {option_file}: path.{key} {path} does not exist; set it to the checkpoint of '
+                            f'{key[len("pretrain_"):]}')
     opt.setdefault('name', osp.splitext(osp.basename(option_file))[0])
     opt['hcd'] = dict(opt.get('hcd') or {})
     opt['hcd']['steps_list'] = None
@@ -44,85 +59,88 @@ def load_model(option_file, steps=None, seed=None, device=None):
     return build_model(opt)
 
 
-def psnr(mse):
-    return 10 * torch.log10(1 / mse.clamp_min(1e-12))
+def size_rule(model, policy='crop'):
+    """What the model's rescaler accepts: multiples of ``hr_size_multiple`` when the adapter declares it
+    (CAR: 8), else of its scale."""
+    rescaler = model.rescaler
+    multiple = getattr(rescaler, 'hr_size_multiple', None) or model.scale
+    return MultipleSizeRule(multiple, policy, f'{type(rescaler).__name__} x{model.scale}')
 
 
-def write_png(image, path):
-    """Writes an RGB tensor (3, H, W) of multiples of 1/255 as an 8-bit PNG, atomically."""
-    write_image_file(path, image.permute(1, 2, 0).cpu().numpy(), bit_depth=8)
+def refine_folder(model, input_folder, output_folder, overwrite=False, save_sr=False, batch_size=1, skip_bad=False,
+                  size_policy='crop', bit_depth=None):
+    """Refines every image of ``input_folder`` whose outputs are not in ``output_folder`` yet; returns the
+    gains (dB).
 
-
-def refine_folder(model, input_folder, output_folder, overwrite=False, save_sr=False, batch_size=1):
-    """Refines every image of ``input_folder`` whose LR is not in ``output_folder`` yet; returns the gains.
-
-    Consecutive images of the same size (after the crop to a multiple of the scale) are refined
-    ``batch_size`` at a time. HCD treats the images of a batch independently (per-image norms, balls and
-    random starts from the same seed; the rescalers are batch-independent), so the written LRs are the
-    ones of one-at-a-time runs; a batch only raises throughput (and memory, ``batch_size`` times).
+    Consecutive images of the same size (after the size policy) are refined ``batch_size`` at a time.
+    HCD treats the images of a batch independently (per-image norms, balls and random starts from the
+    same seed; the rescalers are batch-independent), so the written LRs are the ones of one-at-a-time
+    runs; a batch only raises throughput (and memory, ``batch_size`` times).
     """
     if batch_size < 1:
-        raise ValueError(f'hcd_refine: --batch-size must be >= 1, got {batch_size}')
-    paths = list_images(input_folder)
-    os.makedirs(output_folder, exist_ok=True)
+        raise UserError(f'hcd_refine: --batch-size must be >= 1, got {batch_size}')
+    rule = size_rule(model, size_policy)
+    folder = FolderRun('hcd_refine', input_folder, skip_bad=skip_bad, overwrite=overwrite, bit_depth=bit_depth)
     gains, pending = [], []
-    bar = tqdm(total=len(paths), unit='image')
 
-    def flush():
+    def flush(bar):
         if not pending:
             return
-        model.feed_data({'gt': torch.cat([hr for _, _, hr in pending])})
-        result = model.refine(model.gt, model.hcd_opt['steps_hr'], model.hcd_opt['steps_lr'])
-        with torch.no_grad():
-            base = mse_per_image(model.rescaler.upscale(quantize(model.rescaler.downscale(model.gt))), model.gt)
-            sr = model.rescaler.upscale(result.lr).clamp(0, 1) if save_sr else None
-        image_gains = (psnr(result.loss) - psnr(base)).tolist()
-        for index, (name, target, _) in enumerate(pending):
-            write_png(result.lr[index], target)
+        model.feed_data({'gt': torch.cat([hr for _, hr in pending])})
+        model.test()  # the base LR and SR, and the HCD LR and its reconstruction (HCDModel's pipeline)
+        for index, (job, _) in enumerate(pending):
+            hr = tensor2img([rule.restore(model.gt[index], job.size)])
+            psnr = calculate_psnr(tensor2img([rule.restore(model.output[index], job.size)]), hr, crop_border=0)
+            base = calculate_psnr(tensor2img([rule.restore(model.output_base[index], job.size)]), hr, crop_border=0)
+            folder.write(job, 'lr', model.lq[index], fixed_bit_depth=8)  # HCD's LR is 8-bit by the method
             if save_sr:
-                write_png(sr[index], osp.join(output_folder, f'{name}_SR.png'))
-            gains.append(image_gains[index])
-            bar.set_postfix(image=name, gain_db=f'{image_gains[index]:+.3f}', mean_gain_db=f'{np.mean(gains):+.3f}')
-        bar.update(len(pending))
+                folder.write(job, 'sr', rule.restore(model.output[index], job.size))
+            gains.append(psnr - base)
+            bar.set_postfix(image=job.name, gain_db=f'{gains[-1]:+.3f}', mean_gain_db=f'{np.mean(gains):+.3f}')
         pending.clear()
 
-    for path in paths:
-        name = osp.splitext(osp.basename(path))[0]
-        target = osp.join(output_folder, f'{name}.png')
-        if osp.exists(target) and not overwrite:
-            bar.update(1)
-            continue
-        rgb, _ = read_image_file(path)  # float RGB in [0, 1]; gray and RGBA are converted (see image_files)
-        hr = torch.from_numpy(rgb).permute(2, 0, 1)[None]
-        hr = crop_to_scale(hr, model.scale, f'hcd_refine: {path}')  # batches group images by the cropped size
-        if pending and (hr.shape != pending[0][2].shape or len(pending) == batch_size):
-            flush()
-        pending.append((name, target, hr))
-    flush()
-    bar.close()
+    with folder:
+        jobs = folder.plan({'lr': (output_folder, '{stem}.png'),
+                            'sr': (output_folder if save_sr else None, '{stem}_SR.png')}, size_rule=rule)
+        folder.prepare_outputs()
+        bar = folder.progress(jobs, 'HCD')
+        for job in bar:
+            hr = folder.read_tensor(job, model.device)
+            if hr is None:
+                continue
+            hr = rule.fit(hr)  # batches group images by the size the rescaler sees
+            if pending and (hr.shape != pending[0][1].shape or len(pending) == batch_size):
+                flush(bar)
+            pending.append((job, hr))
+        flush(bar)
+        bar.close()
+    print(folder.summary())
     return gains
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-opt', required=True, help='HCDModel option file (rescaler, networks, hcd settings)')
-    parser.add_argument('-i', '--input', required=True, help='folder of HR images')
-    parser.add_argument('-o', '--output', required=True, help='folder for the collaborative LR PNGs')
+    add_folder_arguments(parser, 'folder of HR images', 'folder for the collaborative LR PNGs')
+    add_size_policy_argument(parser, 'the scale (of 8 for CAR)')
     parser.add_argument('--steps', type=int, default=None, help='N_x = N_y (default: the option file)')
     parser.add_argument('--seed', type=int, default=None, help='seed of the random starts')
-    parser.add_argument('--device', choices=('cpu', 'cuda'), default=None)
+    parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda if available)')
     parser.add_argument('--batch-size', type=int, default=1,
                         help='refine up to this many consecutive same-size images together (same results, higher '
                              'throughput, that many times the memory)')
     parser.add_argument('--save-sr', action='store_true', help='also write the reconstructions <name>_SR.png')
-    parser.add_argument('--overwrite', action='store_true', help='refine images whose LR already exists')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        raise UserError(f'--batch-size must be >= 1, got {args.batch_size}')
     model = load_model(args.opt, args.steps, args.seed, args.device)
-    gains = refine_folder(model, args.input, args.output, args.overwrite, args.save_sr, args.batch_size)
+    gains = refine_folder(model, args.input, args.output, args.overwrite, args.save_sr, args.batch_size,
+                          args.skip_bad, args.size_policy, args.bit_depth)
     if gains:
         print(f'{len(gains)} images, mean RGB PSNR gain over the base rescaler: {np.mean(gains):+.3f} dB '
               f'(min {np.min(gains):+.3f})')
+    return gains
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -12,7 +12,8 @@
 
 Size policy: the resampler works on HR images whose height and width are multiples of 8 (three
 pixel-unshuffles) and of ``scale``; other sizes raise an error naming the size and the nearest valid
-crop. Crop (or pad) before calling; ``scripts/car_rescale.py`` crops to the multiple, as the authors did.
+crop. Crop (or pad) before calling; ``scripts/car_rescale.py`` crops to the multiple by default, as the
+authors did (``--size-policy pad`` pads); :attr:`CARRescaler.hr_size_multiple` states the multiple.
 """
 import math
 
@@ -202,6 +203,11 @@ class CARRescaler(nn.Module):
     @property
     def scale(self):
         return self.resampler.scale
+
+    @property
+    def hr_size_multiple(self):
+        """HR heights and widths must be multiples of this (8 and the scale; tools fit sizes to it)."""
+        return math.lcm(SIZE_MULTIPLE, self.scale)
 
     def downscale(self, hr):
         return self.resampler.downscale(hr)

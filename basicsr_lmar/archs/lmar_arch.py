@@ -41,6 +41,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from basicsr_lmar.ops.coords import nearest_centre_offset, relative_cell
 from basicsr_lmar.ops.resize import KERNELS, resize
 from basicsr_lmar.options import Option, configurable
 
@@ -71,33 +72,6 @@ def tcnn_unavailable_reason():
 
 def _round_up(value, multiple):
     return (value + multiple - 1) // multiple * multiple
-
-
-# ----------------------------------------------------------------------------------------------
-# Scale features
-# ----------------------------------------------------------------------------------------------
-def pixel_centres(n, dtype=torch.float32, device=None):
-    """Centres of ``n`` pixels on [-1, 1] (``align_corners=False``): -1 + 1/n + 2i/n."""
-    return -1 + 1 / n + (2 / n) * torch.arange(n, dtype=dtype, device=device)
-
-
-def nearest_centre_offset(hr_size, lr_size, dtype=torch.float32, device=None):
-    """Per UHD row (or column): offset to the nearest LR pixel centre, in units of 2/``lr_size``.
-
-    Reproduces ``grid_sample(lr_centres, hr_centres, mode='nearest', align_corners=False)``:
-    the LR index is ``round(((g + 1) * lr_size - 1) / 2)`` (round half to even), clamped into range.
-    Returns ``(hr_centre - lr_centre[index]) * lr_size``, a 1-D tensor of length ``hr_size``.
-    """
-    hr = pixel_centres(hr_size, dtype, device)
-    lr = pixel_centres(lr_size, dtype, device)
-    index = torch.round(((hr + 1) * lr_size - 1) / 2).long().clamp_(0, lr_size - 1)
-    return (hr - lr[index]) * lr_size
-
-
-def cell_features(hr_size, lr_size, dtype=torch.float32):
-    """(2h/H, 2w/W) computed as the released code does: dtype(2/H) * h."""
-    (big_h, big_w), (h, w) = hr_size, lr_size
-    return (torch.tensor(2 / big_h, dtype=dtype) * h, torch.tensor(2 / big_w, dtype=dtype) * w)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -185,18 +159,6 @@ class TorchFusedMLP(nn.Module):
             else:
                 output[start:stop] = torch.mm(source, last.t())
         return output
-
-
-def plain_fused_mlp(params, inputs, layout):
-    """Readable per-layer reference of the layout (used by tests): pad with ones, Linear, LeakyReLU."""
-    pad = torch.ones(inputs.shape[0], layout.padded_inputs - inputs.shape[1], dtype=inputs.dtype)
-    hidden = torch.cat([inputs, pad], dim=1)
-    matrices = layout.split(params)
-    for index, weight in enumerate(matrices):
-        hidden = F.linear(hidden, weight)
-        if index < len(matrices) - 1:
-            hidden = F.leaky_relu(hidden, LEAKY_SLOPE)
-    return hidden[:, :layout.n_outputs]
 
 
 def _build_tcnn_mlp(layout, seed):
@@ -362,9 +324,9 @@ class LMARResampler(nn.Module):
         residual = x - self.resize(x_d, (big_h, big_w), kernel)
         if self.residual_conv is not None:
             residual = self.residual_conv(residual)
-        row_offsets = nearest_centre_offset(big_h, h, x.dtype, x.device)
-        col_offsets = nearest_centre_offset(big_w, w, x.dtype, x.device)
-        cells = cell_features((big_h, big_w), (h, w), x.dtype)
+        row_offsets = nearest_centre_offset(big_h, h, x.device, x.dtype)
+        col_offsets = nearest_centre_offset(big_w, w, x.device, x.dtype)
+        cells = relative_cell((big_h, big_w), (h, w), x.dtype)
         needs_grad = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
         rows = self.tile_rows(n, big_h, big_w)
         if rows >= big_h or (needs_grad and not self.tile_in_training):

@@ -13,7 +13,7 @@ The authors (``YPatrickW/LMAR``) save ``{"epoch", "state_dict", "optimizer", "st
 import re
 from collections import OrderedDict
 
-import torch
+from basicsr_lmar.checkpoints.state_dicts import read_checkpoint
 
 # Renames of whole path segments of the authors' U-Net body (``hr_backbone.<name>``).
 _BODY_MODULES = {
@@ -126,10 +126,11 @@ def convert_official_uhd_unet(state_dict, prefix=''):
 
 
 def load_official_state_dict(path):
-    """Reads an authors' ``.bin`` checkpoint on CPU and returns its ``state_dict`` (or the dict itself)."""
-    # The authors pickled a dict that also holds optimizer state, hence weights_only=False: only load
-    # files you trust.
-    checkpoint = torch.load(path, map_location='cpu', weights_only=False)
+    """Reads an authors' ``.bin`` checkpoint on CPU and returns its ``state_dict`` (or the dict itself).
+
+    Their files (``{"epoch", "state_dict", "optimizer", "step"}``) hold only tensors and plain
+    containers, so they load with ``weights_only=True``; anything else is refused with a message."""
+    checkpoint = read_checkpoint(path, "the authors' checkpoint")
     if isinstance(checkpoint, dict) and 'state_dict' in checkpoint:
         return checkpoint['state_dict']
     return checkpoint

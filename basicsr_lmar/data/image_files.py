@@ -1,18 +1,24 @@
 """Image files in and out of the inference scripts, with documented conversions and atomic writes.
 
+Listing (:func:`list_images`) names a missing, empty or image-less folder in one line. Probing
+(:func:`probe_image_size`) reads only a file's header (Pillow; OpenCV decodes what Pillow cannot
+identify), so that a tool can check every image's size before it computes anything.
+
 Reading (:func:`read_image_file`) returns float32 RGB in [0, 1], shape (H, W, 3), plus the source bit
 depth:
 
 - 8-bit and 16-bit PNG/TIFF, JPEG, BMP, WebP are read with OpenCV (16-bit is scaled by 1/65535);
 - grayscale images are replicated to three channels (the networks are RGB);
 - images with an alpha channel keep their colour channels; if the alpha is not fully opaque a
-  warning says that transparency is dropped (there is no background to composite onto that would be
-  right for every use);
+  :class:`ImageFileWarning` says that transparency is dropped (there is no background to composite onto
+  that would be right for every use);
 - an unreadable, empty or undecodable file raises :class:`ImageFileError` naming it.
 
 Writing (:func:`write_image_file`) goes through a temporary file in the same folder that is renamed
-over the target only when complete, so an interrupted script never leaves a half-written output.
+over the target only when complete, so an interrupted script never leaves a half-written output; 8 or
+16 bits (:data:`OUTPUT_BIT_DEPTHS`), chosen by the caller (the tools keep the input's depth).
 """
+import errno
 import os
 import os.path as osp
 import warnings
@@ -20,20 +26,54 @@ import warnings
 import cv2
 import numpy as np
 
+from basicsr_lmar.errors import UserError
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+OUTPUT_BIT_DEPTHS = (8, 16)
 
 
-class ImageFileError(RuntimeError):
-    """An input image cannot be read or converted."""
+class ImageFileError(UserError):
+    """An input image (or its folder) cannot be read or converted, or an output cannot be written."""
 
 
-def list_images(folder):
+class ImageFileWarning(UserWarning):
+    """A documented, lossy conversion of an input image (transparency dropped)."""
+
+
+def list_images(folder, what='input folder'):
+    """Sorted paths of the images (by extension, :data:`IMAGE_EXTENSIONS`) directly in ``folder``; a
+    missing, empty or image-less folder raises :class:`ImageFileError` naming ``what`` and the folder."""
+    if not osp.exists(folder):
+        raise ImageFileError(f'{what} {folder} does not exist')
     if not osp.isdir(folder):
-        raise ImageFileError(f'input folder {folder!r} does not exist')
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
+        raise ImageFileError(f'{what} {folder} is a file, not a folder of images')
+    entries = os.listdir(folder)
+    names = sorted(n for n in entries if n.lower().endswith(IMAGE_EXTENSIONS) and osp.isfile(osp.join(folder, n)))
     if not names:
-        raise ImageFileError(f'input folder {folder!r} has no images ({", ".join(IMAGE_EXTENSIONS)})')
+        held = f'it holds {len(entries)} other entries' if entries else 'it is empty'
+        raise ImageFileError(f'{what} {folder} has no images ({held}; looked for {", ".join(IMAGE_EXTENSIONS)})')
     return [osp.join(folder, n) for n in names]
+
+
+def probe_image_size(path):
+    """``(height, width)`` of an image file from its header, without decoding the pixels.
+
+    Pillow reads the header; a file Pillow cannot identify is decoded with OpenCV (the reader of
+    :func:`read_image_file`), so a file is reported unreadable only when that reader fails too.
+    """
+    from PIL import Image
+
+    if not osp.isfile(path):
+        raise ImageFileError(f'{path}: no such file')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # Pillow's decompression-bomb warning: the size is all we read
+            with Image.open(path) as image:
+                width, height = image.size
+        return height, width
+    except Exception:  # any failure of the header fast path falls back to the real reader
+        rgb, _ = read_image_file(path)
+        return rgb.shape[:2]
 
 
 def read_image_file(path):
@@ -53,7 +93,8 @@ def read_image_file(path):
         image = np.repeat(image[:, :, None], 3, axis=2)
     elif image.shape[2] == 4:
         if image[:, :, 3].min() < (255 if bit_depth == 8 else 65535):
-            warnings.warn(f'{path}: transparency is dropped (the alpha channel is ignored)', stacklevel=2)
+            warnings.warn(f'{path}: transparency is dropped (the alpha channel is ignored)', ImageFileWarning,
+                          stacklevel=2)
         image = image[:, :, :3]
     elif image.shape[2] == 2:  # grayscale + alpha
         image = np.repeat(image[:, :, :1], 3, axis=2)
@@ -65,7 +106,7 @@ def read_image_file(path):
 
 def write_image_file(path, rgb, bit_depth=8):
     """Writes float RGB in [0, 1] (H, W, 3) atomically as 8- or 16-bit (PNG/TIFF for 16-bit)."""
-    if bit_depth not in (8, 16):
+    if bit_depth not in OUTPUT_BIT_DEPTHS:
         raise ValueError(f'bit_depth must be 8 or 16, got {bit_depth}')
     if bit_depth == 16 and not path.lower().endswith(('.png', '.tif', '.tiff')):
         raise ValueError(f'{path}: 16-bit output needs a .png or .tif name')
@@ -73,13 +114,28 @@ def write_image_file(path, rgb, bit_depth=8):
     dtype = np.uint8 if bit_depth == 8 else np.uint16
     bgr = (np.clip(np.asarray(rgb, dtype=np.float64)[:, :, ::-1], 0.0, 1.0) * maximum).round().astype(dtype)
     folder, name = osp.split(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     stem, ext = osp.splitext(name)
+    if not cv2.haveImageWriter(path):
+        raise ImageFileError(f'{path}: OpenCV cannot write {ext or "files without an extension"}; use .png')
+    os.makedirs(folder, exist_ok=True)
     tmp_path = osp.join(folder, f'.{stem}.partial{os.getpid()}{ext}')
     try:
         if not cv2.imwrite(tmp_path, np.ascontiguousarray(bgr)):
-            raise ImageFileError(f'{path}: OpenCV could not write this format')
+            raise ImageFileError(f'cannot write {path}: {_write_failure(folder)}')
         os.replace(tmp_path, path)
     finally:
         if osp.exists(tmp_path):
             os.remove(tmp_path)
+
+
+def _write_failure(folder):
+    """Why OpenCV (which reports only a boolean) could not write into ``folder``."""
+    if not os.access(folder, os.W_OK):
+        return os.strerror(errno.EACCES).lower()
+    try:
+        stats = os.statvfs(folder)
+        if stats.f_bavail * stats.f_frsize < 1 << 20:
+            return os.strerror(errno.ENOSPC).lower()
+    except OSError:
+        pass
+    return 'OpenCV could not write the file (check the disk and the folder\'s permissions)'

@@ -5,8 +5,8 @@
     from basicsr_lmar.integrations.mmengine import MODELS
     net = MODELS.build(dict(type='UHDUNet', block='half_instance_norm'))
 
-In an mmengine config, ``custom_imports = dict(imports=['basicsr_lmar.integrations.mmengine'])`` makes the
-archs reachable from mmengine's root registry too, as ``type='basicsr_lmar.UHDUNet'`` (``MODELS`` is a
+In an mmengine config, ``type='basicsr_lmar.UHDUNet'`` reaches the archs from mmengine's root registry
+with no import in the config: mmengine imports ``basicsr_lmar.registry``, which creates ``MODELS`` (a
 child of ``mmengine.registry.MODELS`` with scope ``basicsr_lmar``).
 
 Every arch that the plugin registers in basicsr's ``ARCH_REGISTRY`` (a class defined in a

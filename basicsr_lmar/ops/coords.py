@@ -8,7 +8,6 @@ that ``F.grid_sample`` wants (x, y), so flip the last dim before sampling (``gri
 import numbers
 
 import torch
-import torch.nn.functional as F
 
 
 def _check_size(name, value):
@@ -56,38 +55,39 @@ def cell_size(h, w):
     return 2 / h, 2 / w
 
 
-def relative_cell(hr_size, lr_size):
-    """LMAR's cell input: the HR pixel size measured against the LR image, ``(2 h_lr / H, 2 w_lr / W)``
-    (the HR ``cell_size`` multiplied by the LR size, as the authors do)."""
+def relative_cell(hr_size, lr_size, dtype=torch.float32):
+    """LMAR's cell input: the HR pixel size measured against the LR image, ``(2 h_lr / H, 2 w_lr / W)``,
+    as two 0-d tensors computed the way the released code does (``dtype(2 / H) * h_lr``), so float32
+    values match theirs bit for bit."""
     (hr_h, hr_w), (lr_h, lr_w) = _check_pair('hr_size', hr_size), _check_pair('lr_size', lr_size)
     cell_h, cell_w = cell_size(hr_h, hr_w)
-    return cell_h * lr_h, cell_w * lr_w
+    return torch.tensor(cell_h, dtype=dtype) * lr_h, torch.tensor(cell_w, dtype=dtype) * lr_w
 
 
-def _nearest_centres_1d(hr_n, lr_n, device, dtype):
-    """For each HR pixel centre of one axis, the nearest LR pixel centre, found the way LMAR does it:
-    ``F.grid_sample(..., mode='nearest', align_corners=False)`` of the LR centre grid (so ties between
-    two LR pixels resolve exactly as grid_sample rounds)."""
+def nearest_centre_offset(hr_n, lr_n, device=None, dtype=None):
+    """For each of the ``hr_n`` pixel centres of one axis, its offset from the nearest of ``lr_n`` LR
+    pixel centres, in units of ``2 / lr_n`` (half an LR pixel): a 1-D tensor in [-1, 1].
+
+    The nearest centre is the one ``F.grid_sample(..., mode='nearest', align_corners=False)`` of the LR
+    centre grid picks, as the authors find it: index ``round(((g + 1) * lr_n - 1) / 2)`` with round half
+    to even (how grid_sample breaks ties), clamped into range. O(n) per axis.
+    """
+    hr_n, lr_n = _check_size('hr_n', hr_n), _check_size('lr_n', lr_n)
     hr = pixel_centres(hr_n, device, dtype)
     lr = pixel_centres(lr_n, device, dtype)
-    grid = torch.stack([hr, torch.zeros_like(hr)], dim=-1).view(1, 1, hr_n, 2)  # (x, y) for grid_sample
-    sampled = F.grid_sample(lr.view(1, 1, 1, lr_n), grid, mode='nearest', align_corners=False)
-    return hr, sampled.view(hr_n)
+    index = torch.round(((hr + 1) * lr_n - 1) / 2).long().clamp_(0, lr_n - 1)
+    return (hr - lr[index]) * lr_n
 
 
 def relative_coords_to_nearest(hr_size, lr_size, device=None, dtype=None):
     """Offset of every HR pixel centre from its nearest LR pixel centre, as LMAR feeds its MLP.
 
-    Returns a tensor (H, W, 2) ordered (y, x): ``(hr_centre - nearest_lr_centre) · (h_lr, w_lr)``.
-    Since an LR pixel is ``2 / h_lr`` wide in [-1, 1] units, the values are offsets in units of half an
-    LR pixel and lie in [-1, 1] (±1 at the LR pixel's edges). The nearest LR centre is found with
-    nearest ``grid_sample`` on the LR centre grid, like the authors (their 1e-6 clamp of HR coordinates
-    changes nothing for images narrower than a million pixels, so it is omitted). Each axis is computed
-    once and broadcast: O(H + W) work.
+    Returns a tensor (H, W, 2) ordered (y, x): ``(hr_centre - nearest_lr_centre) · (h_lr, w_lr)``, the
+    per-axis :func:`nearest_centre_offset` broadcast over the image. Since an LR pixel is ``2 / h_lr``
+    wide in [-1, 1] units, the values lie in [-1, 1] (±1 at the LR pixel's edges). The authors clamp HR
+    coordinates by 1e-6 first, which changes nothing for images narrower than a million pixels.
     """
     (hr_h, hr_w), (lr_h, lr_w) = _check_pair('hr_size', hr_size), _check_pair('lr_size', lr_size)
-    hr_y, lr_y = _nearest_centres_1d(hr_h, lr_h, device, dtype)
-    hr_x, lr_x = _nearest_centres_1d(hr_w, lr_w, device, dtype)
-    offset_y = ((hr_y - lr_y) * lr_h).view(hr_h, 1).expand(hr_h, hr_w)
-    offset_x = ((hr_x - lr_x) * lr_w).view(1, hr_w).expand(hr_h, hr_w)
+    offset_y = nearest_centre_offset(hr_h, lr_h, device, dtype).view(hr_h, 1).expand(hr_h, hr_w)
+    offset_x = nearest_centre_offset(hr_w, lr_w, device, dtype).view(1, hr_w).expand(hr_h, hr_w)
     return torch.stack([offset_y, offset_x], dim=-1)

@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from basicsr_lmar.archs import lmar_arch
-from basicsr_lmar.archs.lmar_arch import (FusedMLPLayout, LMARResampler, TorchFusedMLP, cell_features,
-                                          nearest_centre_offset)
+from basicsr_lmar.archs.lmar_arch import FusedMLPLayout, LMARResampler, TorchFusedMLP
+from basicsr_lmar.ops.coords import nearest_centre_offset, relative_cell
 from basicsr_lmar.ops.resize import resize
 from basicsr_lmar.options import OptionError
 
@@ -69,7 +69,7 @@ def test_offsets_and_cells_hand_checked():
     assert nearest_centre_offset(4, 2).tolist() == pytest.approx([-0.5, 0.5, -0.5, 0.5], abs=1e-6)
     # ratio 3: centres 1/6, 1/2, 5/6 in each LR pixel -> offsets -1/3, 0, 1/3 LR pixels (x2 units)
     assert nearest_centre_offset(6, 2).tolist() == pytest.approx([-2 / 3, 0, 2 / 3] * 2, abs=1e-6)
-    cell_y, cell_x = cell_features((4, 6), (2, 2))
+    cell_y, cell_x = relative_cell((4, 6), (2, 2))
     assert cell_y.item() == pytest.approx(1.0) and cell_x.item() == pytest.approx(2 / 3)
 
 
@@ -80,7 +80,7 @@ def test_offsets_match_grid_sample_nearest_including_ties(sizes):
     mine = torch.stack(torch.meshgrid(nearest_centre_offset(big_h, h), nearest_centre_offset(big_w, w),
                                       indexing='ij'), -1).view(1, -1, 2)
     assert torch.equal(rel, mine)
-    assert torch.equal(cell[0, 0], torch.stack(cell_features((big_h, big_w), (h, w))))
+    assert torch.equal(cell[0, 0], torch.stack(relative_cell((big_h, big_w), (h, w))))
 
 
 def test_parameter_count_and_state_dict_keys():

@@ -9,8 +9,7 @@ from skimage.metrics import peak_signal_noise_ratio
 
 import basicsr_lmar  # noqa: F401
 from basicsr_lmar.archs.uhd_unet_arch import UHDUNet
-from basicsr_lmar.checkpoints.lmar import (convert_official_uhd_unet, load_official_state_dict,
-                                                      official_uhd_unet_key)
+from basicsr_lmar.checkpoints.lmar import convert_official_uhd_unet, load_official_state_dict, official_uhd_unet_key
 
 BASE = 'lmar_official/base_model.bin'
 LMAR = 'lmar_official/LMAR_model.bin'

@@ -72,3 +72,19 @@ def test_plugin_imports_without_mmengine():
     result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, cwd=REPO, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith('ok')
+
+
+@pytest.mark.slow
+def test_mmengine_scope_finds_the_plugin_without_an_import():
+    """``type='basicsr_lmar.X'`` in an mmengine config: mmengine imports ``basicsr_lmar.registry`` itself."""
+    script = textwrap.dedent('''
+        import sys
+        from mmengine.registry import MODELS
+        assert 'basicsr_lmar' not in sys.modules
+        net = MODELS.build(dict(type='basicsr_lmar.UHDUNet', block='half_instance_norm'))
+        print(type(net).__module__, sum(p.numel() for p in net.parameters()))
+    ''')
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]))
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, cwd=REPO, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ['basicsr_lmar.archs.uhd_unet_arch', '295756']

@@ -11,6 +11,7 @@ import torch
 from basicsr.archs.edsr_arch import EDSR
 
 from basicsr_lmar.archs.car_arch import CARResamplerNet
+from basicsr_lmar.checkpoints import car as car_checkpoints
 from tests.conftest import REPO_ROOT
 
 spec = importlib.util.spec_from_file_location('convert_official_car', REPO_ROOT / 'scripts' / 'convert_official_car.py')
@@ -74,7 +75,7 @@ def test_kgn_keys_map_onto_resampler(scale, trainable):
     count = sum(torch.Size(s).numel() for k, s in shapes.items() if 'sub_mean' not in k)
     assert count == trainable
     authors = numbered(shapes)
-    ours = converter.convert_resampler(authors)
+    ours = car_checkpoints.convert_official_car_resampler(authors)
     net = CARResamplerNet(scale=scale)
     net.load_state_dict(ours, strict=True)
     net.requires_grad_(False)
@@ -90,8 +91,8 @@ def test_kgn_keys_map_onto_resampler(scale, trainable):
 def test_usn_keys_map_onto_basicsr_edsr(scale):
     shapes = authors_usn_shapes(scale, blocks=3, feats=8)  # small but same naming as 32 x 256
     authors = numbered(shapes)
-    ours = converter.convert_edsr({'state_dict': authors} if scale == 2 else authors)
-    options = converter.edsr_options(ours, scale)
+    ours = car_checkpoints.convert_official_edsr({'state_dict': authors} if scale == 2 else authors)
+    options = car_checkpoints.edsr_options(ours, scale)
     assert options['num_block'] == 3 and options['num_feat'] == 8 and options['img_range'] == 1.
     options.pop('type')
     net = EDSR(**options)
@@ -113,10 +114,10 @@ def test_full_size_usn_and_cli(tmp_path):
     converter.main(['--scale', '4', '--kgn', str(tmp_path / 'kgn.pth'), '--usn', str(tmp_path / 'usn.pth'),
                     '--out-dir', str(tmp_path / 'out')])
     params = torch.load(tmp_path / 'out' / 'car_edsr_x4_net_sr.pth')['params']
-    assert converter.edsr_options(params, 4)['num_block'] == 4
+    assert car_checkpoints.edsr_options(params, 4)['num_block'] == 4
     assert (tmp_path / 'out' / 'car_edsr_x4_net_g.pth').is_file()
 
 
 def test_unknown_key_is_named():
     with pytest.raises(KeyError, match='decoder.weight'):
-        converter.convert_resampler({'module.decoder.weight': torch.zeros(1)})
+        car_checkpoints.convert_official_car_resampler({'module.decoder.weight': torch.zeros(1)})

@@ -1,0 +1,13 @@
+"""The error type of every mistake in what the user gave: a flag, an option, a file, a folder.
+
+A :class:`UserError` is reported as one message that names the input at fault and the fix, with exit
+code 2 and no traceback (:func:`basicsr_lmar.cli.errors.run_main`); any other exception is a bug and
+keeps its traceback. The module imports nothing, so that every layer (ops, archs, data, models, the
+entries) can raise it. Error types that predate it and mean the same (``OptionError``,
+``CheckpointMismatchError``, ``DataError``) are listed in :func:`basicsr_lmar.cli.errors.user_error_types`
+until they derive from it.
+"""
+
+
+class UserError(Exception):
+    """A user's input is wrong or unusable; the message says which input and how to fix it."""
