@@ -50,7 +50,8 @@ def test_matches_resize_right(kernel, antialias, boundary):
         assert got.shape == expected.shape == (2, 3, *out_size)
         assert got.dtype == dtype
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-5,
-                                   msg=lambda m: f'{kernel} aa={antialias} {boundary} {in_size}->{out_size} {dtype}: {m}')
+                                   msg=lambda m: f'{kernel} aa={antialias} {boundary} {in_size}->{out_size} '
+                                                 f'{dtype}: {m}')
 
 
 @pytest.mark.parametrize('kernel', FILTER_KERNELS)
@@ -72,7 +73,8 @@ def test_constant_boundary_keeps_resize_right_border_darkening():
     assert out[0, 0, 4, 4] == pytest.approx(1.0)
     assert out[0, 0, 0, 0] != pytest.approx(1.0)
     for boundary in ('reflect', 'replicate'):
-        torch.testing.assert_close(resize(x, (8, 8), 'bicubic', boundary=boundary), torch.ones(1, 1, 8, 8, dtype=torch.float64))
+        torch.testing.assert_close(resize(x, (8, 8), 'bicubic', boundary=boundary),
+                                   torch.ones(1, 1, 8, 8, dtype=torch.float64))
 
 
 @pytest.mark.parametrize('kernel,boundary', [('bicubic', 'constant'), ('lanczos3', 'reflect'), ('box', 'replicate'),
@@ -82,7 +84,8 @@ def test_gradients_match_autograd_through_resize_right(kernel, boundary):
     for antialias, (in_size, out_size) in itertools.product([True, False], [((17, 23), (9, 31)), ((12, 8), (20, 5))]):
         x = torch.rand(2, 2, *in_size, generator=generator, dtype=torch.float64, requires_grad=True)
         upstream = torch.randn(2, 2, *out_size, generator=generator, dtype=torch.float64)
-        (expected,) = torch.autograd.grad((resize_reference(x, out_size, kernel, antialias, boundary) * upstream).sum(), x)
+        reference = resize_reference(x, out_size, kernel, antialias, boundary)
+        (expected,) = torch.autograd.grad((reference * upstream).sum(), x)
         (got,) = torch.autograd.grad((resize(x, out_size, kernel, antialias, boundary) * upstream).sum(), x)
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
 
