@@ -10,7 +10,7 @@ PIN    := -c requirements/constraints.txt
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo wheel clean
+.PHONY: venv test demo wheel clean gpu-wheels gpu-check-dry
 
 venv: $(STAMP)
 
@@ -32,6 +32,27 @@ demo: $(STAMP)
 # builds the same wheel from a copy of the clone and installs it into a scratch venv).
 wheel: $(STAMP)
 	$(PIP) wheel -q --no-deps --no-build-isolation -w dist .
+
+# Wheels that a CUDA + PyTorch machine without network lacks, for its Python (CPython 3.12, manylinux x86-64):
+# scripts/gpu_check.sh installs the ones that do not import there. .whl/ is ignored by git; the device tool
+# carries it (`carry: [".whl"]`, a few MB). basicsr 1.4.2 is an sdist on PyPI: built here into a pure wheel.
+GPU_WHEELS   := .whl
+GPU_PYTHON   ?= 3.12
+GPU_PLATFORM := --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+GPU_PINS     := yacs==0.1.8 resize-right==0.0.2 lmdb==3.0.0
+
+gpu-wheels: $(STAMP)
+	rm -rf $(GPU_WHEELS) && mkdir -p $(GPU_WHEELS)
+	$(PIP) download -q --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) --implementation cp \
+	    $(GPU_PLATFORM) -d $(GPU_WHEELS) $(GPU_PINS)
+	$(PIP) wheel -q --no-deps --no-build-isolation -w $(GPU_WHEELS) basicsr==1.4.2
+	$(PIP) install -q --dry-run --no-index --no-deps --ignore-installed --target /tmp/gpu-wheels-check \
+	    --only-binary=:all: --python-version $(GPU_PYTHON) --implementation cp $(GPU_PLATFORM) $(GPU_WHEELS)/*.whl
+	ls -l $(GPU_WHEELS); du -sh $(GPU_WHEELS)
+
+# scripts/gpu_check.sh end to end on this (CPU) machine: CUDA tests skipped, benchmarks in tiny mode.
+gpu-check-dry: $(STAMP)
+	scripts/gpu_check.sh gpu_check_dry --dry-run
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -33,6 +33,7 @@ Besides the tile, inference keeps two full-size 3-channel maps (the residual and
 2160x3840), so the default 256 MiB budget keeps the extra memory under 512 MB at 4K.
 """
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -46,8 +47,10 @@ from basicsr_lmar.options import Option, configurable
 
 try:  # tiny-cuda-nn is optional (CUDA only); the torch backend stores the same parameters.
     import tinycudann as _tcnn
-except Exception:  # ImportError, or a build that fails to load its CUDA library
+    _TCNN_IMPORT_ERROR = None
+except Exception as error:  # ImportError, or a build that fails to load its CUDA library
     _tcnn = None
+    _TCNN_IMPORT_ERROR = f'{type(error).__name__}: {error}'
 
 NUM_SCALE_FEATURES = 4  # rel_y, rel_x, cell_y, cell_x
 LEAKY_SLOPE = 0.01  # tiny-cuda-nn's LeakyRelu
@@ -56,6 +59,15 @@ LEAKY_SLOPE = 0.01  # tiny-cuda-nn's LeakyRelu
 def tcnn_available():
     """Whether the tiny-cuda-nn Python bindings import and a CUDA device exists."""
     return _tcnn is not None and torch.cuda.is_available()
+
+
+def tcnn_unavailable_reason():
+    """Why the tiny-cuda-nn backend cannot be used here (None when it can)."""
+    if _tcnn is None:
+        return f'tinycudann does not import ({_TCNN_IMPORT_ERROR})'
+    if not torch.cuda.is_available():
+        return 'CUDA is not available'
+    return None
 
 
 def _round_up(value, multiple):
@@ -233,6 +245,11 @@ class LMARResampler(nn.Module):
         self.layout = FusedMLPLayout(n_inputs, n_outputs, mlp_width, mlp_hidden_layers)
         if mlp_backend == 'auto':
             mlp_backend = 'tcnn' if tcnn_available() else 'torch'
+            if mlp_backend == 'torch' and torch.cuda.is_available():  # on a CPU-only machine torch is the only choice
+                warnings.warn(f'LMARResampler: mlp_backend "auto" uses the torch MLP on this CUDA machine because '
+                              f'{tcnn_unavailable_reason()}; the checkpoint layout is the same, but tiny-cuda-nn\'s '
+                              'fused MLP is faster (install it, or set mlp_backend: torch to silence this)',
+                              RuntimeWarning, stacklevel=2)
         if mlp_backend == 'tcnn' and not tcnn_available():
             raise ValueError('LMARResampler: mlp_backend is "tcnn" but tinycudann is not importable or CUDA is '
                              'unavailable; install tiny-cuda-nn or set mlp_backend: torch (same checkpoint layout)')

@@ -28,9 +28,14 @@ Three implementations behind one signature, tested against each other:
   O(input + output) plus one chunk: a 2K image at x4 fits in a few hundred MB. First-order gradients.
 * ``'triton'``: a fused Triton kernel for the forward and another for the backward (the image gradient
   is accumulated with atomics). Reads the unpadded image through reflected indices, so nothing of size
-  k^2 x output is ever stored. First-order gradients; float32 accumulation.
+  k^2 x output is ever stored. First-order gradients; float32 accumulation; inputs in float32, float16
+  or bfloat16 (mixed inputs run in their common type; the output has that type). Sizes and channel
+  counts are runtime arguments, so the compiled variants are a small fixed set, all compiled ahead of
+  time for sm_80 / sm_90 in the test suite (``tests/ops/test_triton_compile.py``).
 
 ``impl='auto'`` picks Triton for CUDA tensors (float32/16/bf16) when Triton is installed, else chunked.
+Through the CAR arch (``CARResamplerNet.apply_maps``) the op always receives float32 tensors outside
+autocast, also under ``train.amp``.
 All paths give gradients w.r.t. the image, the kernels and both offset maps.
 """
 import os

@@ -168,7 +168,12 @@ TRITON_SCRIPT = textwrap.dedent('''
     import torch
     from basicsr_lmar.ops.adaptive_resample import adaptive_resample
     torch.manual_seed(0)
-    for scale, (h, w), n, channels in ((2, (3, 4), 2, 3), (4, (3, 2), 1, 2)):
+    # (scale, LR size, batch, channels, input type, tolerance): channel groups of 1, 2 and 4 (RGB) and
+    # several groups (6 channels: the map gradients are added across groups); fp16/bf16 inputs (AMP).
+    cases = ((2, (3, 4), 2, 3, torch.float32, 1e-5), (4, (3, 2), 1, 2, torch.float32, 1e-5),
+             (2, (3, 3), 2, 1, torch.float32, 1e-5), (2, (2, 3), 2, 6, torch.float32, 1e-5),
+             (2, (3, 4), 1, 3, torch.float16, 2e-2), (2, (3, 4), 1, 5, torch.bfloat16, 1e-1))
+    for scale, (h, w), n, channels, dtype, tolerance in cases:
         k = 3 * scale + 1
         img = torch.rand(n, channels, h * scale, w * scale, requires_grad=True)
         kernels = torch.rand(n, k * k, h, w)
@@ -177,12 +182,14 @@ TRITON_SCRIPT = textwrap.dedent('''
         grad_out = torch.randn(n, channels, h, w)
         results = []
         for impl in ('reference', 'triton'):
-            out = adaptive_resample(img, kernels, *offsets, scale, impl=impl)
-            results.append((out, *torch.autograd.grad(out, (img, kernels, *offsets), grad_out)))
+            inputs = [t.to(dtype) if impl == 'triton' else t for t in (img, kernels, *offsets)]
+            out = adaptive_resample(*inputs, scale, impl=impl)
+            assert out.dtype == inputs[0].dtype, (impl, out.dtype)
+            results.append((out, *torch.autograd.grad(out, (img, kernels, *offsets), grad_out.to(out.dtype))))
         for name, ref, fused in zip(('out', 'img', 'kernels', 'offsets_h', 'offsets_v'), *results):
-            error = float((ref - fused).abs().max())
-            assert error < 1e-5, (scale, name, error)
-        if scale == 4:
+            error = float((ref - fused.float()).abs().max())
+            assert error < tolerance, (scale, channels, dtype, name, error)
+        if scale == 4 or dtype != torch.float32:
             continue
         # without an image gradient (the atomics are skipped)
         out = adaptive_resample(img.detach(), kernels, *offsets, scale, impl='triton')
@@ -212,3 +219,37 @@ def test_full_gradcheck_tiny(impl):
     else:
         function = lambda *a: adaptive_resample_reference(*a, 2)  # noqa: E731
     assert torch.autograd.gradcheck(function, (img, *maps), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize('amp_dtype', [torch.bfloat16, torch.float16])
+def test_car_arch_feeds_the_op_float32_outside_autocast(amp_dtype, monkeypatch):
+    """What AMP feeds the op through the CAR chain: the network's maps come out in the autocast type, and
+    ``apply_maps`` hands the op float32 tensors with autocast off (so on CUDA the fused kernels run their
+    float32 variant; their fp16/bf16 variants serve direct callers and are compiled in test_triton_compile)."""
+    from basicsr_lmar.archs import car_arch
+    seen = []
+
+    def spy(img, kernels, offsets_h, offsets_v, scale, impl='auto'):
+        seen.append(([t.dtype for t in (img, kernels, offsets_h, offsets_v)], torch.is_autocast_enabled('cpu')))
+        return adaptive_resample(img, kernels, offsets_h, offsets_v, scale, impl=impl)
+
+    monkeypatch.setattr(car_arch, 'adaptive_resample', spy)
+    torch.manual_seed(0)
+    net = car_arch.CARResamplerNet(scale=2, num_feat=4, body_feat=4, top_feat=8, num_block=1)
+    hr = torch.rand(1, 3, 16, 16)
+    with torch.autocast('cpu', dtype=amp_dtype):
+        maps = net(hr)
+        lr = net.apply_maps(hr, maps, rounding='ste')
+    assert {m.dtype for m in maps} == {amp_dtype}
+    assert seen == [([torch.float32] * 4, False)]
+    assert lr.dtype == torch.float32
+
+
+def test_triton_path_names_unsupported_types():
+    pytest.importorskip('triton')
+    from basicsr_lmar.ops._adaptive_resample_triton import common_dtype
+    maps = random_maps(1, 2, 4, 4)  # float64
+    with pytest.raises(TypeError, match=r'float64 .*float32, float16, bfloat16.*impl="chunked"'):
+        common_dtype(torch.rand(1, 3, 8, 8), *maps)
+    assert common_dtype(torch.rand(1, 3, 8, 8).half(), *(m.half() for m in maps)) == torch.float16
+    assert common_dtype(torch.rand(1, 3, 8, 8).half(), *(m.float() for m in maps)) == torch.float32

@@ -50,7 +50,8 @@ def test_matches_resize_right(kernel, antialias, boundary):
         assert got.shape == expected.shape == (2, 3, *out_size)
         assert got.dtype == dtype
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-5,
-                                   msg=lambda m: f'{kernel} aa={antialias} {boundary} {in_size}->{out_size} {dtype}: {m}')
+                                   msg=lambda m: f'{kernel} aa={antialias} {boundary} {in_size}->{out_size} '
+                                                 f'{dtype}: {m}')
 
 
 @pytest.mark.parametrize('kernel', FILTER_KERNELS)
@@ -72,7 +73,8 @@ def test_constant_boundary_keeps_resize_right_border_darkening():
     assert out[0, 0, 4, 4] == pytest.approx(1.0)
     assert out[0, 0, 0, 0] != pytest.approx(1.0)
     for boundary in ('reflect', 'replicate'):
-        torch.testing.assert_close(resize(x, (8, 8), 'bicubic', boundary=boundary), torch.ones(1, 1, 8, 8, dtype=torch.float64))
+        torch.testing.assert_close(resize(x, (8, 8), 'bicubic', boundary=boundary),
+                                   torch.ones(1, 1, 8, 8, dtype=torch.float64))
 
 
 @pytest.mark.parametrize('kernel,boundary', [('bicubic', 'constant'), ('lanczos3', 'reflect'), ('box', 'replicate'),
@@ -82,7 +84,8 @@ def test_gradients_match_autograd_through_resize_right(kernel, boundary):
     for antialias, (in_size, out_size) in itertools.product([True, False], [((17, 23), (9, 31)), ((12, 8), (20, 5))]):
         x = torch.rand(2, 2, *in_size, generator=generator, dtype=torch.float64, requires_grad=True)
         upstream = torch.randn(2, 2, *out_size, generator=generator, dtype=torch.float64)
-        (expected,) = torch.autograd.grad((resize_reference(x, out_size, kernel, antialias, boundary) * upstream).sum(), x)
+        reference = resize_reference(x, out_size, kernel, antialias, boundary)
+        (expected,) = torch.autograd.grad((reference * upstream).sum(), x)
         (got,) = torch.autograd.grad((resize(x, out_size, kernel, antialias, boundary) * upstream).sum(), x)
         torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
 
@@ -154,6 +157,53 @@ def test_both_pass_orders_agree():
     width_first = resize_module._resample_rows(resize_module._resample_columns(x3, w), h)
     torch.testing.assert_close(height_first, width_first, rtol=0, atol=1e-12)
     torch.testing.assert_close(resize(x, (12, 45), 'lanczos3', True, 'reflect').view(2, 12, 45), height_first)
+
+
+# (n_in, n_out): x1/2, x1/4, x1/3 take the block products (integer downscaling); x2, x2/3, x3/2 and
+# 1080 -> 1201 (period 1201; the float32 grid of x3/2 is inexact, so its weights differ between periods)
+# take the row kernel on the transposed image.
+PERIODIC_PAIRS = [(64, 32), (96, 24), (96, 32), (32, 64), (48, 32), (32, 48), (1080, 1201)]
+
+
+@pytest.mark.parametrize('boundary', BOUNDARIES)
+@pytest.mark.parametrize('kernel', FILTER_KERNELS)
+def test_width_pass_without_transposes_equals_the_row_kernel(kernel, boundary):
+    """The width pass's block GEMMs (periodic operators) give the operator's own result: the row kernel on
+    the transposed image, to float64 rounding, borders included."""
+    generator = torch.Generator().manual_seed(4)
+    for (n_in, n_out), antialias in itertools.product(PERIODIC_PAIRS, [True, False]):
+        operator = resize_module._axis_operator(n_in, n_out, kernel, antialias, boundary, torch.device('cpu'),
+                                                torch.float64)
+        if (n_in, n_out) in PERIODIC_PAIRS[:3]:
+            assert operator.periodic is not None, (n_in, n_out, antialias)
+        else:
+            assert operator.periodic is None, (n_in, n_out, antialias)
+        x = torch.rand(2, 3, n_in, generator=generator, dtype=torch.float64)
+        expected = operator.apply_rows(x.transpose(1, 2).contiguous()).transpose(1, 2)
+        torch.testing.assert_close(operator.apply_columns(x), expected, rtol=0, atol=1e-12,
+                                   msg=lambda m: f'{n_in}->{n_out} aa={antialias}: {m}')
+
+
+@pytest.mark.parametrize('kernel', ['bicubic', 'lanczos3'])
+def test_long_width_axes_match_resize_right(kernel):
+    """2160x3840 -> 1080x1920 along the width (the released LMAR resizer: no antialiasing), and back up."""
+    generator = torch.Generator().manual_seed(5)
+    for (in_w, out_w), antialias in itertools.product([(3840, 1920), (1920, 3840)], [False, True]):
+        x = torch.rand(1, 2, 3, in_w, generator=generator)
+        periodic = resize_module._axis_operator(in_w, out_w, kernel, antialias, 'constant', x.device,
+                                                x.dtype).periodic
+        assert (periodic is not None) == (out_w < in_w)
+        expected = resize_reference(x, (3, out_w), kernel, antialias)
+        torch.testing.assert_close(resize(x, (3, out_w), kernel, antialias), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize('boundary', ['constant', 'reflect'])
+def test_gradcheck_float64_through_the_periodic_width_pass(boundary):
+    x = torch.rand(1, 2, 8, 16, dtype=torch.float64, requires_grad=True)
+    for size in ((4, 8), (16, 32)):
+        fn = lambda t: resize(t, size, 'bicubic', False, boundary)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (x,))
+        assert torch.autograd.gradgradcheck(fn, (x,))
 
 
 @pytest.mark.parametrize('size,match', [
