@@ -114,7 +114,7 @@ class HCDModel(PluginModelMixin, SRModel):
 
     # ------------------------------------------------------------------ building
     def build_networks(self):
-        """The frozen networks of the rescaler adapter (``network_*`` sections) and the adapter."""
+        """The frozen networks of the rescaler adapter (``network_*`` sections, as ``net_*``) and the adapter."""
         cls, options = self._rescaler_class(self.opt)
         networks = {}
         for key in sorted(k for k in self.opt if k.startswith('network_') and self.opt[k] is not None):
@@ -123,6 +123,7 @@ class HCDModel(PluginModelMixin, SRModel):
                 raise FileNotFoundError(f'path.pretrain_{key} is required: {key} is the frozen, pretrained '
                                         f'{self.opt[key]["type"]} of the rescaler. Set it to its checkpoint.')
             networks[key] = net
+            setattr(self, f'net_{key[len("network_"):]}', net)  # net_g, net_sr: basicsr's names
         rescaler = cls(**networks, **options)
         if isinstance(rescaler, torch.nn.Module):
             rescaler = rescaler.to(self.device).eval()

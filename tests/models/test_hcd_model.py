@@ -124,3 +124,9 @@ def test_missing_pretrained_weights_are_named(tmp_path, irn_weights):
 def test_option_errors(tmp_path, irn_weights, change, message):
     with pytest.raises(OptionError, match=message):
         build_model(_opt(tmp_path, irn_weights, **change))
+
+
+def test_the_rescalers_networks_are_frozen_model_attributes(tmp_path, irn_weights):
+    model = build_model(_opt(tmp_path, irn_weights))
+    assert model.net_g is model.rescaler.net
+    assert not model.net_g.training and not any(p.requires_grad for p in model.net_g.parameters())
