@@ -134,12 +134,14 @@ class MultipleSizeRule:
 
     def fit(self, x):
         """``x`` (N, C, H, W) at the size the network accepts."""
+        from basicsr_lmar.ops.geometry import crop_to_multiple
         from basicsr_lmar.ops.padding import pad_to_multiple
 
-        height, width = self.fitted(tuple(x.shape[-2:]))
         if self.policy == 'pad':
             return pad_to_multiple(x, self.multiple, self.minimum)[0]
-        return x[..., :height, :width]
+        if self.policy == 'crop':
+            return crop_to_multiple(x, self.multiple)
+        return x  # refuse: problem() let only multiples through
 
     def restore(self, y, size):
         """An output on the grid of the input cropped back to the input's ``size`` (``pad`` policy)."""

@@ -71,6 +71,20 @@ def _sample_geometry(kern_ptr, offh_ptr, offv_ptr, map_index, pixel_mask, elemen
 
 
 @triton.jit
+def _bilinear_sample(img_ptr, image_base, mask, alpha, beta, i_tl, i_tr, i_bl, i_br):
+    """The four neighbours (float32, channels on axis 1), the fractions broadcast over channels, and
+    their bilinear blend."""
+    v_tl = tl.load(img_ptr + image_base + i_tl[:, None], mask=mask, other=0.).to(tl.float32)
+    v_tr = tl.load(img_ptr + image_base + i_tr[:, None], mask=mask, other=0.).to(tl.float32)
+    v_bl = tl.load(img_ptr + image_base + i_bl[:, None], mask=mask, other=0.).to(tl.float32)
+    v_br = tl.load(img_ptr + image_base + i_br[:, None], mask=mask, other=0.).to(tl.float32)
+    a = alpha[:, None]
+    b = beta[:, None]
+    sample = (1 - a) * (1 - b) * v_tl + a * (1 - b) * v_tr + (1 - a) * b * v_bl + a * b * v_br
+    return v_tl, v_tr, v_bl, v_br, a, b, sample
+
+
+@triton.jit
 def _pixel_layout(n_pixels, channels, out_h, out_w, height, width, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     """This program's pixels (axis 0) and channel group (axis 1): masks, centres and flat indices."""
     pixel = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -100,13 +114,8 @@ def _car_forward_kernel(img_ptr, kern_ptr, offh_ptr, offv_ptr, out_ptr, n_pixels
         weight, alpha, beta, i_tl, i_tr, i_bl, i_br = _sample_geometry(
             kern_ptr, offh_ptr, offv_ptr, map_base + element * plane, pixel_mask, element, centre_x, centre_y, k,
             scale, pad, height, width)
-        v_tl = tl.load(img_ptr + image_base + i_tl[:, None], mask=mask, other=0.).to(tl.float32)
-        v_tr = tl.load(img_ptr + image_base + i_tr[:, None], mask=mask, other=0.).to(tl.float32)
-        v_bl = tl.load(img_ptr + image_base + i_bl[:, None], mask=mask, other=0.).to(tl.float32)
-        v_br = tl.load(img_ptr + image_base + i_br[:, None], mask=mask, other=0.).to(tl.float32)
-        a = alpha[:, None]
-        b = beta[:, None]
-        sample = (1 - a) * (1 - b) * v_tl + a * (1 - b) * v_tr + (1 - a) * b * v_bl + a * b * v_br
+        v_tl, v_tr, v_bl, v_br, a, b, sample = _bilinear_sample(img_ptr, image_base, mask, alpha, beta, i_tl, i_tr,
+                                                                i_bl, i_br)
         acc += weight[:, None] * sample
     tl.store(out_ptr + output_index, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -133,13 +142,8 @@ def _car_backward_kernel(img_ptr, kern_ptr, offh_ptr, offv_ptr, grad_out_ptr, gr
         weight, alpha, beta, i_tl, i_tr, i_bl, i_br = _sample_geometry(
             kern_ptr, offh_ptr, offv_ptr, map_index, pixel_mask, element, centre_x, centre_y, k, scale, pad, height,
             width)
-        v_tl = tl.load(img_ptr + image_base + i_tl[:, None], mask=mask, other=0.).to(tl.float32)
-        v_tr = tl.load(img_ptr + image_base + i_tr[:, None], mask=mask, other=0.).to(tl.float32)
-        v_bl = tl.load(img_ptr + image_base + i_bl[:, None], mask=mask, other=0.).to(tl.float32)
-        v_br = tl.load(img_ptr + image_base + i_br[:, None], mask=mask, other=0.).to(tl.float32)
-        a = alpha[:, None]
-        b = beta[:, None]
-        sample = (1 - a) * (1 - b) * v_tl + a * (1 - b) * v_tr + (1 - a) * b * v_bl + a * b * v_br
+        v_tl, v_tr, v_bl, v_br, a, b, sample = _bilinear_sample(img_ptr, image_base, mask, alpha, beta, i_tl, i_tr,
+                                                                i_bl, i_br)
         d_alpha = (1 - b) * (v_tr - v_tl) + b * (v_br - v_bl)
         d_beta = (1 - a) * (v_bl - v_tl) + a * (v_br - v_tr)
         _write_map_gradient(grad_kern_ptr + map_index, tl.sum(grad_out * sample, axis=1), pixel_mask, channels,
