@@ -25,7 +25,7 @@ from basicsr_lmar.ops.resize import resize
 from basicsr_lmar.options import Option, OptionError
 
 SCHEMA = dataset_schema('SkimagePhotoDataset', {
-    'split': Option('train', choices=tuple(SPLITS), doc='which photos: train | heldout | all'),
+    'split': Option('train', choices=tuple(SPLITS), doc='which photos: train | validation | heldout (= test) | all'),
     'photos': Option(None, type=(list, tuple), doc='explicit photo names; overrides split'),
     'degradation': Option('bicubic', choices=('bicubic', 'lowlight', 'none')),
     'scale': Option(1, type=int, min=1),
