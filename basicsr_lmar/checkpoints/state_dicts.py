@@ -13,8 +13,10 @@ import pickle
 
 import torch
 
+from basicsr_lmar.errors import UserError
 
-class CheckpointMismatchError(RuntimeError):
+
+class CheckpointMismatchError(UserError, RuntimeError):
     """A checkpoint's tensors do not fit the network built from the options."""
 
 
