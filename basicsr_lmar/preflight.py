@@ -431,14 +431,16 @@ def _check_images(model_cls, opt):
             problem = rule_for_phase.problem(size, policy)
             if problem:
                 bad.append((path, problem))
-            elif rule_for_phase.notice(size):
-                cropped.append(f'{osp.basename(path)} {rule_for_phase.notice(size)}')
+            elif rule_for_phase.notice(size, policy):
+                cropped.append(f'{osp.basename(path)} {rule_for_phase.notice(size, policy)}')
         if bad:
             more = f'; and {len(bad) - 1} more: ' + ', '.join(osp.basename(b[0]) for b in bad[1:9]) if bad[1:] else ''
             raise OptionError(f'[{section}] {len(bad)} image(s) the model cannot use: {bad[0][0]}: {bad[0][1]}{more}. '
                               'Remove, replace or resize them.')
         if cropped:
-            notices.append(f'{section}: {len(cropped)} image(s) cropped at the bottom/right to multiples of '
-                           f'{rule.multiple} for {rule.requirement} (size_policy: crop; refuse stops instead): '
+            how = ('padded at the bottom/right to multiples of {m} for {r}, results cropped back (size_policy: pad)'
+                   if policy == 'pad' else 'cropped at the bottom/right to multiples of {m} for {r} (size_policy: '
+                   'crop; refuse stops instead)').format(m=rule.multiple, r=rule.requirement)
+            notices.append(f'{section}: {len(cropped)} image(s) {how}: '
                            + ', '.join(cropped[:8]) + (f' and {len(cropped) - 8} more' if len(cropped) > 8 else ''))
     PENDING_NOTICES[:] = notices

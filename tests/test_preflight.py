@@ -238,3 +238,29 @@ def test_stock_basicsr_train_names_the_same_errors_last(tmp_path):
         assert code == 2 and last.startswith('basicsr.train: error: ') and files[name][2] in err, (name, err)
         assert 'Traceback' not in err, (name, err)
         assert not (experiments / files[name][1]).exists()
+
+
+def test_irn_pad_policy_scores_every_pixel_and_car_refuses_it(tmp_path):
+    """size_policy: pad (upstream IRN issue #46): the whole 21x29 image is validated (padded to 22x30 by the
+    model, its result cropped back), listed in the log; a model that cannot pad says so."""
+    from basicsr.data import build_dataset
+    from basicsr.models import build_model
+    from torch.utils.data import DataLoader
+
+    opt = tiny('irn')
+    opt['datasets']['val'] = hr_val(tmp_path / 'val', [(21, 29)], size_policy='pad')
+    assert preflight.check_options(copy.deepcopy(opt), False)
+    assert PENDING_NOTICES == ['datasets.val (hr_val): 1 image(s) padded at the bottom/right to multiples of 2 for '
+                               'IRNModel x2 (multiples of the scale), results cropped back (size_policy: pad): '
+                               'img0_21x29.png 21x29 padded to 22x30']
+    dataset = build_dataset(dict(opt['datasets']['val'], phase='val', scale=2))
+    assert dataset[0]['gt'].shape == (3, 21, 29)
+    opt.update(is_train=False, dist=False, rank=0, world_size=1)
+    opt['path'] = {'visualization': str(tmp_path / 'visualization')}
+    model = build_model(opt)
+    model.feed_data({'gt': dataset[0]['gt'][None]})
+    model.test()
+    assert model.output.shape == (1, 3, 21, 29) and model.lq.shape == (1, 3, 11, 15)
+    car = tiny('car')
+    car['datasets']['val'] = hr_val(tmp_path / 'car', [(16, 16)], size_policy='pad')
+    assert 'size_policy: pad is not supported by CARModel x4' in refused(car)

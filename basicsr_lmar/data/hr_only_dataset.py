@@ -36,7 +36,8 @@ SCHEMA = dataset_schema('HROnlyDataset', {
     'use_rot': Option(True),
     'scale': Option(1, type=int, min=1),
     'size_policy': Option('crop', choices=SIZE_POLICIES,
-                          doc="an image that is not a multiple of the model's size: crop it (logged) or refuse it"),
+                          doc="an image that is not a multiple of the model's size: crop (logged), refuse, or pad "
+                          '(IRN: the model pads it and crops its result back)'),
 })
 
 
@@ -66,7 +67,7 @@ class HROnlyDataset(data.Dataset):
         if gt_size is not None and gt_size % scale:
             raise OptionError(f'[{section}] gt_size {gt_size} must be divisible by scale {scale}.')
         self.image_sizes = image_sizes(self.paths, backend_type, f'{section}.dataroot_gt', root)
-        smallest = gt_size if gt_size is not None else scale
+        smallest = gt_size if gt_size is not None else 1 if self.opt.size_policy == 'pad' else scale
         small = [(path, size) for path, size in self.image_sizes if min(size) < smallest]
         if small:
             what = f'gt_size {gt_size} (the training crop)' if gt_size is not None else f'the scale {scale}'
@@ -92,7 +93,7 @@ class HROnlyDataset(data.Dataset):
             top, left = random.randint(0, height - gt_size), random.randint(0, width - gt_size)
             image = image[top:top + gt_size, left:left + gt_size]
             image = augment(image, self.opt.use_hflip, self.opt.use_rot)
-        else:
+        elif self.opt.size_policy != 'pad':  # pad: the whole image, the model pads it and crops its result back
             image = mod_crop(image, self.opt.scale)
         gt = img2tensor(image, bgr2rgb=True, float32=True)
         return {'gt': gt, 'gt_path': path, 'lq_path': path}

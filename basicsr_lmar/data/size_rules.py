@@ -11,13 +11,16 @@ what the configured validation metrics need (:func:`metric_minimum`: SSIM's 11x1
 
 - ``crop`` (default, what the models do): the model crops it at the bottom/right; the run logs which
   images are cropped and to what size;
-- ``refuse``: the run stops before training, naming each such image, its size and the multiple.
+- ``refuse``: the run stops before training, naming each such image, its size and the multiple;
+- ``pad`` (models whose rule says ``can_pad``: IRN, as upstream IRN users asked, issue #46): the model
+  pads it at the bottom/right (reflection) to the multiple and crops its result back to the image's
+  size, so that every pixel is scored; the log lists each padded image.
 
-An image smaller than the minimum is always refused: cropping cannot make it usable.
+An image smaller than the minimum is refused under ``crop`` and ``refuse``: cropping cannot make it usable.
 """
 import math
 
-SIZE_POLICIES = ('crop', 'refuse')
+SIZE_POLICIES = ('crop', 'refuse', 'pad')
 
 #: side of the window of basicsr's ``calculate_ssim`` (an 11x11 Gaussian, 'valid' borders)
 SSIM_WINDOW = 11
@@ -34,8 +37,9 @@ class ImageSizeRule:
     """Heights and widths multiples of ``multiple`` and at least ``minimum`` = (h, w); ``requirement``
     names who needs it (``'CARModel x4 (CARResamplerNet: multiples of 8 and of the scale)'``)."""
 
-    def __init__(self, multiple=1, minimum=1, requirement=''):
+    def __init__(self, multiple=1, minimum=1, requirement='', can_pad=False):
         self.multiple = int(multiple)
+        self.can_pad = can_pad
         minimum = (minimum, minimum) if isinstance(minimum, int) else tuple(minimum)
         self.minimum = tuple(max(int(m), self.multiple) for m in minimum)
         self.requirement = requirement
@@ -46,30 +50,38 @@ class ImageSizeRule:
         self.extra.append((tuple(minimum), why))
         return self
 
-    def fitted(self, size):
-        """The size the model works on (cropped at the bottom/right to the multiple)."""
+    def fitted(self, size, policy='crop'):
+        """The size the model works on: cropped (or, ``pad``, padded) at the bottom/right to the multiple."""
+        if policy == 'pad':
+            return tuple(s + (-s) % self.multiple for s in size)
         return tuple(s - s % self.multiple for s in size)
 
     def problem(self, size, policy='crop'):
         """Why an image of ``size`` = (h, w) cannot be used, or None."""
-        if size[0] < self.minimum[0] or size[1] < self.minimum[1]:
+        if policy == 'pad' and not self.can_pad:
+            return f'size_policy: pad is not supported by {self.requirement}; use crop or refuse'
+        if policy != 'pad' and (size[0] < self.minimum[0] or size[1] < self.minimum[1]):
             return (f'{format_size(size)} (HxW) is smaller than the minimum {format_size(self.minimum)} of '
                     f'{self.requirement}')
         if policy == 'refuse' and self.fitted(size) != tuple(size):
             return (f'{format_size(size)} (HxW) is not a multiple of {self.multiple}, which {self.requirement} '
                     f'needs (size_policy: refuse); crop it to {format_size(self.fitted(size))} or set '
                     'size_policy: crop in the dataset section')
-        fitted = self.fitted(size)
+        scored = tuple(size) if policy == 'pad' else self.fitted(size)  # pad: results cropped back
         for minimum, why in self.extra:
-            if fitted[0] < minimum[0] or fitted[1] < minimum[1]:
-                shown = f'{format_size(size)} (HxW)' + (f', {format_size(fitted)} after the crop to multiples '
-                                                        f'of {self.multiple},' if fitted != tuple(size) else '')
+            if scored[0] < minimum[0] or scored[1] < minimum[1]:
+                shown = f'{format_size(size)} (HxW)' + (f', {format_size(scored)} after the crop to multiples '
+                                                        f'of {self.multiple},' if scored != tuple(size) else '')
                 return f'{shown} is smaller than the {format_size(minimum)} that {why} needs'
         return None
 
-    def notice(self, size):
-        fitted = self.fitted(size)
-        return None if fitted == tuple(size) else f'{format_size(size)} cropped to {format_size(fitted)}'
+    def notice(self, size, policy='crop'):
+        fitted = self.fitted(size, policy)
+        if fitted == tuple(size):
+            return None
+        if policy == 'pad':
+            return f'{format_size(size)} padded to {format_size(fitted)}'
+        return f'{format_size(size)} cropped to {format_size(fitted)}'
 
 
 def metric_minimum(metrics):

@@ -41,7 +41,8 @@ SCHEMA = dataset_schema('SkimagePhotoDataset', {
     'noise_sigma': Option(0.01, min=0.0, doc='low-light Gaussian noise std in [0, 1] units'),
     'seed': Option(0, type=int, min=0),
     'size_policy': Option('crop', choices=SIZE_POLICIES,
-                          doc="a photo that is not a multiple of the model's size: crop it (logged) or refuse it"),
+                          doc="a photo that is not a multiple of the model's size: crop (logged), refuse, or pad "
+                          '(IRN: the model pads it and crops its result back)'),
 })
 
 
@@ -109,7 +110,7 @@ class SkimagePhotoDataset(data.Dataset):
             top = int(rng.integers(image.shape[0] - size + 1))
             left = int(rng.integers(image.shape[1] - size + 1))
             image = image[top:top + size, left:left + size]
-        else:  # whole photo, cropped to a multiple of the scale
+        elif opt.size_policy != 'pad':  # whole photo, cropped to a multiple of the scale (pad: the model pads)
             image = image[:image.shape[0] - image.shape[0] % scale, :image.shape[1] - image.shape[1] % scale]
         if opt.use_hflip and rng.random() < 0.5:
             image = image[:, ::-1]

@@ -57,7 +57,8 @@ OPTION_SCHEMA = dataset_schema(
         'use_hflip': Option(False, doc='random horizontal flips'),
         'use_rot': Option(False, doc='random 90-degree rotations and vertical flips'),
         'size_policy': Option('crop', choices=SIZE_POLICIES,
-                              doc="an image that is not a multiple of the model's size: crop it (logged) or refuse it"),
+                              doc="an image that is not a multiple of the model's size: crop (logged), refuse, or pad "
+                              '(IRN: the model pads it and crops its result back)'),
     })
 
 
