@@ -205,12 +205,12 @@ def _check_sections(opt, is_train):
     _require(opt, 'name', "the run's name (experiments/<name>, results/<name>)")
     _require(opt, 'model_type', f'the model to build, one of the plugin\'s {", ".join(plugin_model_names())}')
     _require(opt, 'num_gpu', 'basicsr reads it before anything else: 0 for CPU, 1 or more, or auto')
-    if not isinstance(opt.get('path', {}), Mapping):
-        raise OptionError(f'[path] must be a mapping (pretrain_network_g: ..., resume_state: ...); got '
-                          f'{opt["path"]!r}')
     if opt.get('path') is None:
         raise OptionError('[path] is missing: basicsr reads it (pretrained weights, resume state); add `path: {}` '
                           'if there is nothing to load.')
+    if not isinstance(opt['path'], Mapping):
+        raise OptionError(f'[path] must be a mapping (pretrain_network_g: ..., resume_state: ...); got '
+                          f'{opt["path"]!r}')
     _require(opt, 'datasets', 'the data: a section per phase (train, val, test_1, ...), each with a `type`')
     if not isinstance(opt['datasets'], Mapping) or not opt['datasets']:
         raise OptionError(f'[datasets] must map phases (train, val, ...) to dataset sections; got {opt["datasets"]!r}')
@@ -395,11 +395,21 @@ def _as_parsed(opt, is_train):
     return parsed
 
 
+def _training_crop(dataset, dataset_opt):
+    """``(option key, (h, w))`` of the crop (or resize) a training set gives the model, None for whole images."""
+    gt_size = dataset_opt.get('gt_size')
+    if isinstance(gt_size, int) and not isinstance(gt_size, bool):
+        return 'gt_size', (gt_size, gt_size)
+    if getattr(dataset, 'train_transform', 'none') != 'none' and getattr(dataset, 'train_size', None):
+        return 'train_size', tuple(dataset.train_size)
+    return None
+
+
 def _check_images(model_cls, opt):
     """Builds the plugin's datasets (headers only) and checks each image against the model's size rule."""
     from basicsr.utils.registry import DATASET_REGISTRY
 
-    from basicsr_lmar.data.size_rules import PENDING_NOTICES, metric_minimum
+    from basicsr_lmar.data.size_rules import PENDING_NOTICES, ImageSizeRule, metric_minimum
 
     rule = model_cls.image_size_rule(opt)
     metric = metric_minimum((opt.get('val') or {}).get('metrics')) if rule is not None else None
@@ -413,19 +423,23 @@ def _check_images(model_cls, opt):
             continue
         section = f'datasets.{phase} ({dataset_opt["name"]})'
         policy = dataset_opt.get('size_policy', 'crop')
-        gt_size = dataset_opt.get('gt_size')
-        if dataset_opt['phase'] == 'train' and gt_size is not None:
+        training = dataset_opt['phase'] == 'train'
+        crop = _training_crop(dataset, dataset_opt) if training else None
+        if crop is not None:
+            key, (height, width) = crop
             smallest = max(rule.minimum)
-            if isinstance(gt_size, int) and (gt_size < smallest or gt_size % rule.multiple):
-                fixed = max(gt_size - gt_size % rule.multiple, smallest)
-                raise OptionError(f'[{section}] gt_size {gt_size} (the training crop) must be a multiple of '
-                                  f'{rule.multiple} and at least {smallest} for {rule.requirement}; use gt_size: '
-                                  f'{fixed}.')
+            if min(height, width) < smallest or height % rule.multiple or width % rule.multiple:
+                fixed = [max(s - s % rule.multiple, smallest) for s in (height, width)]
+                fix = fixed[0] if key == 'gt_size' else fixed
+                raise OptionError(f'[{section}] {key} {dataset_opt.get(key)} (the training crop) must be a multiple of '
+                                  f'{rule.multiple} and at least {smallest} for {rule.requirement}; use {key}: {fix}.')
             continue
         rule_for_phase = rule
-        if metric is not None and dataset_opt['phase'] != 'train':
+        if metric is not None and not training:
             rule_for_phase = copy.copy(rule)
             rule_for_phase.extra = list(rule.extra) + [((metric[0], metric[0]), metric[1])]
+        if training:  # whole training images: the rule's multiple and minimum (LMAR's working sizes are validation's)
+            rule_for_phase = ImageSizeRule(rule.multiple, rule.minimum, rule.requirement, rule.can_pad)
         bad, cropped = [], []
         for path, size in getattr(dataset, 'image_sizes', ()):
             problem = rule_for_phase.problem(size, policy)

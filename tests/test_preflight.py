@@ -120,7 +120,8 @@ def test_every_row_is_named_before_anything_is_built(tmp_path):
     (lambda o: o['logger'].pop('print_freq'), "[logger] print_freq is missing: basicsr's training loop reads it"),
     (lambda o: o.pop('num_gpu'), '[num_gpu] is missing'),
     (lambda o: o['datasets']['train'].update(gt_size=36), '[datasets.train (skimage_train)] gt_size 36 (the training '
-     'crop) must be a multiple of 8 and at least 8 for CARModel x4 (multiples of 8 and of the scale); use gt_size: 32.'),
+     'crop) must be a multiple of 8 and at least 8 for CARModel x4 (multiples of 8 and of the scale); use '
+     'gt_size: 32.'),
     (lambda o: o['train'].update(offset_opt='1e-5'), "[train] offset_opt is the string '1e-5'"),
 ])
 def test_basicsr_keys_the_plugin_consumes(edit, expected):
@@ -139,7 +140,8 @@ def test_size_policy_crop_is_logged_and_refuse_names_the_image(tmp_path):
                        'img1_21x29.png 21x29 cropped to 16x24']
     opt['datasets']['val']['size_policy'] = 'refuse'
     assert ('img1_21x29.png: 21x29 (HxW) is not a multiple of 8, which CARModel x4 (multiples of 8 and of the scale) '
-            'needs (size_policy: refuse); crop it to 16x24 or set size_policy: crop in the dataset section') in refused(opt)
+            'needs (size_policy: refuse); crop it to 16x24 or set size_policy: crop in the dataset '
+            'section') in refused(opt)
 
 
 def test_lmar_images_smaller_than_the_working_sizes(tmp_path):
@@ -240,12 +242,11 @@ def test_stock_basicsr_train_names_the_same_errors_last(tmp_path):
         assert not (experiments / files[name][1]).exists()
 
 
-def test_irn_pad_policy_scores_every_pixel_and_car_refuses_it(tmp_path):
+def test_irn_pad_policy_scores_every_pixel_and_car_refuses_it(tmp_path, monkeypatch):
     """size_policy: pad (upstream IRN issue #46): the whole 21x29 image is validated (padded to 22x30 by the
     model, its result cropped back), listed in the log; a model that cannot pad says so."""
     from basicsr.data import build_dataset
     from basicsr.models import build_model
-    from torch.utils.data import DataLoader
 
     opt = tiny('irn')
     opt['datasets']['val'] = hr_val(tmp_path / 'val', [(21, 29)], size_policy='pad')
@@ -257,7 +258,11 @@ def test_irn_pad_policy_scores_every_pixel_and_car_refuses_it(tmp_path):
     assert dataset[0]['gt'].shape == (3, 21, 29)
     opt.update(is_train=False, dist=False, rank=0, world_size=1)
     opt['path'] = {'visualization': str(tmp_path / 'visualization')}
-    model = build_model(opt)
+    from basicsr_lmar.models import plugin_mixin
+    logged = []
+    monkeypatch.setattr(plugin_mixin, 'get_root_logger', lambda: type('Log', (), {'info': logged.append})())
+    model = build_model(opt)  # the model logs the preflight's notices (the run's log exists by then)
+    assert logged[0].startswith('datasets.val (hr_val): 1 image(s) padded') and not PENDING_NOTICES
     model.feed_data({'gt': dataset[0]['gt'][None]})
     model.test()
     assert model.output.shape == (1, 3, 21, 29) and model.lq.shape == (1, 3, 11, 15)

@@ -74,7 +74,8 @@ def test_image_sizes_are_read_when_built_from_headers_or_meta_info(tmp_path):
     from basicsr.utils.lmdb_util import make_lmdb_from_imgs
     _write_images(tmp_path / 'hr', count=2)
     cv2.imwrite(str(tmp_path / 'hr' / 'small.png'), np.zeros((12, 30, 3), np.uint8))
-    with pytest.raises(OptionError, match=r'\[datasets.train \(hr\)\] 1 image\(s\) smaller than gt_size 16 \(the training '
+    with pytest.raises(OptionError, match=r'\[datasets.train \(hr\)\] 1 image\(s\) smaller than gt_size 16 '
+                       r'\(the training '
                        r'crop\): .*small\.png \(12x30\) \(HxW\); lower gt_size or remove them'):
         build(dataroot_gt=str(tmp_path / 'hr'), gt_size=16)
     ds = build(dataroot_gt=str(tmp_path / 'hr'), scale=2, phase='val')

@@ -74,7 +74,8 @@ def test_option_errors_name_the_key(tmp_path):
 
 def test_crop_larger_than_image_is_reported_when_built(tmp_path):
     root = make_pairs(tmp_path, names=('a', ))
-    with pytest.raises(OptionError, match=r'\[datasets.train \(tiny\)\] train_size \[64, 64\] \(train_transform: crop\) is '
+    with pytest.raises(OptionError, match=r'\[datasets.train \(tiny\)\] train_size \[64, 64\] '
+                       r'\(train_transform: crop\) is '
                        r'larger than 1 image\(s\): .*a\.png \(40x56\) \(HxW\); lower train_size'):
         build_dataset(options(root, train_transform='crop', train_size=64))
 
