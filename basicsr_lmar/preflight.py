@@ -14,7 +14,7 @@ this order, and raises an :class:`~basicsr_lmar.options.OptionError` (a
    as text. They are **refused**, not coerced, naming the key and the YAML that gives a number
    (``!!float 4e-4`` or ``4.0e-4``; ``2``): a coerced value would train, but the file would still
    mean something else to every other reader of it;
-3. ``manual_seed``, ``scale``, ``num_gpu``; per dataset ``batch_size_per_gpu`` and ``num_worker_per_gpu``
+3. ``manual_seed``, ``scale``, ``num_gpu`` (not above 0 without a CUDA device); per dataset ``batch_size_per_gpu`` and ``num_worker_per_gpu``
    (training); ``train.total_iter`` (a misspelt ``total_iters`` is named with the closest key), every
    ``train.optim_*`` section (a ``torch.optim`` optimizer, a positive numeric ``lr``) and
    ``train.scheduler`` (a scheduler basicsr builds); ``logger.print_freq`` / ``save_checkpoint_freq``;
@@ -312,6 +312,10 @@ def _check_top_level(opt):
     _integer(opt.get('scale'), 'scale', minimum=1, nullable=True)
     if opt['num_gpu'] != 'auto':
         _integer(opt['num_gpu'], 'num_gpu', minimum=0, extra=' (0 for CPU) or auto')
+        import torch
+        if opt['num_gpu'] > 0 and not torch.cuda.is_available():
+            raise OptionError(f'[num_gpu] is {opt["num_gpu"]} but torch sees no CUDA device: set num_gpu: 0 to run '
+                              'on the CPU (or auto).')
 
 
 def _check_datasets(opt, is_train):

@@ -11,6 +11,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 
 import basicsr_lmar  # noqa: F401  (registration)
@@ -119,6 +120,8 @@ def test_every_row_is_named_before_anything_is_built(tmp_path):
     (lambda o: o['train'].update(total_iter=2.5), '[train] total_iter must be a whole number; got 2.5 (float).'),
     (lambda o: o['logger'].pop('print_freq'), "[logger] print_freq is missing: basicsr's training loop reads it"),
     (lambda o: o.pop('num_gpu'), '[num_gpu] is missing'),
+    pytest.param(lambda o: o.update(num_gpu=1), '[num_gpu] is 1 but torch sees no CUDA device: set num_gpu: 0',
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason='a CUDA device is present')),
     (lambda o: o['datasets']['train'].update(gt_size=36), '[datasets.train (skimage_train)] gt_size 36 (the training '
      'crop) must be a multiple of 8 and at least 8 for CARModel x4 (multiples of 8 and of the scale); use '
      'gt_size: 32.'),
