@@ -227,11 +227,12 @@ def _check_numeric_strings(opt):
 
 def _walk(node, path=''):
     """``(section path, key, value)`` of every value where basicsr or the plugin expects numbers (text keys,
-    the ``path`` section and ``logger.wandb`` are left out)."""
+    file and folder keys, the ``path`` and ``dist_params`` sections and ``logger.wandb`` are left out)."""
     if isinstance(node, Mapping):
         for key, value in node.items():
             if not isinstance(key, str) or key in _TEXT_KEYS or key.startswith('dataroot') or \
-                    (not path and key == 'path') or (path == 'logger' and key == 'wandb'):
+                    key.endswith(('path', 'paths', 'root', 'file', 'dir')) or \
+                    (not path and key in ('path', 'dist_params')) or (path == 'logger' and key == 'wandb'):
                 continue
             if isinstance(value, (Mapping, list, tuple)):
                 yield from _walk(value, f'{path}.{key}' if path else key)
@@ -335,6 +336,11 @@ def _check_datasets(opt, is_train):
                  section)
         _integer(train['num_worker_per_gpu'], 'num_worker_per_gpu', section, minimum=0)
         _integer(train.get('dataset_enlarge_ratio', 1), 'dataset_enlarge_ratio', section, minimum=1)
+    else:
+        for phase in phases:
+            if phase.split('_')[0] not in ('test', 'val', 'train'):
+                raise OptionError(f'[datasets.{phase}] is not a phase basicsr tests with: name it test, test_<n>, '
+                                  'val or val_<n>.')
 
 
 def _check_train(opt):

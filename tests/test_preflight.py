@@ -126,11 +126,20 @@ def test_every_row_is_named_before_anything_is_built(tmp_path):
      'crop) must be a multiple of 8 and at least 8 for CARModel x4 (multiples of 8 and of the scale); use '
      'gt_size: 32.'),
     (lambda o: o['train'].update(offset_opt='1e-5'), "[train] offset_opt is the string '1e-5'"),
+    (lambda o: o['datasets'].update(vall=o['datasets'].pop('val')), '[datasets.vall] is not a phase basicsr trains '
+     'with: name it train, val or val_<n>.'),
 ])
 def test_basicsr_keys_the_plugin_consumes(edit, expected):
     opt = tiny('car')
     edit(opt)
     assert expected in refused(opt)
+
+
+def test_text_that_looks_like_a_number_is_text_where_basicsr_reads_text():
+    opt = tiny('car')
+    opt['name'], opt['dist_params']['port'] = '2024', '29500'
+    opt['datasets']['val']['photos'] = ['chelsea']
+    assert preflight.check_options(opt, True)
 
 
 def test_size_policy_crop_is_logged_and_refuse_names_the_image(tmp_path):
