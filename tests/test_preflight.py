@@ -281,3 +281,20 @@ def test_irn_pad_policy_scores_every_pixel_and_car_refuses_it(tmp_path, monkeypa
     car = tiny('car')
     car['datasets']['val'] = hr_val(tmp_path / 'car', [(16, 16)], size_policy='pad')
     assert 'size_policy: pad is not supported by CARModel x4' in refused(car)
+
+
+def test_plugin_test_entry_exits_2_before_results_exist(tmp_path, monkeypatch, capsys):
+    from basicsr_lmar import test as test_entry
+    opt = tiny('irn')
+    del opt['train']
+    opt['datasets'] = {'test_1': hr_val(tmp_path / 'set', [(32, 32)], type='HROnlyDatset')}
+    path = tmp_path / 'test_irn.yml'
+    path.write_text(yaml.safe_dump(opt))
+    monkeypatch.setattr(sys, 'argv', ['basicsr-lmar-test', '-opt', str(path)])
+    with pytest.raises(SystemExit) as info:
+        test_entry.main(str(tmp_path))
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("basicsr-lmar-test: error: [datasets.test_1] type 'HROnlyDatset' is not a registered "
+                          'dataset. Closest: HROnlyDataset, ') and err.count('\n') == 1
+    assert not (tmp_path / 'results').exists()
