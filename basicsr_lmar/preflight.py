@@ -20,6 +20,7 @@ this order, and raises an :class:`~basicsr_lmar.options.OptionError` (a
    ``train.scheduler`` (a scheduler basicsr builds); ``logger.print_freq`` / ``save_checkpoint_freq``;
 4. the model's own option validation (``validate_options``: its network sections, with arch typos and
    a missing required section such as LMAR's ``network_enhancer`` named, its losses, ``train``, ``val``);
+   then ``path.resume_state`` and (when not resuming) every ``path.pretrain_network_*`` must be a file;
 5. the data: the plugin's datasets are built (which reads every image's header, or an LMDB's
    ``meta_info.txt``; no pixel is decoded) and every image checked against the model's size rule
    (``image_size_rule``: CAR multiples of 8 and of the scale, IRN/HCD multiples of the scale, LMAR working
@@ -182,8 +183,28 @@ def check_options(opt, is_train):
         _check_logger(opt)
     parsed = _as_parsed(opt, is_train)
     model_cls.validate_options(copy.deepcopy(parsed))
+    _check_paths(opt)
     _check_images(model_cls, parsed)
     return True
+
+
+def _check_paths(opt):
+    """``path.resume_state`` and every ``path.pretrain_network_*`` that is set must be a file. When resuming
+    (``resume_state`` or ``--auto_resume``), basicsr points the networks it saves at the run's own
+    checkpoints, so only ``resume_state`` itself is checked then."""
+    path = opt['path']
+    resume = path.get('resume_state')
+    if resume is not None and not osp.isfile(osp.expanduser(str(resume))):
+        raise OptionError(f'[path] resume_state: {resume} does not exist; give the .state file of the run to resume '
+                          '(experiments/<name>/training_states/<iter>.state) or ~.')
+    if resume is not None or '--auto_resume' in sys.argv[1:]:
+        return
+    for key, value in path.items():
+        if isinstance(key, str) and key.startswith('pretrain_network') and value is not None and \
+                not osp.isfile(osp.expanduser(str(value))):
+            section = key[len('pretrain_'):]
+            raise OptionError(f'[path] {key}: {value} does not exist; point it at the checkpoint (.pth) of '
+                              f'{section}, or set it to ~ to start from scratch where {section} is trained.')
 
 
 def _require(opt, key, what, section=None):

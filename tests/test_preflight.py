@@ -45,9 +45,11 @@ def refused(opt, is_train=True):
     return str(info.value)
 
 
-def lmar_opt():
+def lmar_opt(folder):
     opt = tiny('lmar')
-    opt['path']['pretrain_network_enhancer'] = 'enhancer.pth'  # not read by the preflight
+    checkpoint = folder / 'enhancer.pth'
+    checkpoint.write_bytes(b'')  # must exist; not read by the preflight
+    opt['path']['pretrain_network_enhancer'] = str(checkpoint)
     return opt
 
 
@@ -82,7 +84,7 @@ def case_options(tmp_path):
     opt = tiny('car')
     opt['train']['pixel_opt']['type'] = 'L1Los'
     cases['loss_type'] = (opt, "[train.pixel_opt] type 'L1Los' is not registered in loss. Closest: L1Loss")
-    opt = lmar_opt()
+    opt = lmar_opt(tmp_path)
     del opt['network_enhancer']
     cases['missing_enhancer'] = (opt, '[network_enhancer] section is missing: LMARModel needs the pretrained '
                                  'enhancer the resampler feeds')
@@ -128,6 +130,10 @@ def test_every_row_is_named_before_anything_is_built(tmp_path):
     (lambda o: o['train'].update(offset_opt='1e-5'), "[train] offset_opt is the string '1e-5'"),
     (lambda o: o['datasets'].update(vall=o['datasets'].pop('val')), '[datasets.vall] is not a phase basicsr trains '
      'with: name it train, val or val_<n>.'),
+    (lambda o: o['path'].update(pretrain_network_sr='nowhere/edsr.pth'), '[path] pretrain_network_sr: nowhere/edsr.pth '
+     'does not exist; point it at the checkpoint (.pth) of network_sr'),
+    (lambda o: o['path'].update(resume_state='nowhere/10.state'), '[path] resume_state: nowhere/10.state does not '
+     'exist'),
 ])
 def test_basicsr_keys_the_plugin_consumes(edit, expected):
     opt = tiny('car')
@@ -157,7 +163,7 @@ def test_size_policy_crop_is_logged_and_refuse_names_the_image(tmp_path):
 
 
 def test_lmar_images_smaller_than_the_working_sizes(tmp_path):
-    opt = lmar_opt()
+    opt = lmar_opt(tmp_path)
     opt['datasets']['val'] = {'name': 'uhd', 'type': 'UHDPairedImageDataset', 'io_backend': {'type': 'disk'},
                               'dataroot_lq': hr_folder(tmp_path / 'lq', [(64, 64), (20, 30)]),
                               'dataroot_gt': hr_folder(tmp_path / 'gt', [(64, 64), (20, 30)])}
