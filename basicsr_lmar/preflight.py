@@ -272,16 +272,14 @@ def _numeric_string_message(section, key, value):
     text = value.strip()
     where = f'[{section}] {key}' if section else f'[{key}]'
     number = float(text)
-    if key in _INTEGER_KEYS and number.is_integer():
-        fix = f'{key}: {int(number)}'
-    elif _BARE_EXPONENT.match(text):
+    integer = key in _INTEGER_KEYS and number.is_integer()
+    if _BARE_EXPONENT.match(text):
         mantissa, exponent = re.split('[eE]', text)
-        fix = f'{key}: !!float {text} or {key}: {mantissa}.0e{exponent}'
-    else:
-        fix = f'{key}: {text}'
-    why = ('PyYAML reads an exponent without a decimal point as text' if _BARE_EXPONENT.match(text) else
-           'it is quoted in the YAML')
-    return f'{where} is the string {value!r}, not a number ({why}). Write `{fix}` (unquoted).'
+        fix = f'`{key}: {int(number)}`' if integer else f'`{key}: !!float {text}` or `{key}: {mantissa}.0e{exponent}`'
+        return (f'{where} is the string {value!r}, not a number: PyYAML reads an exponent without a decimal point '
+                f'as text. Write {fix}.')
+    fix = f'{key}: {int(number)}' if integer else f'{key}: {text}'
+    return f'{where} is the string {value!r}, not a number: it is quoted in the YAML. Write `{fix}` without quotes.'
 
 
 def _registered(registry, name, section, what):

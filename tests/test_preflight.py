@@ -60,12 +60,12 @@ def case_options(tmp_path):
 
     opt = tiny('car')
     opt['train']['optim_g']['lr'] = '4e-4'  # what PyYAML makes of `lr: 4e-4`
-    cases['lr_string'] = (opt, "[train.optim_g] lr is the string '4e-4', not a number (PyYAML reads an exponent "
-                          "without a decimal point as text). Write `lr: !!float 4e-4 or lr: 4.0e-4` (unquoted).")
+    cases['lr_string'] = (opt, "[train.optim_g] lr is the string '4e-4', not a number: PyYAML reads an exponent "
+                          'without a decimal point as text. Write `lr: !!float 4e-4` or `lr: 4.0e-4`.')
     opt = tiny('irn')
     opt['datasets']['train']['batch_size_per_gpu'] = '2'
-    cases['batch_string'] = (opt, "[datasets.train] batch_size_per_gpu is the string '2', not a number (it is "
-                             "quoted in the YAML). Write `batch_size_per_gpu: 2` (unquoted).")
+    cases['batch_string'] = (opt, "[datasets.train] batch_size_per_gpu is the string '2', not a number: it is "
+                             'quoted in the YAML. Write `batch_size_per_gpu: 2` without quotes.')
     opt = tiny('car')
     opt['train']['total_iters'] = opt['train'].pop('total_iter')
     cases['total_iters'] = (opt, "[train] total_iter is missing: the number of iterations of basicsr's training "
@@ -98,8 +98,8 @@ def case_options(tmp_path):
                         '15x15 that val.metrics.ssim (calculate_ssim, crop_border 2, its 11x11 window) needs')
     opt = tiny('car')
     opt['manual_seed'] = '2'
-    cases['seed_string'] = (opt, "[manual_seed] is the string '2', not a number (it is quoted in the YAML). Write "
-                            "`manual_seed: 2` (unquoted).")
+    cases['seed_string'] = (opt, "[manual_seed] is the string '2', not a number: it is quoted in the YAML. Write "
+                            '`manual_seed: 2` without quotes.')
     return cases
 
 
@@ -128,6 +128,8 @@ def test_every_row_is_named_before_anything_is_built(tmp_path):
      'crop) must be a multiple of 8 and at least 8 for CARModel x4 (multiples of 8 and of the scale); use '
      'gt_size: 32.'),
     (lambda o: o['train'].update(offset_opt='1e-5'), "[train] offset_opt is the string '1e-5'"),
+    (lambda o: o['train'].update(total_iter='1e5'), "[train] total_iter is the string '1e5', not a number: PyYAML "
+     'reads an exponent without a decimal point as text. Write `total_iter: 100000`.'),
     (lambda o: o['datasets'].update(vall=o['datasets'].pop('val')), '[datasets.vall] is not a phase basicsr trains '
      'with: name it train, val or val_<n>.'),
     (lambda o: o['path'].update(pretrain_network_sr='nowhere/edsr.pth'), '[path] pretrain_network_sr: nowhere/edsr.pth '
