@@ -121,3 +121,57 @@ def test_rule_semantics():
 def test_stop_option_errors_name_the_key(kwargs, key):
     with pytest.raises(ValueError, match=key):
         collaborative_downscale(_rescalers()['bicubic'], _photos(), **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- plumbing
+def _hcd_opt(**hcd):
+    return {'name': 'hcd_stop', 'model_type': 'HCDModel', 'num_gpu': 0, 'dist': False, 'rank': 0, 'is_train': False,
+            'scale': 4, 'rescaler': {'type': 'BicubicSRRescaler', 'scale': 4}, 'path': {},
+            'hcd': {'steps_hr': 6, 'steps_lr': 6, 'seed': 0, 'epsilon': 0.1, 'step_size': 0.02, **hcd}}
+
+
+def test_hcd_model_passes_the_stopping_rule_to_the_op():
+    from basicsr.models import build_model
+    hr = _photos(32)
+    rule = dict(stop_gain_fraction=0.3, stop_patience=1)
+    model = build_model(_hcd_opt(**rule))
+    model.feed_data({'gt': hr})
+    model.test()
+    expected = collaborative_downscale(model.rescaler, hr, steps_hr=6, steps_lr=6, seed=0, epsilon=0.1,
+                                       step_size=0.02, **rule)
+    assert torch.equal(model.lq, expected.lr)
+    assert int(expected.gradient_steps_lr.min()) < 6  # the rule did stop something
+    plain = collaborative_downscale(model.rescaler, hr, steps_hr=6, steps_lr=6, seed=0, epsilon=0.1, step_size=0.02)
+    default = build_model(_hcd_opt())
+    default.feed_data({'gt': hr})
+    default.test()
+    assert torch.equal(default.lq, plain.lr)  # no stop_* options: the fixed-N path
+
+
+@pytest.mark.parametrize('hcd, key', [
+    ({'stop_tolerance': -0.5}, 'stop_tolerance'),
+    ({'stop_gain_fraction': 'half'}, 'stop_gain_fraction'),
+    ({'stop_tolerance': 0.01, 'stop_patience': 0}, 'stop_patience'),
+    ({'stop_patience': 2}, 'stop_patience'),
+    ({'stop_tolerence': 0.01}, 'stop_tolerance'),  # misspelt: the closest key is named
+])
+def test_hcd_model_stop_option_errors_name_the_key(hcd, key):
+    from basicsr.models import build_model
+    from basicsr_lmar.options import OptionError
+    with pytest.raises(OptionError, match=rf"\[hcd\].*{key}"):
+        build_model(_hcd_opt(**hcd))
+
+
+def test_hcd_refine_stop_flags():
+    from tests.scripts.tool_runs import load_script
+    script = load_script('hcd_refine')
+
+    class Args:
+        stop, stop_tolerance, stop_gain_fraction, stop_patience = False, None, None, None
+
+    assert script.stop_options(Args()) is None  # the option file's settings
+    args = Args()
+    args.stop = True
+    assert script.stop_options(args) == RECOMMENDED_STOP
+    args.stop_tolerance = 0.01  # a criterion given replaces the recommended one; the window stays
+    assert script.stop_options(args) == dict(RECOMMENDED_STOP, stop_tolerance=0.01, stop_gain_fraction=None)
