@@ -35,8 +35,9 @@ evaluation k >= W when every given criterion holds:
 - ``stop_gain_fraction`` f (relative to the gain so far): D_k < f * (L_0 - B_k).
 
 A stopped image keeps its best iterate (the stopping path always returns the best iterate, i.e. implies
-``keep_best``) and leaves the batch: the forward and backward passes of the later steps run on the
-sub-batch of the images still going, so stopped images cost nothing more. t = 0 or f = 0 (strict
+``keep_best``) and leaves the batch: the rule is checked between the forward and the backward pass of
+evaluation k (when every image of the batch stops, no backward is run), and the passes of the later
+steps run on the sub-batch of the images still going, so stopped images cost nothing more. t = 0 or f = 0 (strict
 inequalities) or W >= the number of steps never stop, and then give the ``keep_best=True`` fixed-N
 result exactly. Each image's decisions depend on its own losses only, so with a seed a batched run still
 equals per-image runs. :data:`RECOMMENDED_STOP` holds the settings chosen on the validation split
@@ -56,7 +57,7 @@ NORMS = ('l2', 'linf')
 # The stopping rule's settings chosen on the validation split (scripts/benchmarks/bench_hcd_stopping.py,
 # docs/hcd.md); used by HCDModel's and hcd_refine's ``stop`` switch. Not a default: HCD runs its fixed N
 # unless stopping is asked for.
-RECOMMENDED_STOP = {'stop_patience': 2, 'stop_tolerance': None, 'stop_gain_fraction': 0.05}
+RECOMMENDED_STOP = {'stop_patience': 1, 'stop_tolerance': None, 'stop_gain_fraction': 0.1}
 
 
 @runtime_checkable
@@ -84,8 +85,8 @@ class CollaborativeDownscaling:
     loss_lr_start: torch.Tensor  # LR-stage objective at the random start (best restart)
     loss_lr: torch.Tensor  # LR-stage objective at the returned d_x (before the final quantisation)
     loss: torch.Tensor  # MSE(up(lr), y) for the stored, quantised LR
-    # gradient evaluations (forward + backward) spent on each image, summed over restarts: steps_hr * restarts
-    # (steps_lr * restarts) on the fixed-N path, fewer for images that stopped early
+    # gradient steps taken by each image, summed over restarts: steps_hr * restarts (steps_lr * restarts) on
+    # the fixed-N path, fewer for images that stopped early
     gradient_steps_hr: Optional[torch.Tensor] = None
     gradient_steps_lr: Optional[torch.Tensor] = None
 
@@ -230,8 +231,9 @@ def _descent_direction(grad, norm):
 def _run_with_stopping(objective, image, start, steps, epsilon, step_size, norm, rule):
     """One run from ``start`` with per-image stopping; images that stop leave the active sub-batch.
 
-    Returns the best iterate of each image, its loss, the loss at the start and the gradient evaluations
-    spent per image."""
+    Returns the best iterate of each image, its loss, the loss at the start and the gradient steps taken
+    per image (an image that stops at evaluation k took k steps and was evaluated k + 1 times; one that
+    runs to the end took ``steps`` and was evaluated ``steps + 1`` times)."""
     n = image.shape[0]
     best_delta = start.clone()
     best_loss = torch.full((n, ), float('inf'), dtype=image.dtype, device=image.device)
@@ -250,22 +252,24 @@ def _run_with_stopping(objective, image, start, steps, epsilon, step_size, norm,
     for k in range(steps):
         delta = delta.detach().requires_grad_(True)
         with torch.enable_grad():
-            loss = objective(sub_image + delta, None if full else index)
-            grad, = torch.autograd.grad(loss.sum(), delta)
-        loss = loss.detach()
-        spent[index] += 1
+            graph = objective(sub_image + delta, None if full else index)
+        loss = graph.detach()
         if k == 0:
             start_loss[index] = loss
         record(loss, delta.detach())
         history.append(best_loss.clone())
+        keep = None
+        if k >= rule.patience:  # decided before the backward pass: an image that stops costs no gradient
+            keep = ~rule.stops(history[k - rule.patience][index], best_loss[index], start_loss[index])
+            if not bool(keep.any()):
+                index = index[keep]
+                break
+        grad, = torch.autograd.grad(graph.sum(), delta)
         with torch.no_grad():
             delta = project(delta - step_size * _descent_direction(grad, norm), sub_image, epsilon, norm)
-        if k >= rule.patience:
-            keep = ~rule.stops(history[k - rule.patience][index], best_loss[index], start_loss[index])
-            if not bool(keep.all()):
-                index, delta, sub_image, full = index[keep], delta[keep], sub_image[keep], False
-                if index.numel() == 0:
-                    break
+        if keep is not None and not bool(keep.all()):
+            index, delta, sub_image, full = index[keep], delta[keep], sub_image[keep], False
+        spent[index] += 1
     if index.numel():
         with torch.no_grad():
             loss = objective(sub_image + delta, None if full else index)
@@ -281,7 +285,7 @@ def refine_perturbation(objective, image, steps, epsilon, step_size, norm='l2', 
 
     ``objective(perturbed) -> (N,)`` per-image losses. Returns ``(delta, start_loss, loss)`` for the best
     restart of each image: the perturbation, the loss at its random start and the loss at ``delta``
-    (with ``return_steps``, also the gradient evaluations spent per image, summed over restarts).
+    (with ``return_steps``, also the gradient steps taken per image, summed over restarts).
     ``keep_best``: return the best iterate of each run instead of the last one (never worse than the start).
     ``stop``: a :class:`StoppingRule` (:func:`stopping_rule`): per-image stopping, best iterates; then the
     objective is called as ``objective(perturbed, index)`` where ``index`` (a LongTensor of batch

@@ -69,7 +69,8 @@ def crop_positions(height, width, size):
 def benchmark_images(args):
     if not args.heldout and args.split == 'test' and args.size == 128:
         from basicsr_lmar.data.skimage_photos import load_photo
-        images = [(f'{name}@{y},{x}', to_tensor(load_photo(name))[:, y:y + 128, x:x + 128]) for name, (y, x) in HELD_OUT]
+        images = [(f'{name}@{y},{x}', to_tensor(load_photo(name))[:, y:y + 128, x:x + 128])
+                  for name, (y, x) in HELD_OUT]
         return images, 'test split: the six 128x128 crops of bench_hcd.HELD_OUT (chelsea, coffee)'
     photos, label = evaluation_images(args)
     images = []
