@@ -4,7 +4,9 @@
 
 The option file is an HCDModel test file: its ``network_*`` sections and ``path.pretrain_network_*``
 give the rescaler, ``rescaler`` the adapter (any entry of ``RESCALER_REGISTRY``) and ``hcd`` the
-algorithm settings (``--steps`` overrides N_x = N_y). Each image is refined by ``HCDModel.test`` and its
+algorithm settings (``--steps`` overrides N_x = N_y; ``--stop`` turns on the per-image stopping rule with
+its recommended settings, ``--stop-tolerance`` / ``--stop-gain-fraction`` / ``--stop-patience`` set it,
+docs/hcd.md). Each image is refined by ``HCDModel.test`` and its
 8-bit LR (HCD quantises the LR to 8 bits) is written as ``<name>.png``; ``--save-sr`` also writes the
 reconstruction ``<name>_SR.png`` at the input's bit depth. ``--batch-size B`` refines up to B
 consecutive images of the same size together: the same LRs, higher throughput on many small images.
@@ -37,10 +39,12 @@ from basicsr_lmar.cli.errors import run_main
 from basicsr_lmar.cli.folders import FolderRun, MultipleSizeRule, add_folder_arguments, add_size_policy_argument
 from basicsr_lmar.cli.inputs import read_option_file, resolve_device
 from basicsr_lmar.errors import UserError
+from basicsr_lmar.ops.collaborative_downscaling import RECOMMENDED_STOP
 
 
-def load_model(option_file, steps=None, seed=None, device=None):
-    """The HCDModel of ``option_file`` for test-time refinement (``steps`` overrides N_x = N_y)."""
+def load_model(option_file, steps=None, seed=None, device=None, stop=None):
+    """The HCDModel of ``option_file`` for test-time refinement (``steps`` overrides N_x = N_y; ``stop``: a
+    mapping of ``stop_*`` options that replaces the file's, e.g. :data:`RECOMMENDED_STOP`)."""
     opt = read_option_file(option_file)
     use_cuda = torch.cuda.is_available() if device is None else resolve_device(device).type == 'cuda'
     opt.update(is_train=False, dist=False, rank=0, world_size=1, num_gpu=1 if use_cuda else 0)
@@ -56,7 +60,23 @@ def load_model(option_file, steps=None, seed=None, device=None):
         opt['hcd']['steps_hr'] = opt['hcd']['steps_lr'] = steps
     if seed is not None:
         opt['hcd']['seed'] = seed
+    if stop is not None:
+        opt['hcd'].update(stop)
     return build_model(opt)
+
+
+def stop_options(args):
+    """The ``stop_*`` options of the command line, or None (the option file's)."""
+    given = {key: getattr(args, key) for key in ('stop_tolerance', 'stop_gain_fraction', 'stop_patience')
+             if getattr(args, key) is not None}
+    if not args.stop and not given:
+        return None
+    stop = dict(RECOMMENDED_STOP) if args.stop else {'stop_tolerance': None, 'stop_gain_fraction': None,
+                                                     'stop_patience': None}
+    if 'stop_tolerance' in given or 'stop_gain_fraction' in given:  # the criteria given replace the recommended
+        stop.update(stop_tolerance=None, stop_gain_fraction=None)
+    stop.update(given)
+    return stop
 
 
 def size_rule(model, policy='crop'):
@@ -125,6 +145,16 @@ def main(argv=None):
     add_size_policy_argument(parser, 'the scale (of 8 for CAR)')
     parser.add_argument('--steps', type=int, default=None, help='N_x = N_y (default: the option file)')
     parser.add_argument('--seed', type=int, default=None, help='seed of the random starts')
+    parser.add_argument('--stop', action='store_true',
+                        help='stop each image when converged (--steps is then the maximum), with the recommended '
+                             f'rule {RECOMMENDED_STOP}')
+    parser.add_argument('--stop-tolerance', type=float, default=None,
+                        help='stop an image when its best loss improved by less than this fraction of itself over '
+                             'the window')
+    parser.add_argument('--stop-gain-fraction', type=float, default=None,
+                        help='stop an image when the window improved its loss by less than this fraction of its '
+                             'gain so far')
+    parser.add_argument('--stop-patience', type=int, default=None, help='window of the stopping rule (steps)')
     parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda if available)')
     parser.add_argument('--batch-size', type=int, default=1,
                         help='refine up to this many consecutive same-size images together (same results, higher '
@@ -133,7 +163,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise UserError(f'--batch-size must be >= 1, got {args.batch_size}')
-    model = load_model(args.opt, args.steps, args.seed, args.device)
+    model = load_model(args.opt, args.steps, args.seed, args.device, stop_options(args))
     gains = refine_folder(model, args.input, args.output, args.overwrite, args.save_sr, args.batch_size,
                           args.skip_bad, args.size_policy, args.bit_depth)
     if gains:

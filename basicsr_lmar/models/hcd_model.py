@@ -14,7 +14,11 @@ Options (YAML)::
     path: {pretrain_network_g: IRN_x4.pth}
     rescaler: {type: IRNRescaler, z_policy: seeded, z_seed: 0}
     hcd: {steps_hr: 15, steps_lr: 15, epsilon: 0.3, step_size: 0.0784313725, norm: l2, restarts: 1,
-          seed: 0, keep_best: false, steps_list: [1, 5, 10, 15, 20]}
+          seed: 0, keep_best: false, steps_list: [1, 5, 10, 15, 20],
+          stop_gain_fraction: ~, stop_tolerance: ~, stop_patience: ~}   # per-image stopping: off
+
+With ``stop_tolerance`` and/or ``stop_gain_fraction`` set, every setting stops each image once converged
+(its N is then the maximum; the best iterate is kept; docs/hcd.md).
 
 Data: HR images under ``gt`` (``HROnlyDataset``; or ``lq`` of BasicSR's ``SingleImageDataset`` on an HR folder);
 they are cropped to a multiple of the scale (bottom/right), like ``GTmod`` folders.
@@ -34,7 +38,7 @@ from tqdm import tqdm
 
 from basicsr_lmar.data.size_rules import ImageSizeRule, lcm
 from basicsr_lmar.models.plugin_mixin import PluginModelMixin, val_schema
-from basicsr_lmar.ops.collaborative_downscaling import NORMS, collaborative_downscale
+from basicsr_lmar.ops.collaborative_downscaling import NORMS, check_stop_options, collaborative_downscale
 from basicsr_lmar.ops.geometry import crop_to_multiple
 from basicsr_lmar.ops.rounding import quantize
 from basicsr_lmar.options import Option, OptionError, OptionSchema, closest_first
@@ -53,7 +57,18 @@ HCD_SCHEMA = OptionSchema(
         'quantize_hr_stage': Option(True, doc='straight-through 8-bit LR inside the HR-stage objective'),
         'steps_list': Option(None, type=(list, tuple), min=0, nullable=True,
                              doc='extra N values evaluated with N_x = N_y = N'),
+        # per-image stopping (off when both criteria are ~: the fixed N of the paper); see docs/hcd.md
+        'stop_tolerance': Option(None, type=(float, int), min=0, nullable=True,
+                                 doc='stop an image when its best loss improved by less than this fraction of '
+                                 'itself over the last stop_patience steps'),
+        'stop_gain_fraction': Option(None, type=(float, int), min=0, nullable=True,
+                                     doc='stop an image when the last window improved its loss by less than this '
+                                     'fraction of its gain so far'),
+        'stop_patience': Option(None, type=int, min=1, nullable=True,
+                                doc='window (steps) of the stopping rule; ~ for the recommended one'),
     })
+
+STOP_KEYS = ('stop_tolerance', 'stop_gain_fraction', 'stop_patience')
 
 VAL_SCHEMA = val_schema('HCDModel', {})
 
@@ -75,6 +90,11 @@ class HCDModel(PluginModelMixin, SRModel):
             raise OptionError('[model_type] HCDModel is test-time only (it never updates weights); run '
                               'basicsr_lmar/test.py -opt <file>, or train the rescaler with its own model.')
         options = super().validate_options(opt)
+        try:
+            check_stop_options(*(options.hcd[key] for key in ('stop_patience', 'stop_tolerance',
+                                                              'stop_gain_fraction')))
+        except ValueError as error:
+            raise OptionError(f'[hcd] {error}') from None
         rescaler_cls, _ = cls._rescaler_class(opt)
         params = inspect.signature(rescaler_cls.__init__).parameters
         wanted = [key for key in params if key.startswith('network_')]
@@ -158,7 +178,7 @@ class HCDModel(PluginModelMixin, SRModel):
 
     def refine(self, hr, steps_hr, steps_lr):
         options = {k: self.options.hcd[k] for k in ('epsilon', 'step_size', 'norm', 'restarts', 'seed', 'keep_best',
-                                                    'quantize_hr_stage')}
+                                                    'quantize_hr_stage') + STOP_KEYS}
         return collaborative_downscale(self.rescaler, hr, steps_hr=steps_hr, steps_lr=steps_lr, **options)
 
     def test(self):

@@ -24,6 +24,24 @@ Each step is projected (normalised) gradient descent, per image:
 :func:`collaborative_downscale` is batched (the fast path); ``batched=False`` runs the same
 computation one image at a time (the reference path). With a ``seed``, each image draws its random
 starts from its own generator, so a batched run equals per-image runs.
+
+**Stopping when converged** (beyond the paper; off by default, the fixed-N path above is unchanged).
+With ``stop_tolerance`` and/or ``stop_gain_fraction``, each stage stops an image once its best loss has
+stopped improving: with B_k the best loss over evaluations 0..k of a run, L_0 the loss at its random
+start, W = ``stop_patience`` and the window improvement D_k = B_{k-W} - B_k, the image stops at
+evaluation k >= W when every given criterion holds:
+
+- ``stop_tolerance`` t (relative to the loss): D_k < t * B_{k-W};
+- ``stop_gain_fraction`` f (relative to the gain so far): D_k < f * (L_0 - B_k).
+
+A stopped image keeps its best iterate (the stopping path always returns the best iterate, i.e. implies
+``keep_best``) and leaves the batch: the rule is checked between the forward and the backward pass of
+evaluation k (when every image of the batch stops, no backward is run), and the passes of the later
+steps run on the sub-batch of the images still going, so stopped images cost nothing more. t = 0 or f = 0 (strict
+inequalities) or W >= the number of steps never stop, and then give the ``keep_best=True`` fixed-N
+result exactly. Each image's decisions depend on its own losses only, so with a seed a batched run still
+equals per-image runs. :data:`RECOMMENDED_STOP` holds the settings chosen on the validation split
+(docs/hcd.md).
 """
 import contextlib
 from dataclasses import dataclass
@@ -35,6 +53,11 @@ from torch import nn
 from basicsr_lmar.ops.rounding import quantize, quantize_ste
 
 NORMS = ('l2', 'linf')
+
+# The stopping rule's settings chosen on the validation split (scripts/benchmarks/bench_hcd_stopping.py,
+# docs/hcd.md); used by HCDModel's and hcd_refine's ``stop`` switch. Not a default: HCD runs its fixed N
+# unless stopping is asked for.
+RECOMMENDED_STOP = {'stop_patience': 1, 'stop_tolerance': None, 'stop_gain_fraction': 0.1}
 
 
 @runtime_checkable
@@ -62,9 +85,66 @@ class CollaborativeDownscaling:
     loss_lr_start: torch.Tensor  # LR-stage objective at the random start (best restart)
     loss_lr: torch.Tensor  # LR-stage objective at the returned d_x (before the final quantisation)
     loss: torch.Tensor  # MSE(up(lr), y) for the stored, quantised LR
+    # gradient steps taken by each image, summed over restarts: steps_hr * restarts (steps_lr * restarts) on
+    # the fixed-N path, fewer for images that stopped early
+    gradient_steps_hr: Optional[torch.Tensor] = None
+    gradient_steps_lr: Optional[torch.Tensor] = None
 
 
-def check_hcd_options(steps_hr, steps_lr, epsilon, step_size, norm, restarts, levels=255):
+@dataclass(frozen=True)
+class StoppingRule:
+    """Per-image stopping of a stage (see the module docstring); built by :func:`stopping_rule`."""
+
+    patience: int
+    tolerance: Optional[float] = None
+    gain_fraction: Optional[float] = None
+
+    def stops(self, best_before, best_now, start):
+        """Which images stop: ``best_before`` = B_{k-W}, ``best_now`` = B_k, ``start`` = L_0 (all (n,))."""
+        improvement = best_before - best_now
+        stop = torch.ones_like(improvement, dtype=torch.bool)
+        if self.tolerance is not None:
+            stop &= improvement < self.tolerance * best_before
+        if self.gain_fraction is not None:
+            stop &= improvement < self.gain_fraction * (start - best_now)
+        return stop
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def check_stop_options(stop_patience=None, stop_tolerance=None, stop_gain_fraction=None):
+    """Raises ValueError naming the stopping option at fault."""
+    if stop_tolerance is not None and (not _is_number(stop_tolerance) or stop_tolerance < 0):
+        raise ValueError(f'HCD option \'stop_tolerance\' (relative improvement of the best loss over the window '
+                         f'below which an image stops) must be a number >= 0 or None, got {stop_tolerance!r}')
+    if stop_gain_fraction is not None and (not _is_number(stop_gain_fraction) or stop_gain_fraction < 0):
+        raise ValueError(f'HCD option \'stop_gain_fraction\' (window improvement below this fraction of the gain '
+                         f'so far stops an image) must be a number >= 0 or None, got {stop_gain_fraction!r}')
+    if stop_patience is not None:
+        if isinstance(stop_patience, bool) or not isinstance(stop_patience, int) or stop_patience < 1:
+            raise ValueError(f'HCD option \'stop_patience\' (window, in steps, over which the improvement is '
+                             f'measured) must be an integer >= 1 or None, got {stop_patience!r}')
+        if stop_tolerance is None and stop_gain_fraction is None:
+            raise ValueError('HCD option \'stop_patience\' is set but no stopping criterion is: also set '
+                             '\'stop_tolerance\' and/or \'stop_gain_fraction\' (or remove stop_patience for the '
+                             'fixed number of steps)')
+
+
+def stopping_rule(stop_patience=None, stop_tolerance=None, stop_gain_fraction=None):
+    """The :class:`StoppingRule` of the options, or None (the fixed-N path) when no criterion is given.
+    Without ``stop_patience`` the recommended window is used."""
+    check_stop_options(stop_patience, stop_tolerance, stop_gain_fraction)
+    if stop_tolerance is None and stop_gain_fraction is None:
+        return None
+    patience = RECOMMENDED_STOP['stop_patience'] if stop_patience is None else stop_patience
+    return StoppingRule(patience, None if stop_tolerance is None else float(stop_tolerance),
+                        None if stop_gain_fraction is None else float(stop_gain_fraction))
+
+
+def check_hcd_options(steps_hr, steps_lr, epsilon, step_size, norm, restarts, levels=255, stop_patience=None,
+                      stop_tolerance=None, stop_gain_fraction=None):
     """Raises ValueError naming the option at fault."""
     for key, value in (('steps_hr', steps_hr), ('steps_lr', steps_lr)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -79,6 +159,7 @@ def check_hcd_options(steps_hr, steps_lr, epsilon, step_size, norm, restarts, le
         raise ValueError(f'HCD option \'norm\' must be one of {list(NORMS)}, got {norm!r}')
     if not isinstance(levels, int) or levels < 1:
         raise ValueError(f'HCD option \'levels\' must be an integer >= 1 (255 for 8-bit), got {levels!r}')
+    check_stop_options(stop_patience, stop_tolerance, stop_gain_fraction)
 
 
 def _per_image(values, shape):
@@ -141,14 +222,78 @@ def _frozen(module):
             p.requires_grad_(True)
 
 
+def _descent_direction(grad, norm):
+    if norm == 'l2':
+        return grad / _per_image(_flat_norm(grad) + 1e-10, grad.shape)
+    return grad.sign()
+
+
+def _run_with_stopping(objective, image, start, steps, epsilon, step_size, norm, rule):
+    """One run from ``start`` with per-image stopping; images that stop leave the active sub-batch.
+
+    Returns the best iterate of each image, its loss, the loss at the start and the gradient steps taken
+    per image (an image that stops at evaluation k took k steps and was evaluated k + 1 times; one that
+    runs to the end took ``steps`` and was evaluated ``steps + 1`` times)."""
+    n = image.shape[0]
+    best_delta = start.clone()
+    best_loss = torch.full((n, ), float('inf'), dtype=image.dtype, device=image.device)
+    start_loss = torch.full_like(best_loss, float('inf'))
+    spent = torch.zeros(n, dtype=torch.long, device=image.device)
+    history = []  # B_k of every image (values of stopped images are frozen and unused)
+    index = torch.arange(n, device=image.device)  # the active images
+    full = True  # all images active: call the objective on the whole batch (no index copies)
+    delta, sub_image = start, image
+
+    def record(loss, delta):
+        better = loss < best_loss[index]
+        best_loss[index] = torch.where(better, loss, best_loss[index])
+        best_delta[index] = torch.where(_per_image(better, delta.shape), delta, best_delta[index])
+
+    for k in range(steps):
+        delta = delta.detach().requires_grad_(True)
+        with torch.enable_grad():
+            graph = objective(sub_image + delta, None if full else index)
+        loss = graph.detach()
+        if k == 0:
+            start_loss[index] = loss
+        record(loss, delta.detach())
+        history.append(best_loss.clone())
+        keep = None
+        if k >= rule.patience:  # decided before the backward pass: an image that stops costs no gradient
+            keep = ~rule.stops(history[k - rule.patience][index], best_loss[index], start_loss[index])
+            if not bool(keep.any()):
+                index = index[keep]
+                break
+        grad, = torch.autograd.grad(graph.sum(), delta)
+        with torch.no_grad():
+            delta = project(delta - step_size * _descent_direction(grad, norm), sub_image, epsilon, norm)
+        if keep is not None and not bool(keep.all()):
+            index, delta, sub_image, full = index[keep], delta[keep], sub_image[keep], False
+        spent[index] += 1
+    if index.numel():
+        with torch.no_grad():
+            loss = objective(sub_image + delta, None if full else index)
+        if steps == 0:
+            start_loss[index] = loss
+        record(loss, delta)
+    return best_delta, best_loss, start_loss, spent
+
+
 def refine_perturbation(objective, image, steps, epsilon, step_size, norm='l2', restarts=1, generators=None,
-                        keep_best=False):
+                        keep_best=False, stop=None, return_steps=False):
     """Projected normalised gradient descent on a perturbation of ``image``, per image.
 
     ``objective(perturbed) -> (N,)`` per-image losses. Returns ``(delta, start_loss, loss)`` for the best
-    restart of each image: the perturbation, the loss at its random start and the loss at ``delta``.
+    restart of each image: the perturbation, the loss at its random start and the loss at ``delta``
+    (with ``return_steps``, also the gradient steps taken per image, summed over restarts).
     ``keep_best``: return the best iterate of each run instead of the last one (never worse than the start).
+    ``stop``: a :class:`StoppingRule` (:func:`stopping_rule`): per-image stopping, best iterates; then the
+    objective is called as ``objective(perturbed, index)`` where ``index`` (a LongTensor of batch
+    positions, or None for the whole batch) says which images ``perturbed`` holds.
     """
+    if stop is not None:
+        return _refine_with_stopping(objective, image, steps, epsilon, step_size, norm, restarts, generators, stop,
+                                     return_steps)
     n = image.shape[0]
     best_delta = torch.zeros_like(image)
     best_loss = torch.full((n, ), float('inf'), dtype=image.dtype, device=image.device)
@@ -186,6 +331,30 @@ def refine_perturbation(objective, image, steps, epsilon, step_size, norm='l2', 
         best_delta = torch.where(_per_image(improved, image.shape), delta, best_delta)
         best_start = torch.where(improved, start_loss, best_start)
         best_loss = torch.where(improved, loss, best_loss)
+    if return_steps:
+        return best_delta, best_start, best_loss, torch.full((n, ), steps * restarts, dtype=torch.long,
+                                                             device=image.device)
+    return best_delta, best_start, best_loss
+
+
+def _refine_with_stopping(objective, image, steps, epsilon, step_size, norm, restarts, generators, rule,
+                          return_steps):
+    n = image.shape[0]
+    best_delta = torch.zeros_like(image)
+    best_loss = torch.full((n, ), float('inf'), dtype=image.dtype, device=image.device)
+    best_start = torch.full_like(best_loss, float('inf'))
+    spent = torch.zeros(n, dtype=torch.long, device=image.device)
+    for _ in range(restarts):
+        start = random_start(image, epsilon, norm, generators)
+        delta, loss, start_loss, run_spent = _run_with_stopping(objective, image, start, steps, epsilon, step_size,
+                                                                norm, rule)
+        spent += run_spent
+        improved = loss < best_loss
+        best_delta = torch.where(_per_image(improved, image.shape), delta, best_delta)
+        best_start = torch.where(improved, start_loss, best_start)
+        best_loss = torch.where(improved, loss, best_loss)
+    if return_steps:
+        return best_delta, best_start, best_loss, spent
     return best_delta, best_start, best_loss
 
 
@@ -203,32 +372,37 @@ def _generators(seed, n):
 
 
 def _collaborative_downscale_batch(rescaler, hr, steps_hr, steps_lr, epsilon, step_size, norm, restarts, seed,
-                                   keep_best, levels, quantize_hr_stage):
+                                   keep_best, levels, quantize_hr_stage, stop=None):
     generators = _generators(seed, hr.shape[0])
     inner_quantize = (lambda x: quantize_ste(x, levels)) if quantize_hr_stage else (lambda x: x)
 
-    def hr_objective(perturbed_hr):
-        return mse_per_image(rescaler.upscale(inner_quantize(rescaler.downscale(perturbed_hr))), hr)
+    def target(index):
+        return hr if index is None else hr[index]
 
-    def lr_objective(perturbed_lr):
-        return mse_per_image(rescaler.upscale(perturbed_lr), hr)
+    def hr_objective(perturbed_hr, index=None):
+        return mse_per_image(rescaler.upscale(inner_quantize(rescaler.downscale(perturbed_hr))), target(index))
 
+    def lr_objective(perturbed_lr, index=None):
+        return mse_per_image(rescaler.upscale(perturbed_lr), target(index))
+
+    never = torch.zeros(hr.shape[0], dtype=torch.long, device=hr.device)
     with _frozen(rescaler):
         if steps_hr > 0:
-            delta_hr, loss_hr_start, loss_hr = refine_perturbation(hr_objective, hr, steps_hr, epsilon, step_size,
-                                                                   norm, restarts, generators, keep_best)
+            delta_hr, loss_hr_start, loss_hr, spent_hr = refine_perturbation(
+                hr_objective, hr, steps_hr, epsilon, step_size, norm, restarts, generators, keep_best, stop, True)
         else:  # no HR stage: the unperturbed HR image
-            delta_hr = torch.zeros_like(hr)
+            delta_hr, spent_hr = torch.zeros_like(hr), never
             with torch.no_grad():
                 loss_hr_start = loss_hr = hr_objective(hr)
         hr_perturbed = hr + delta_hr
         with torch.no_grad():
             lr_start = quantize(rescaler.downscale(hr_perturbed), levels)
         if steps_lr > 0:
-            delta_lr, loss_lr_start, loss_lr = refine_perturbation(lr_objective, lr_start, steps_lr, epsilon, step_size,
-                                                                   norm, restarts, generators, keep_best)
+            delta_lr, loss_lr_start, loss_lr, spent_lr = refine_perturbation(
+                lr_objective, lr_start, steps_lr, epsilon, step_size, norm, restarts, generators, keep_best, stop,
+                True)
         else:
-            delta_lr = torch.zeros_like(lr_start)
+            delta_lr, spent_lr = torch.zeros_like(lr_start), never
             with torch.no_grad():
                 loss_lr_start = loss_lr = lr_objective(lr_start)
         lr_continuous = lr_start + delta_lr
@@ -236,7 +410,7 @@ def _collaborative_downscale_batch(rescaler, hr, steps_hr, steps_lr, epsilon, st
         with torch.no_grad():
             loss = lr_objective(lr)
     return CollaborativeDownscaling(lr, lr_continuous, hr_perturbed, loss_hr_start, loss_hr, loss_lr_start, loss_lr,
-                                    loss)
+                                    loss, spent_hr, spent_lr)
 
 
 def collaborative_downscale(rescaler: Rescaler,
@@ -251,7 +425,10 @@ def collaborative_downscale(rescaler: Rescaler,
                             keep_best: bool = False,
                             levels: int = 255,
                             quantize_hr_stage: bool = True,
-                            batched: bool = True) -> CollaborativeDownscaling:
+                            batched: bool = True,
+                            stop_tolerance: Optional[float] = None,
+                            stop_gain_fraction: Optional[float] = None,
+                            stop_patience: Optional[int] = None) -> CollaborativeDownscaling:
     """HCD: refines the HR image, then the LR image, so that ``rescaler.upscale`` reconstructs ``hr`` better.
 
     Args:
@@ -268,8 +445,14 @@ def collaborative_downscale(rescaler: Rescaler,
         levels: quantisation levels of the stored LR (255: 8-bit).
         quantize_hr_stage: quantise (straight-through) the LR inside the HR-stage objective (as the authors).
         batched: False runs the images one at a time (the reference path; same results with a seed).
+        stop_tolerance, stop_gain_fraction, stop_patience: the per-image stopping rule of both stages (module
+            docstring; :data:`RECOMMENDED_STOP`). None for both criteria (the default): the fixed
+            ``steps_hr``/``steps_lr`` of the paper. With a criterion the steps are the maximum, each image keeps
+            its best iterate, and ``gradient_steps_hr``/``_lr`` of the result say what each image used.
     """
-    check_hcd_options(steps_hr, steps_lr, epsilon, step_size, norm, restarts, levels)
+    check_hcd_options(steps_hr, steps_lr, epsilon, step_size, norm, restarts, levels, stop_patience, stop_tolerance,
+                      stop_gain_fraction)
+    stop = stopping_rule(stop_patience, stop_tolerance, stop_gain_fraction)
     if hr.dim() != 4:
         raise ValueError(f'collaborative_downscale: hr must be (N, C, H, W), got shape {tuple(hr.shape)}')
     scale = rescaler.scale
@@ -279,13 +462,13 @@ def collaborative_downscale(rescaler: Rescaler,
     hr = hr.detach()
     args = (steps_hr, steps_lr, float(epsilon), float(step_size), norm, restarts)
     if batched or hr.shape[0] == 1:
-        return _collaborative_downscale_batch(rescaler, hr, *args, seed, keep_best, levels, quantize_hr_stage)
+        return _collaborative_downscale_batch(rescaler, hr, *args, seed, keep_best, levels, quantize_hr_stage, stop)
     seeds = [seed] * hr.shape[0] if seed is None or isinstance(seed, int) else list(seed)
     if len(seeds) != hr.shape[0]:
         raise ValueError(f'HCD: got {len(seeds)} seeds for a batch of {hr.shape[0]} images')
     parts = [
-        _collaborative_downscale_batch(rescaler, hr[i:i + 1], *args, seeds[i], keep_best, levels, quantize_hr_stage)
-        for i in range(hr.shape[0])
+        _collaborative_downscale_batch(rescaler, hr[i:i + 1], *args, seeds[i], keep_best, levels, quantize_hr_stage,
+                                       stop) for i in range(hr.shape[0])
     ]
     fields = CollaborativeDownscaling.__dataclass_fields__
     return CollaborativeDownscaling(*[torch.cat([getattr(part, field) for part in parts]) for field in fields])

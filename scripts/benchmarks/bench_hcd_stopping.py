@@ -1,0 +1,300 @@
+"""HCD with the per-image stopping rule vs the paper's fixed N = 15: time ratio and gain difference, side by side.
+
+    # choose the rule on the validation split (a grid of rules, IRN and CAR):
+    python scripts/benchmarks/bench_hcd_stopping.py --split validation --grid \\
+        --irn-weights /work/artifacts/irn_x4_bench.pth --car-checkpoint /work/artifacts/car_bicubic_x4.pth
+    # report the chosen rule (collaborative_downscaling.RECOMMENDED_STOP) on the test split:
+    python scripts/benchmarks/bench_hcd_stopping.py --split test --rescalers irn car hcflow \\
+        --irn-weights /work/artifacts/irn_x4_bench.pth --car-checkpoint /work/artifacts/car_bicubic_x4.pth
+
+Rescalers (``--rescalers``, default ``irn car hcflow``):
+
+- ``irn``: the small IRN x4 of ``bench_hcd.py`` (``train_irn``: ``block_num [1, 1]``, growth 16, trained with
+  ``IRNModel`` on the training photos), z = 0 as there. ``--irn-weights PATH`` loads it when PATH exists;
+  otherwise it is trained for ``--train-seconds`` and saved to ``--save-weights PATH`` (or to
+  ``--irn-weights PATH``).
+- ``car``: CAR-down + bicubic-up from a checkpoint of ``bench_car_quality.py --save-weights``
+  (``bench_hcd.load_car_rescaler``); skipped with a message when ``--car-checkpoint`` is absent.
+- ``hcflow``: ``HCFlowNet`` + ``HCFlowRescaler`` (issue 16) from ``--hcflow-weights``; skipped with a message
+  when the arch or the weights are absent.
+
+Images: 128x128 crops (``--size``). Test split: the six crops of ``bench_hcd.HELD_OUT`` (chelsea, coffee), the
+crops of the project's HCD ablations; validation split and ``--heldout DIR``: two crops per image at fixed
+relative positions (``crop_positions``).
+
+Per rescaler, in one process, the fixed-N run (paper defaults: l2, eps 0.3, alpha 20/255, seed 0, last
+iterate) and the stopping run (same, with the rule; at most N steps per stage) are timed alternately,
+``--repeats`` times each, best time kept, in two modes: one image at a time (batch 1, as HCDModel's default
+test loader) and all crops in one batch (the images that stop leave the batch). Printed: mean PSNR-Y gain
+(crop border 4, on the stored 8-bit LR) of both, their difference, the time ratio, the mean gradient steps
+per stage, and fixed N = 5 for reference (the ablation's saturation point). ``--grid`` also runs a grid of
+rules (batched, one timing) to choose from.
+"""
+import argparse
+import inspect
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+import basicsr_lmar  # noqa: F401,E402
+from basicsr_lmar.checkpoints.state_dicts import atomic_torch_save, read_checkpoint  # noqa: E402
+from basicsr_lmar.ops.collaborative_downscaling import RECOMMENDED_STOP, collaborative_downscale  # noqa: E402
+from basicsr_lmar.registry import RESCALER_REGISTRY  # noqa: E402
+from bench_hcd import HELD_OUT, base_psnr, load_car_rescaler, psnr_y, to_tensor, train_irn  # noqa: E402
+from heldout import add_heldout_arguments, evaluation_images  # noqa: E402
+
+IRN_OPTIONS = dict(block_num=[1, 1], growth=16)
+FIXED = dict(epsilon=0.3, step_size=20 / 255, norm='l2', seed=0)
+# candidate rules for --grid (patience, tolerance, gain fraction)
+GRID = [(w, t, None) for w in (1, 2, 3) for t in (1e-3, 3e-3, 1e-2)] + \
+       [(w, None, f) for w in (1, 2, 3) for f in (0.02, 0.05, 0.1, 0.2)]
+
+
+def crop_positions(height, width, size):
+    """Two fixed crops per image (top-left corners at ~1/4 and ~3/5 of the free range), or the whole image."""
+    if height < size or width < size:
+        return []
+    return sorted({(int(round(fy * (height - size))), int(round(fx * (width - size))))
+                   for fy, fx in ((0.25, 0.3), (0.6, 0.65))})
+
+
+def benchmark_images(args):
+    if not args.heldout and args.split == 'test' and args.size == 128:
+        from basicsr_lmar.data.skimage_photos import load_photo
+        images = [(f'{name}@{y},{x}', to_tensor(load_photo(name))[:, y:y + 128, x:x + 128])
+                  for name, (y, x) in HELD_OUT]
+        return images, 'test split: the six 128x128 crops of bench_hcd.HELD_OUT (chelsea, coffee)'
+    photos, label = evaluation_images(args)
+    images = []
+    for name, photo in photos:
+        tensor = to_tensor(photo)
+        for y, x in crop_positions(tensor.shape[1], tensor.shape[2], args.size):
+            images.append((f'{name}@{y},{x}', tensor[:, y:y + args.size, x:x + args.size].contiguous()))
+    return images, f'{label}, {len(images)} crops of {args.size}x{args.size}'
+
+
+# ---------------------------------------------------------------------------------------------- rescalers
+def irn_rescaler(args):
+    from basicsr.utils.registry import ARCH_REGISTRY
+    path = args.irn_weights
+    if path and osp.isfile(path):
+        checkpoint = read_checkpoint(path, '--irn-weights')
+        options = {key: value for key, value in checkpoint['network_g'].items() if key != 'type'}
+        net = ARCH_REGISTRY.get('InvRescaleNet')(**options)
+        net.load_state_dict(checkpoint['params'], strict=True)
+        print(f'IRN x4 from {path}: {options}, {checkpoint.get("iterations", "?")}', flush=True)
+    else:
+        net = train_irn(args.train_seconds, patch=48, batch=8, block_num=IRN_OPTIONS['block_num'],
+                        growth=IRN_OPTIONS['growth'])
+        target = args.save_weights or path
+        if target:
+            os.makedirs(osp.dirname(osp.abspath(target)), exist_ok=True)
+            atomic_torch_save({'params': {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                               'network_g': dict(type='InvRescaleNet', scale=4, **IRN_OPTIONS),
+                               'iterations': f'bench_hcd.train_irn, {args.train_seconds:.0f} s wall clock'}, target)
+            print(f'saved the IRN to {target}', flush=True)
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return RESCALER_REGISTRY.get('IRNRescaler')(net, z_policy='zero', z_seed=0)
+
+
+def car_rescaler(args):
+    if not args.car_checkpoint or not osp.isfile(args.car_checkpoint):
+        return None, (f'no CAR checkpoint ({args.car_checkpoint or "--car-checkpoint not given"}); make one with '
+                      'scripts/benchmarks/bench_car_quality.py --save-weights PATH')
+    return load_car_rescaler(args.car_checkpoint), None
+
+
+def hcflow_rescaler(args):
+    from basicsr.utils.registry import ARCH_REGISTRY
+    if 'HCFlowNet' not in ARCH_REGISTRY or 'HCFlowRescaler' not in RESCALER_REGISTRY:
+        return None, 'HCFlowNet / HCFlowRescaler are not registered on this branch (issue 16 items 1-3)'
+    if not args.hcflow_weights or not osp.isfile(args.hcflow_weights):
+        return None, f'no HCFlow weights at {args.hcflow_weights} (issue 16 item 5 writes them)'
+    checkpoint = read_checkpoint(args.hcflow_weights, '--hcflow-weights')
+    options, state = {}, checkpoint
+    if isinstance(checkpoint, dict) and 'params' in checkpoint:
+        state = checkpoint['params']
+        options = {key: value for key, value in (checkpoint.get('network_g') or {}).items() if key != 'type'}
+    net = ARCH_REGISTRY.get('HCFlowNet')(**options)
+    net.load_state_dict({(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}, strict=True)
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    cls = RESCALER_REGISTRY.get('HCFlowRescaler')
+    kwargs = {'heat': 0.0} if 'heat' in inspect.signature(cls.__init__).parameters else {}
+    print(f'HCFlow x4 from {args.hcflow_weights}: {options or "default options"}, rescaler {kwargs}', flush=True)
+    return cls(net, **kwargs), None
+
+
+# ---------------------------------------------------------------------------------------------- measuring
+def run(rescaler, batch, steps, rule):
+    start = time.perf_counter()
+    result = collaborative_downscale(rescaler, batch, steps_hr=steps, steps_lr=steps, **FIXED, **rule)
+    return time.perf_counter() - start, result
+
+
+def gains(rescaler, images, result_lrs, bases):
+    with torch.no_grad():
+        return [psnr_y(rescaler.upscale(lr[None]).clamp(0, 1), hr[None]) - base
+                for (_, hr), lr, base in zip(images, result_lrs, bases)]
+
+
+def measure(rescaler, images, arms, repeats, batched):
+    """Per arm (name -> (steps, rule)): best time over ``repeats`` (arms interleaved), the gains and the mean
+    gradient steps per stage. ``batched``: all images in one call, else one call per image."""
+    stack = torch.stack([hr for _, hr in images])
+    times = {name: float('inf') for name in arms}
+    outputs = {}
+    for _ in range(repeats):
+        for name, (steps, rule) in arms.items():
+            if batched:
+                seconds, result = run(rescaler, stack, steps, rule)
+                parts = [result]
+            else:
+                seconds, parts = 0.0, []
+                for _, hr in images:
+                    s, result = run(rescaler, hr[None], steps, rule)
+                    seconds += s
+                    parts.append(result)
+            times[name] = min(times[name], seconds)
+            outputs[name] = parts
+    return times, outputs
+
+
+def summarise(rescaler, images, bases, outputs):
+    lrs = torch.cat([part.lr for part in outputs])
+    steps_hr = torch.cat([part.gradient_steps_hr for part in outputs]).double().mean().item()
+    steps_lr = torch.cat([part.gradient_steps_lr for part in outputs]).double().mean().item()
+    return gains(rescaler, images, lrs, bases), steps_hr, steps_lr
+
+
+def rule_label(rule):
+    if not rule:
+        return 'fixed'
+    parts = [f'W={rule["stop_patience"]}']
+    if rule.get('stop_tolerance') is not None:
+        parts.append(f'tol={rule["stop_tolerance"]:g}')
+    if rule.get('stop_gain_fraction') is not None:
+        parts.append(f'frac={rule["stop_gain_fraction"]:g}')
+    return ' '.join(parts)
+
+
+def side_by_side(label, rescaler, images, rule, repeats, steps):
+    bases = [base_psnr(rescaler, hr[None]) for _, hr in images]
+    collaborative_downscale(rescaler, images[0][1][None], steps_hr=1, steps_lr=1, seed=0)  # warm-up
+    arms = {f'fixed N={steps}': (steps, {}), f'stopping ({rule_label(rule)}, N<={steps})': (steps, rule),
+            'fixed N=5': (5, {})}
+    rows = {}
+    for mode, batched in (('one image at a time', False), (f'batch of {len(images)}', True)):
+        times, outputs = measure(rescaler, images, arms, repeats, batched)
+        for name in arms:
+            rows[(mode, name)] = (times[name], ) + summarise(rescaler, images, bases, outputs[name])
+    fixed_name, stop_name = list(arms)[:2]
+    print(f'\n### {label}\n')
+    print(f'| mode | arm | mean gain (dB) | min gain (dB) | gain - fixed (dB) | time (s) | time ratio | '
+          f'mean steps HR / LR |')
+    print('|---|---|---|---|---|---|---|---|')
+    summary = {}
+    for mode in ('one image at a time', f'batch of {len(images)}'):
+        base_time, base_gains = rows[(mode, fixed_name)][0], rows[(mode, fixed_name)][1]
+        for name in arms:
+            seconds, g, shr, slr = rows[(mode, name)]
+            print(f'| {mode} | {name} | {np.mean(g):+.3f} | {np.min(g):+.3f} | {np.mean(g) - np.mean(base_gains):+.3f} '
+                  f'| {seconds:.2f} | {seconds / base_time:.2f} | {shr:.1f} / {slr:.1f} |')
+        seconds, g = rows[(mode, stop_name)][:2]
+        summary[mode] = (seconds / base_time, np.mean(g) - np.mean(base_gains))
+    stop_gains = rows[('one image at a time', stop_name)][1]
+    print('\nper image (one at a time): ' + ', '.join(
+        f'{name} {fixed:+.3f}/{stop:+.3f}' for (name, _), fixed, stop in
+        zip(images, rows[('one image at a time', fixed_name)][1], stop_gains)) + ' (fixed/stopping gain, dB)')
+    for mode, (ratio, difference) in summary.items():
+        met = ratio <= 0.40 and difference >= -0.02
+        print(f'TARGET {label}, {mode}: time ratio {ratio:.2f} (<= 0.40), gain difference {difference:+.3f} dB '
+              f'(>= -0.02): {"met" if met else "NOT met"}')
+    return summary
+
+
+def grid(label, rescaler, images, steps):
+    """Every rule of GRID on the batch (one timing each; the gains are exact, the times indicative)."""
+    bases = [base_psnr(rescaler, hr[None]) for _, hr in images]
+    stack = torch.stack([hr for _, hr in images])
+    collaborative_downscale(rescaler, stack[:1], steps_hr=1, steps_lr=1, seed=0)
+    fixed_time, fixed = run(rescaler, stack, steps, {})
+    fixed_gain = np.mean(gains(rescaler, images, fixed.lr, bases))
+    print(f'\n### {label}: rules on the batch of {len(images)} (fixed N={steps}: {fixed_gain:+.3f} dB, '
+          f'{fixed_time:.2f} s)\n')
+    print('| rule | mean gain (dB) | gain - fixed (dB) | steps ratio (HR+LR) | time ratio |')
+    print('|---|---|---|---|---|')
+    for patience, tolerance, fraction in GRID:
+        rule = dict(stop_patience=patience, stop_tolerance=tolerance, stop_gain_fraction=fraction)
+        seconds, result = run(rescaler, stack, steps, rule)
+        g = np.mean(gains(rescaler, images, result.lr, bases))
+        used = (result.gradient_steps_hr + result.gradient_steps_lr).double().mean().item() / (2 * steps)
+        print(f'| {rule_label(rule)} | {g:+.3f} | {g - fixed_gain:+.3f} | {used:.2f} | {seconds / fixed_time:.2f} |',
+              flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_heldout_arguments(parser)
+    parser.add_argument('--rescalers', nargs='+', default=['irn', 'car', 'hcflow'], choices=('irn', 'car', 'hcflow'))
+    parser.add_argument('--size', type=int, default=128, help='crop size (a multiple of 8)')
+    parser.add_argument('--steps', type=int, default=15, help='N of the fixed arm and the cap of the stopping arm')
+    parser.add_argument('--stop-patience', type=int, default=RECOMMENDED_STOP['stop_patience'])
+    parser.add_argument('--stop-tolerance', type=float, default=RECOMMENDED_STOP['stop_tolerance'])
+    parser.add_argument('--stop-gain-fraction', type=float, default=RECOMMENDED_STOP['stop_gain_fraction'])
+    parser.add_argument('--grid', action='store_true', help='also evaluate the grid of candidate rules (GRID)')
+    parser.add_argument('--no-side-by-side', action='store_true', help='only the grid')
+    parser.add_argument('--repeats', type=int, default=2, help='timings per arm (interleaved), best kept')
+    parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--irn-weights', metavar='PATH', help='the small IRN: loaded when PATH exists, else trained '
+                        'and saved there')
+    parser.add_argument('--save-weights', metavar='PATH', help='where to save an IRN trained here')
+    parser.add_argument('--train-seconds', type=float, default=600, help='IRN training budget (wall clock)')
+    parser.add_argument('--car-checkpoint', metavar='PATH', help='bench_car_quality.py --save-weights output')
+    parser.add_argument('--hcflow-weights', metavar='PATH', default='/work/artifacts/hcflow_x4_mini.pth')
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rule = dict(stop_patience=args.stop_patience, stop_tolerance=args.stop_tolerance,
+                stop_gain_fraction=args.stop_gain_fraction)
+    images, label = benchmark_images(args)
+    load = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
+    print(f'torch {torch.__version__}, {args.threads} thread(s); images: {label}; rule {rule_label(rule)}; '
+          f'uptime: {load}', flush=True)
+    summaries = {}
+    for name in args.rescalers:
+        if name == 'irn':
+            rescaler, why = irn_rescaler(args), None
+        elif name == 'car':
+            rescaler, why = car_rescaler(args)
+        else:
+            rescaler, why = hcflow_rescaler(args)
+        if rescaler is None:
+            print(f'\nskipping {name}: {why}', flush=True)
+            continue
+        label = {'irn': 'small IRN x4, z = 0', 'car': 'CAR x4 under bicubic upscaling', 'hcflow': 'HCFlow x4, heat 0'}
+        if args.grid:
+            grid(label[name], rescaler, images, args.steps)
+        if not args.no_side_by_side:
+            summaries[name] = side_by_side(label[name], rescaler, images, rule, args.repeats, args.steps)
+    load = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
+    print(f'\nuptime at the end: {load}')
+    if summaries:
+        print('\n| rescaler | mode | time ratio | gain difference (dB) |\n|---|---|---|---|')
+        for name, summary in summaries.items():
+            for mode, (ratio, difference) in summary.items():
+                print(f'| {name} | {mode} | {ratio:.2f} | {difference:+.3f} |')
+
+
+if __name__ == '__main__':
+    main()
