@@ -153,3 +153,22 @@ def test_rescaler_seeded_latents_are_batch_independent():
         alone = rescaler.upscale(lr[1:2])
     assert torch.allclose(batch[1:2], alone, atol=1e-6)
     assert rescaler.downscale(torch.rand(1, 3, 16, 16)).shape == (1, 3, 4, 4)
+
+
+@pytest.mark.parametrize('heat', [0.0, 0.5])
+def test_hcd_with_the_hcflow_adapter_improves_a_tiny_image(heat):
+    from basicsr_lmar.ops.collaborative_downscaling import collaborative_downscale, mse_per_image
+    from basicsr_lmar.ops.rounding import quantize
+    torch.manual_seed(0)
+    net = randomise(tiny(), std=0.02).eval()
+    rescaler = HCFlowRescaler(net, heat=heat, z_policy='seeded', z_seed=0)
+    hr = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        base = mse_per_image(rescaler.upscale(quantize(rescaler.downscale(hr))), hr)
+    result = collaborative_downscale(rescaler, hr, steps_hr=3, steps_lr=3, epsilon=0.3, step_size=0.02, seed=0)
+    assert torch.equal(result.lr, quantize(result.lr)) and result.lr.shape == (2, 3, 4, 4)
+    assert (result.loss < base).all(), (result.loss, base)
+    alone = collaborative_downscale(rescaler, hr, steps_hr=3, steps_lr=3, epsilon=0.3, step_size=0.02, seed=0,
+                                    batched=False)
+    assert torch.allclose(alone.lr, result.lr)
+    assert all(not p.requires_grad or p.grad is None for p in net.parameters())
