@@ -172,3 +172,16 @@ def test_hcd_with_the_hcflow_adapter_improves_a_tiny_image(heat):
                                     batched=False)
     assert torch.allclose(alone.lr, result.lr)
     assert all(not p.requires_grad or p.grad is None for p in net.parameters())
+
+
+@pytest.mark.parametrize('heat', [0.0, 1.0])
+def test_rescaler_and_actnorm_init_place_nothing_on_the_cpu(heat):
+    """On ``meta`` (see tests/archs/test_device_placement.py) a tensor created on the CPU is an error, as on CUDA."""
+    meta = torch.device('meta')
+    net = tiny().to(meta)
+    hr = torch.rand(1, 3, 16, 16, device=meta)
+    net.initialise_actnorm(hr)
+    rescaler = HCFlowRescaler(net, heat=heat)
+    lr = rescaler.downscale(hr)
+    assert lr.device == meta and rescaler.upscale(lr).device == meta
+    assert net(lr, rev=True, heat=heat).device == meta
