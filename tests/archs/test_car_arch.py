@@ -118,7 +118,8 @@ def test_signed_kernels_share_the_parameters_and_default_is_the_clamp():
     assert {k: v.shape for k, v in plain.state_dict().items()} == {k: v.shape for k, v in signed.state_dict().items()}
     signed.load_state_dict(plain.state_dict(), strict=True)
     raw = torch.tensor([-0.5, 0.25, 2.0, 0.25]).view(1, 4, 1, 1)
-    torch.testing.assert_close(plain.normalise_kernels(raw).flatten(), torch.tensor([1e-6, 0.25, 1, 0.25]) / (1.5 + 1e-6))
+    clamped = torch.tensor([1e-6, 0.25, 1, 0.25]) / (1.5 + 1e-6)
+    torch.testing.assert_close(plain.normalise_kernels(raw).flatten(), clamped)
     torch.testing.assert_close(signed.normalise_kernels(raw).flatten(), torch.tensor([-0.75, 0.0, 1.75, 0.0]))
     with pytest.raises(OptionError, match='signed_kernels'):
         CARResamplerNet(signed_kernels='yes')
