@@ -35,7 +35,7 @@ from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
 
 from basicsr_lmar.archs.car_arch import BicubicUpscaler, CARResamplerNet
-from basicsr_lmar.data.skimage_photos import TRAIN_PHOTOS, load_photo
+from basicsr_lmar.data.skimage_photos import TRAIN_PHOTOS, load_photo, photo_names
 from basicsr_lmar.losses.car_loss import CAROffsetLoss, PartialTVLoss
 from basicsr_lmar.ops.rounding import quantize_8bit
 from basicsr_lmar.ops.adaptive_resample import adaptive_resample
@@ -255,6 +255,8 @@ def main(argv=None):
                              'gives the CPU minutes actually used')
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--also-test', action='store_true',
+                        help='after the --split / --heldout report, report on the test split too')
     add_heldout_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -339,6 +341,9 @@ def main(argv=None):
     minutes, wall = (clock() - start) / 60, (time.time() - wall_start) / 60
     rows = evaluate(net, upscaler, heldout, scale, with_ceiling=True)
     report(rows, f'after {iteration} iterations in {minutes:.1f} {args.clock} min ({wall:.1f} wall min)')
+    if args.also_test and (args.heldout or args.split != 'test'):
+        test = [(name, to_tensor(load_photo(name))) for name in photo_names('test')]
+        report(evaluate(net, upscaler, test, scale, with_ceiling=True), 'the same network on the test split')
     if args.save_weights:
         save_weights(args.save_weights, net, network_g, args, iteration, rows)
     return rows
