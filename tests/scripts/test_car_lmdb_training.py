@@ -31,8 +31,8 @@ def hr_folder(root, names, size):
 
 @pytest.mark.parametrize('option_file', ['train_car_edsr_x4.yml'])
 def test_car_trains_and_validates_from_lmdb(tmp_path, monkeypatch, option_file):
-    train_lmdb = create_lmdb.main(['folder', str(hr_folder(tmp_path / 'DIV2K_train_HR', ['0001', '0002', '0003', '0004'],
-                                                           (48, 56))), '--output', str(tmp_path / 'train_HR.lmdb')])[0]
+    train_hr = hr_folder(tmp_path / 'DIV2K_train_HR', ['0001', '0002', '0003', '0004'], (48, 56))
+    train_lmdb = create_lmdb.main(['folder', str(train_hr), '--output', str(tmp_path / 'train_HR.lmdb')])[0]
     val_lmdb = create_lmdb.main(['folder', str(hr_folder(tmp_path / 'val_HR', ['baby', 'bird'], (36, 44))),
                                  '--output', str(tmp_path / 'val_HR.lmdb')])[0]
     opt = yaml.safe_load((REPO_ROOT / 'options' / option_file).read_text())
