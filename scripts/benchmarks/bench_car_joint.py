@@ -10,13 +10,14 @@ Three arms, one SR architecture (basicsr's EDSR, reduced width), the same crops,
 
 (a) and (b) both start from one SR network pre-trained on bicubic LR (``--pretrain-minutes``, cached with
 ``--cache DIR``). (b) runs for ``--minutes`` of process CPU time; (a) runs twice: for the iterations (b)
-reached (equal iterations) and for the same CPU time (equal time); (c) trains from scratch for
-``--pretrain-minutes + --minutes`` (the SR training time of (a)). Each schedule is a cosine decay over its own
+reached (equal iterations) and for the same CPU time (equal time); (c) trains from scratch for the same
+CPU time as (b) (iterations with ``--iters``), without the pre-training (a) and (b) had. Each schedule is a cosine decay over its own
 budget. Evaluation: per image Y-PSNR / SSIM (basicsr metrics, ``crop_border = scale``) on ``--split`` or
 ``--heldout DIR`` (``--also-test`` adds the test split), and the kernels' content adaptivity:
 
-* spread: the per-element standard deviation of the kernels over the LR pixels of an image, averaged over
-  elements, divided by the mean weight 1/k^2 (a constant kernel gives 0);
+* spread: the per-element standard deviation of the kernels over the LR pixels of an image (within each
+  phase of the network's pixel-shuffle, see :func:`adaptivity`), averaged over elements, divided by the mean
+  weight 1/k^2 (a constant kernel gives 0, and so does a fixed periodic pattern);
 * offset: the mean offset length in HR pixels.
 
 Departure from the naive set-up (docs/benchmarks.md ## CAR joint): the kernel head keeps PyTorch's default
@@ -157,9 +158,17 @@ def crop_to(hr, multiple):
     return hr[..., :height - height % multiple, :width - width % multiple]
 
 
-def adaptivity(kernels, offsets_h, offsets_v, scale):
-    """(spread, offset length in HR pixels) of one image's maps (see the module docstring)."""
-    spread = kernels.flatten(2).std(2).mean() * kernels.shape[1]
+def adaptivity(kernels, offsets_h, offsets_v, scale, period=None):
+    """(spread, offset length in HR pixels) of one image's maps (see the module docstring).
+
+    The spread is taken within each phase of the branches' pixel-shuffle (``period = 8 / scale`` LR pixels,
+    2 at x4, 4 at x2): a network that ignores the content still makes a fixed periodic pattern there (a
+    checkerboard at initialisation), which is not adaptation."""
+    period = period or max(8 // scale, 1)
+    n, elements, height, width = kernels.shape
+    height, width = height - height % period, width - width % period
+    phases = kernels[..., :height, :width].reshape(n, elements, height // period, period, width // period, period)
+    spread = phases.permute(0, 1, 3, 5, 2, 4).flatten(4).std(4).mean() * elements
     length = (offsets_h.square() + offsets_v.square()).sqrt().mean() * scale
     return float(spread), float(length)
 
@@ -394,7 +403,7 @@ def main(argv=None):
         torch.manual_seed(args.seed + 2)
         sr_c = build_sr(args)
         car.eval()
-        c_schedule = Schedule(pre_cpu + b_cpu, None if args.iters is None else pre_iters + b_iters)
+        c_schedule = Schedule(b_cpu, None if args.iters is None else b_iters)
         c_iters, c_cpu = train_sr(sr_c, train, args, c_schedule,
                                   lambda hr: car.apply_maps(hr, car(hr), 'round'), '(c) fresh SR on CAR LR')
         arms_models[f'(c) fresh SR on frozen CAR LR ({c_iters} it)'] = (sr_c, car)

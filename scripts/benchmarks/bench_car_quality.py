@@ -255,6 +255,7 @@ def main(argv=None):
                              'gives the CPU minutes actually used')
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--figure', metavar='PNG', help='LR images and results of the first evaluation image')
     parser.add_argument('--also-test', action='store_true',
                         help='after the --split / --heldout report, report on the test split too')
     add_heldout_arguments(parser)
@@ -344,9 +345,48 @@ def main(argv=None):
     if args.also_test and (args.heldout or args.split != 'test'):
         test = [(name, to_tensor(load_photo(name))) for name in photo_names('test')]
         report(evaluate(net, upscaler, test, scale, with_ceiling=True), 'the same network on the test split')
+    if args.figure:
+        save_lr_figure(args.figure, net, upscaler, heldout[0], scale, 'signed' if args.signed else 'clamped')
     if args.save_weights:
         save_weights(args.save_weights, net, network_g, args, iteration, rows)
     return rows
+
+
+def save_lr_figure(path, net, upscaler, photo, scale, variant):
+    """The 8-bit LR images (bicubic↓ and CAR↓, shown at their pixel size × 2) and both bicubic↑ results on a
+    crop of one image: what the LR a user stores looks like, and the ringing it brings."""
+    from matplotlib.figure import Figure
+    name, hr = photo
+    hr = hr[..., :hr.shape[-2] - hr.shape[-2] % 8, :hr.shape[-1] - hr.shape[-1] % 8]
+    net.eval()
+    with torch.no_grad():
+        lr_car = net.downscale(hr, rounding='round')
+        lr_bic = quantize_8bit(bicubic_downscale(hr, scale).clamp(0, 1), 'round')
+        up_car, up_bic = upscaler(lr_car).clamp(0, 1), upscaler(lr_bic).clamp(0, 1)
+    net.train()
+    height, width = hr.shape[-2:]
+    top, left = (height // 2 - 64) // scale * scale, (width // 2 - 64) // scale * scale
+    crop = (slice(top, top + 128), slice(left, left + 128))
+    lr_crop = (slice(top // scale, (top + 128) // scale), slice(left // scale, (left + 128) // scale))
+
+    def image(t, region):
+        return t[0].permute(1, 2, 0)[region].numpy()
+    panels = [('bicubic↓ LR (8-bit)', image(lr_bic, (slice(None), slice(None)))),
+              (f'CAR↓ LR, {variant} kernels (8-bit)', image(lr_car, (slice(None), slice(None)))),
+              ('bicubic↓ LR, centre crop', image(lr_bic, lr_crop)), (f'CAR↓ LR ({variant}), centre crop',
+                                                                      image(lr_car, lr_crop)),
+              ('bicubic↓ + bicubic↑', image(up_bic, crop)), (f'CAR↓ ({variant}) + bicubic↑', image(up_car, crop)),
+              ('HR', image(hr, crop))]
+    figure = Figure(figsize=(14, 2.6), dpi=80)
+    for i, (title, picture) in enumerate(panels):
+        axis = figure.add_subplot(1, len(panels), i + 1)
+        axis.imshow(np.clip(picture, 0, 1), interpolation='nearest')
+        axis.set_title(title, fontsize=7)
+        axis.axis('off')
+    figure.suptitle(f'{name}, x{scale}', fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    print(f'figure: {path}', flush=True)
 
 
 def save_weights(path, net, network_g, args, iterations, rows):

@@ -72,6 +72,9 @@ def test_adaptivity_of_a_constant_kernel_is_zero_and_centre_of_mass(joint):
     varying = kernels.clone()
     varying[0, :, 0, 0] = 1 / (k * k)  # one pixel with another kernel: spread > 0
     assert joint.adaptivity(varying, zeros, zeros, scale)[0] > 0
+    checkerboard = kernels.clone()  # a fixed pattern with the pixel-shuffle's period (2 at x4) is no adaptation
+    checkerboard[0, :, ::2, ::2] = 1 / (k * k)
+    assert joint.adaptivity(checkerboard, zeros, zeros, scale)[0] == pytest.approx(0, abs=1e-7)
 
 
 def test_signed_joint_quick(joint):
