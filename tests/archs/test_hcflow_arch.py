@@ -185,3 +185,13 @@ def test_rescaler_and_actnorm_init_place_nothing_on_the_cpu(heat):
     lr = rescaler.downscale(hr)
     assert lr.device == meta and rescaler.upscale(lr).device == meta
     assert net(lr, rev=True, heat=heat).device == meta
+
+
+def test_gradients_of_both_directions_pass_gradcheck_in_float64():
+    torch.manual_seed(0)
+    net = randomise(HCFlowNet(scale=4, flow_steps=[2, 2], prior_steps=[1, 1], growth=2, rrdb_nf=4, rrdb_gc=2,
+                              rrdb_blocks=1, hidden=4)).double()
+    hr = torch.rand(1, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    lr = torch.rand(1, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: net(x, clamp=False)[0], (hr, ), eps=1e-6, atol=1e-6, fast_mode=True)
+    assert torch.autograd.gradcheck(lambda x: net(x, rev=True, clamp=False), (lr, ), eps=1e-6, atol=1e-6)
