@@ -91,7 +91,9 @@ def test_actnorm_initialises_from_the_first_batch_only():
     assert all(torch.equal(state[k], v) for k, v in loaded.state_dict().items())
 
 
-def test_actnorm_init_reduces_statistics_with_the_given_reduction():
+def test_actnorm_init_passes_every_statistic_through_the_reduction():
+    """Two statistics (mean, then variance about the reduced mean) per ActNorm go through ``reduce``; that
+    HCFlowModel's cross-process mean makes 2 processes initialise as 1 is checked by the distributed test."""
     torch.manual_seed(0)
     hr = torch.rand(4, 3, 16, 16)
     whole, halves = tiny(), tiny()
@@ -100,7 +102,7 @@ def test_actnorm_init_reduces_statistics_with_the_given_reduction():
     whole.initialise_actnorm(hr)
     calls = []
 
-    def reduce(t):  # stands in for the cross-process mean: the statistic of the other half comes along
+    def reduce(t):
         calls.append(t)
         return t
 
