@@ -74,7 +74,8 @@ def _fail(key, why):
 
 def convert_official_hcflow_state_dict(checkpoint):
     """Returns ``(state_dict, network_options)`` for :class:`HCFlowNet` from the authors' checkpoint."""
-    source = OrderedDict((k[len('module.'):] if k.startswith('module.') else k, v) for k, v in _unwrap(checkpoint).items())
+    source = OrderedDict(
+        (k[len('module.'):] if k.startswith('module.') else k, v) for k, v in _unwrap(checkpoint).items())
     layers, conds = {}, {}
     for key, tensor in source.items():
         match = _LAYER.match(key)
@@ -145,7 +146,8 @@ def convert_official_hcflow_state_dict(checkpoint):
                 continue
             _fail(f'flow.level{level}_condFlow.{name}', 'unexpected conditional-flow key')
         if steps != set(range(len(steps))):
-            raise KeyError(f'convert_official_hcflow: level {level} conditional flow steps {sorted(steps)} are not 0..N')
+            raise KeyError(f'convert_official_hcflow: level {level} conditional flow steps {sorted(steps)} '
+                           'are not 0..N')
         prior_steps.append(len(steps))
         rrdb_counts.add(len({m.group(1, 2) for m in map(_RRDB.match, entries) if m}))
     if len(rrdb_counts) != 1:

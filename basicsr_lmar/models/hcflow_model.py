@@ -109,7 +109,8 @@ class HCFlowModel(PluginModelMixin, SRModel):
             raise OptionError('[val] heats is empty; give at least one heat, e.g. [0.0, 1.0].')
         train = options.get('train')
         if train is not None and all(train[key] is None for key in ('lr_fit_opt', 'latent_opt', 'reconstruction_opt')):
-            raise OptionError('[train] every loss (lr_fit_opt, latent_opt, reconstruction_opt) is ~; keep at least one.')
+            raise OptionError('[train] every loss (lr_fit_opt, latent_opt, reconstruction_opt) is ~; '
+                              'keep at least one.')
         return options
 
     def build_networks(self):
@@ -166,8 +167,10 @@ class HCFlowModel(PluginModelMixin, SRModel):
             loss_dict['l_latent'] = self.losses['latent'](latents)
         if 'reconstruction' in self.losses:
             # latents drawn for the global batch (the same samples however the batch is split over ranks)
-            sampled = [train.eps_std * self.global_batch_randn(z.shape[0], z.shape[1:], current_iter, stream).to(z.dtype)
-                       for stream, z in enumerate(latents)]
+            sampled = [
+                train.eps_std * self.global_batch_randn(z.shape[0], z.shape[1:], current_iter, stream).to(z.dtype)
+                for stream, z in enumerate(latents)
+            ]
             sr = self.net_g(quantize_ste(lr), rev=True, latents=sampled)
             loss_dict['l_reconstruction'] = self.losses['reconstruction'](sr, self.gt)
         total = sum(loss_dict.values())

@@ -91,7 +91,9 @@ def test_actnorm_initialises_from_the_first_batch_only():
     assert all(torch.equal(state[k], v) for k, v in loaded.state_dict().items())
 
 
-def test_actnorm_init_reduces_statistics_with_the_given_reduction():
+def test_actnorm_init_passes_every_statistic_through_the_reduction():
+    """Two statistics (mean, then variance about the reduced mean) per ActNorm go through ``reduce``; that
+    HCFlowModel's cross-process mean makes 2 processes initialise as 1 is checked by the distributed test."""
     torch.manual_seed(0)
     hr = torch.rand(4, 3, 16, 16)
     whole, halves = tiny(), tiny()
@@ -100,7 +102,7 @@ def test_actnorm_init_reduces_statistics_with_the_given_reduction():
     whole.initialise_actnorm(hr)
     calls = []
 
-    def reduce(t):  # stands in for the cross-process mean: the statistic of the other half comes along
+    def reduce(t):
         calls.append(t)
         return t
 
@@ -185,3 +187,13 @@ def test_rescaler_and_actnorm_init_place_nothing_on_the_cpu(heat):
     lr = rescaler.downscale(hr)
     assert lr.device == meta and rescaler.upscale(lr).device == meta
     assert net(lr, rev=True, heat=heat).device == meta
+
+
+def test_gradients_of_both_directions_pass_gradcheck_in_float64():
+    torch.manual_seed(0)
+    net = randomise(HCFlowNet(scale=4, flow_steps=[2, 2], prior_steps=[1, 1], growth=2, rrdb_nf=4, rrdb_gc=2,
+                              rrdb_blocks=1, hidden=4)).double()
+    hr = torch.rand(1, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    lr = torch.rand(1, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: net(x, clamp=False)[0], (hr, ), eps=1e-6, atol=1e-6, fast_mode=True)
+    assert torch.autograd.gradcheck(lambda x: net(x, rev=True, clamp=False), (lr, ), eps=1e-6, atol=1e-6)

@@ -87,11 +87,13 @@ def test_all_532_authors_keys_load_strictly(prefix):
     assert sum(p.numel() for p in net.parameters()) == sum(v.numel() for v in official.values()) == 4_396_350
     # weights land where their authors' names say
     p = prefix
-    assert torch.equal(net.levels[1].steps[3].coupling.net.convs[4].bias, official[f'{p}flow.layers.14.affine.f.conv5.bias'])
+    assert torch.equal(net.levels[1].steps[3].coupling.net.convs[4].bias,
+                       official[f'{p}flow.layers.14.affine.f.conv5.bias'])
     prior = net.levels[0].prior
     assert torch.equal(prior.rrdbs[2].blocks[1].convs[3].weight,
                        official[f'{p}flow.level0_condFlow.RRDB_trunk1.0.RDB2.conv4.weight'])
-    assert torch.equal(prior.steps[5].invconv.weight, official[f'{p}flow.level0_condFlow.additional_flow_steps.5.permute.weight'])
+    assert torch.equal(prior.steps[5].invconv.weight,
+                       official[f'{p}flow.level0_condFlow.additional_flow_steps.5.permute.weight'])
     assert torch.equal(prior.head.logs, official[f'{p}flow.level0_condFlow.f.logs'])
     assert torch.equal(prior.steps[0].coupling.net.conv2.actnorm.logs,
                        official[f'{p}flow.level0_condFlow.additional_flow_steps.0.affine.f.conv2.actnorm.logs'])
@@ -195,6 +197,7 @@ def test_converted_net_computes_the_authors_forward():
         assert torch.allclose(ours, theirs, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_script_writes_a_basicsr_checkpoint(tmp_path):
     small = dict(K=4, L=2, after=[2, 2], nb=[1, 1], nf=8, gc=4, hidden=8, growth=4)
     torch.save(_official_state_dict(**small, prefix='module.'), tmp_path / 'official.pth')
