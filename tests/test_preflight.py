@@ -174,6 +174,13 @@ def test_lmar_images_smaller_than_the_working_sizes(tmp_path):
             'validation; use larger images or larger val.target_sizes') in refused(opt)
 
 
+def test_every_plugin_model_declares_its_image_sizes():
+    from basicsr.utils.registry import MODEL_REGISTRY
+    undeclared = {name for name in preflight.plugin_model_names()
+                  if MODEL_REGISTRY.get(name).image_size_rule.__qualname__.startswith('PluginModelMixin')}
+    assert undeclared == {'UHDEnhancerModel'}  # enhancement takes any size (its archs pad)
+
+
 def test_other_projects_option_files_are_not_checked():
     opt = tiny('edsr')  # basicsr's SRModel
     opt['train']['optim_g']['lr'] = '4e-4'

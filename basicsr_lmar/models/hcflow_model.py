@@ -27,6 +27,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 
+from basicsr_lmar.data.size_rules import ImageSizeRule
 from basicsr_lmar.models.plugin_mixin import Network, PluginModelMixin, train_schema, val_schema
 from basicsr_lmar.ops.resize import KERNELS, resize
 from basicsr_lmar.ops.rounding import quantize, quantize_ste
@@ -112,6 +113,11 @@ class HCFlowModel(PluginModelMixin, SRModel):
             raise OptionError('[train] every loss (lr_fit_opt, latent_opt, reconstruction_opt) is ~; '
                               'keep at least one.')
         return options
+
+    @classmethod
+    def image_size_rule(cls, opt):
+        scale = (opt.get('network_g') or {}).get('scale') or opt.get('scale') or 4
+        return ImageSizeRule(scale, scale, f'HCFlowModel x{scale} (multiples of the scale)')
 
     def build_networks(self):
         super().build_networks()
