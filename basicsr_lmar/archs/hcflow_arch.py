@@ -46,6 +46,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
+from basicsr_lmar.archs.irn_arch import DenseSubnet  # the same subnet (Xavier x0.1, last conv zero) as IRN
 from basicsr_lmar.options import Option, configurable
 from basicsr_lmar.registry import RESCALER_REGISTRY
 
@@ -118,27 +119,6 @@ class HaarSqueeze(nn.Module):
         n, _, h, w = x.shape
         x = x.view(n, 4, c, h, w).transpose(1, 2).reshape(n, 4 * c, h, w)
         return F.conv_transpose2d(x, self.weight.to(x.dtype), stride=2, groups=c)
-
-
-class DenseSubnet(nn.Module):
-    """Five 3x3 convs with dense connections; Xavier x0.1, the last conv zero (the coupling starts as identity)."""
-
-    def __init__(self, in_channels, out_channels, growth=32):
-        super().__init__()
-        self.convs = nn.ModuleList(
-            nn.Conv2d(in_channels + i * growth, growth if i < 4 else out_channels, 3, 1, 1) for i in range(5))
-        for conv in self.convs[:4]:
-            nn.init.xavier_normal_(conv.weight)
-            conv.weight.data.mul_(0.1)
-            nn.init.zeros_(conv.bias)
-        nn.init.zeros_(self.convs[4].weight)
-        nn.init.zeros_(self.convs[4].bias)
-
-    def forward(self, x):
-        features = [x]
-        for conv in self.convs[:4]:
-            features.append(F.leaky_relu(conv(torch.cat(features, dim=1)), 0.2))
-        return self.convs[4](torch.cat(features, dim=1))
 
 
 class LRCoupling(nn.Module):

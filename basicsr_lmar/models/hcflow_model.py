@@ -22,15 +22,13 @@ are written for the first heat. Only ``gt`` is read from the data.
 from collections import OrderedDict
 
 import torch
-from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
-from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 
-from basicsr_lmar.data.size_rules import ImageSizeRule
-from basicsr_lmar.models.plugin_mixin import Network, PluginModelMixin, train_schema, val_schema
-from basicsr_lmar.ops.resize import KERNELS, resize
-from basicsr_lmar.ops.rounding import quantize, quantize_ste
+from basicsr_lmar.models.plugin_mixin import Network, train_schema, val_schema
+from basicsr_lmar.models.rescaling_mixin import RescalingModelMixin
+from basicsr_lmar.ops.resize import KERNELS
+from basicsr_lmar.ops.rounding import quantize_ste
 from basicsr_lmar.options import Option, OptionError
 from basicsr_lmar.registry import RESCALER_REGISTRY
 
@@ -92,7 +90,7 @@ class _RenamedLoader:
 
 
 @MODEL_REGISTRY.register()
-class HCFlowModel(PluginModelMixin, SRModel):
+class HCFlowModel(RescalingModelMixin, SRModel):
     """HCFlow rescaling: trains ``network_g`` (an ``HCFlowNet``) on HR images."""
 
     network_sections = {'network_g': Network('the flow, {type: HCFlowNet, scale: 4}')}
@@ -103,34 +101,16 @@ class HCFlowModel(PluginModelMixin, SRModel):
         options = super().validate_options(opt)
         if options.network_g.type != 'HCFlowNet':
             raise OptionError(f'[network_g] type {options.network_g.type!r}: HCFlowModel trains an HCFlowNet.')
-        scale = options.network_g.get('scale')
-        if opt.get('scale') is not None and scale is not None and opt['scale'] != scale:
-            raise OptionError(f"[scale] is {opt['scale']} but network_g has scale {scale}; make them equal.")
         if not options.val.heats:
             raise OptionError('[val] heats is empty; give at least one heat, e.g. [0.0, 1.0].')
-        train = options.get('train')
-        if train is not None and all(train[key] is None for key in ('lr_fit_opt', 'latent_opt', 'reconstruction_opt')):
-            raise OptionError('[train] every loss (lr_fit_opt, latent_opt, reconstruction_opt) is ~; '
-                              'keep at least one.')
         return options
-
-    @classmethod
-    def image_size_rule(cls, opt):
-        scale = (opt.get('network_g') or {}).get('scale') or opt.get('scale') or 4
-        return ImageSizeRule(scale, scale, f'HCFlowModel x{scale} (multiples of the scale)')
 
     def build_networks(self):
         super().build_networks()
-        self.scale = self.get_bare_model(self.net_g).scale
         self.val_heat = self.options.val.heats[0]
 
     def init_training_settings(self):
-        train = self.options.train
-        self.net_g.train()
-        self.losses = {key[:-4]: build_loss(dict(train[key])).to(self.device)
-                       for key in ('lr_fit_opt', 'latent_opt', 'reconstruction_opt') if train[key] is not None}
-        self.setup_optimizers()
-        self.setup_schedulers()
+        super().init_training_settings()
         # the authors' clipping, by value then by norm, between backward and step (guarded_step's backward)
         self.optimizer_g.register_step_pre_hook(self._clip_gradients)
 
@@ -141,18 +121,6 @@ class HCFlowModel(PluginModelMixin, SRModel):
             torch.nn.utils.clip_grad_value_(parameters, train.grad_clip_value)
         if train.grad_clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(parameters, train.grad_clip_norm)
-
-    def feed_data(self, data):
-        if 'gt' not in data:
-            raise KeyError(f'HCFlowModel needs HR images under the key "gt"; the dataset gave {sorted(data)}')
-        self.gt = data['gt'].to(self.device)
-
-    def lr_target(self, gt):
-        h, w = gt.shape[-2:]
-        if h % self.scale or w % self.scale:
-            raise ValueError(f'HCFlowModel: GT size {h}x{w} is not a multiple of scale {self.scale}; '
-                             'set gt_size (train) or crop the validation images')
-        return resize(gt, (h // self.scale, w // self.scale), kernel=self.options.train.lr_kernel, antialias=True)
 
     def initialise_actnorm(self):
         """ActNorm data init from this batch if the network is fresh (never after load/resume); returns
@@ -190,29 +158,11 @@ class HCFlowModel(PluginModelMixin, SRModel):
                                                        self.val_heat if heat is None else heat, 'seeded',
                                                        self.options.val.z_seed)
 
-    def test(self):
-        self.lq = self.test_lr()
-        self.net_g.eval()
-        with torch.no_grad():
-            self.output = self.rescaler().upscale(self.lq)
-        self.net_g.train()
-
-    def test_lr(self):
-        """The 8-bit LR of ``self.gt``."""
-        self.net_g.eval()
-        with torch.no_grad():
-            lr = quantize(self.rescaler().downscale(self.gt))
-        self.net_g.train()
-        return lr
-
-    @master_only
-    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+    def validate_reconstructions(self, dataloader, current_iter, tb_logger, save_img):
         heats = list(self.options.val.heats)
         name = dataloader.dataset.opt['name']
         for index, heat in enumerate(heats):
             self.val_heat = heat
             loader = dataloader if len(heats) == 1 else _RenamedLoader(dataloader, f'{name}_heat{heat:g}')
-            super().nondist_validation(loader, current_iter, tb_logger, save_img and index == 0)
+            super().validate_reconstructions(loader, current_iter, tb_logger, save_img and index == 0)
         self.val_heat = heats[0]
-        if save_img:  # the 8-bit LR beside the reconstruction
-            self.save_lr_images(dataloader, current_iter)

@@ -20,17 +20,14 @@ ignored: the LR target is computed from the GT).
 from collections import OrderedDict
 
 import torch
-from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
-from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 
-from basicsr_lmar.data.size_rules import ImageSizeRule
-from basicsr_lmar.models.plugin_mixin import Network, PluginModelMixin, train_schema, val_schema
-from basicsr_lmar.ops.padding import pad_to_multiple
-from basicsr_lmar.ops.resize import KERNELS, resize
-from basicsr_lmar.ops.rounding import quantize, quantize_ste
-from basicsr_lmar.options import Option, OptionError
+from basicsr_lmar.models.plugin_mixin import Network, train_schema, val_schema
+from basicsr_lmar.models.rescaling_mixin import RescalingModelMixin
+from basicsr_lmar.ops.resize import KERNELS
+from basicsr_lmar.ops.rounding import quantize_ste
+from basicsr_lmar.options import Option
 from basicsr_lmar.registry import RESCALER_REGISTRY
 
 IRN_TRAIN_SCHEMA = train_schema(
@@ -61,52 +58,12 @@ IRN_VAL_Z_SCHEMA = val_schema('IRNModel', {
 
 
 @MODEL_REGISTRY.register()
-class IRNModel(PluginModelMixin, SRModel):
+class IRNModel(RescalingModelMixin, SRModel):
     """Invertible rescaling: trains ``network_g`` (an ``InvRescaleNet``) on HR images."""
 
     network_sections = {'network_g': Network('the invertible rescaling network, {type: InvRescaleNet, scale: 4}')}
     option_schemas = {'train': IRN_TRAIN_SCHEMA, 'val': IRN_VAL_Z_SCHEMA}
-
-    @classmethod
-    def validate_options(cls, opt):
-        options = super().validate_options(opt)
-        scale = options.network_g.get('scale')
-        if opt.get('scale') is not None and scale is not None and opt['scale'] != scale:
-            raise OptionError(f"[scale] is {opt['scale']} but network_g has scale {scale}; make them equal.")
-        train = options.get('train')
-        if train is not None and all(train[key] is None for key in ('lr_fit_opt', 'latent_opt', 'reconstruction_opt')):
-            raise OptionError('[train] every loss (lr_fit_opt, latent_opt, reconstruction_opt) is ~; '
-                              'keep at least one.')
-        return options
-
-    @classmethod
-    def image_size_rule(cls, opt):
-        scale = (opt.get('network_g') or {}).get('scale') or opt.get('scale') or 4
-        return ImageSizeRule(scale, scale, f'IRNModel x{scale} (multiples of the scale)', can_pad=True)
-
-    def build_networks(self):
-        super().build_networks()
-        self.scale = self.get_bare_model(self.net_g).scale
-
-    def init_training_settings(self):
-        train = self.options.train
-        self.net_g.train()
-        self.losses = {key[:-4]: build_loss(dict(train[key])).to(self.device)
-                       for key in ('lr_fit_opt', 'latent_opt', 'reconstruction_opt') if train[key] is not None}
-        self.setup_optimizers()
-        self.setup_schedulers()
-
-    def feed_data(self, data):
-        if 'gt' not in data:
-            raise KeyError(f'IRNModel needs HR images under the key "gt"; the dataset gave {sorted(data)}')
-        self.gt = data['gt'].to(self.device)
-
-    def lr_target(self, gt):
-        h, w = gt.shape[-2:]
-        if h % self.scale or w % self.scale:
-            raise ValueError(f'IRNModel: GT size {h}x{w} is not a multiple of scale {self.scale}; '
-                             'set gt_size (train) or crop the validation images')
-        return resize(gt, (h // self.scale, w // self.scale), kernel=self.options.train.lr_kernel, antialias=True)
+    can_pad = True  # upstream IRN users asked for it (IRN issue #46): size_policy: pad
 
     def optimize_parameters(self, current_iter):
         out = self.net_g(self.gt)
@@ -135,26 +92,3 @@ class IRNModel(PluginModelMixin, SRModel):
         val = self.options.val
         return RESCALER_REGISTRY.get('IRNRescaler')(self.get_bare_model(self.net_g), val.z_policy, val.z_seed,
                                                     val.gaussian_scale)
-
-    def test(self):
-        # SRModel's runs net_g forward; IRN's result is the inverse pass from the 8-bit LR and a z
-        self.lq = self.test_lr()
-        self.net_g.eval()
-        with torch.no_grad():  # an HR padded to the scale (size_policy: pad) gives its own size back
-            self.output = self.rescaler().upscale(self.lq)[..., :self.gt.shape[-2], :self.gt.shape[-1]]
-        self.net_g.train()
-
-    def test_lr(self):
-        """The 8-bit LR of ``self.gt`` (padded at the bottom/right to a multiple of the scale if it is not one)."""
-        self.net_g.eval()
-        with torch.no_grad():
-            lr = quantize(self.rescaler().downscale(pad_to_multiple(self.gt, self.scale)[0]))
-        self.net_g.train()
-        return lr
-
-    @master_only
-    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        # basicsr's loop writes the HR reconstruction; the 8-bit LR is written beside it
-        super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
-        if save_img:
-            self.save_lr_images(dataloader, current_iter)
