@@ -3,9 +3,9 @@
 A :class:`UserError` is reported as one message that names the input at fault and the fix, with exit
 code 2 and no traceback (:func:`basicsr_lmar.cli.errors.run_main`); any other exception is a bug and
 keeps its traceback. The module imports nothing, so that every layer (ops, archs, data, models, the
-entries) can raise it. Error types that predate it and mean the same (``OptionError``,
-``CheckpointMismatchError``, ``DataError``) are listed in :func:`basicsr_lmar.cli.errors.user_error_types`
-until they derive from it.
+entries) can raise it. The error types that predate it and mean the same derive from it (and keep their
+old bases): ``OptionError`` (a ``ValueError``), ``CheckpointMismatchError`` and ``DataError`` (both
+``RuntimeError``).
 """
 
 

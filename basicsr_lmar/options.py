@@ -27,6 +27,8 @@ from collections.abc import Mapping
 
 from yacs.config import CfgNode
 
+from basicsr_lmar.errors import UserError
+
 _REQUIRED = inspect.Parameter.empty
 
 
@@ -39,7 +41,7 @@ class OptionNode(CfgNode):
         return cls(value) if isinstance(value, dict) else value
 
 
-class OptionError(ValueError):
+class OptionError(UserError, ValueError):
     """An option in a YAML file (or constructor call) is unknown, mistyped or out of range."""
 
 

@@ -1,7 +1,10 @@
 """Training entry (Real-ESRGAN style): ``python basicsr_lmar/train.py -opt options/X.yml``.
 
-Importing :mod:`basicsr_lmar` registers the plugin; basicsr's own ``train_pipeline`` does the rest,
-with the plugin's distributed (gloo/NCCL) and exact-resume fixes installed (:mod:`basicsr_lmar.runtime.pipeline`).
+Importing :mod:`basicsr_lmar` registers the plugin; the option file is checked first
+(:mod:`basicsr_lmar.preflight`: before any folder is created or anything is built, a mistake ends with
+one message and exit code 2; ``BASICSR_LMAR_DEBUG=1`` shows its traceback); then basicsr's own
+``train_pipeline`` does the rest, with the plugin's distributed (gloo/NCCL) and exact-resume fixes
+installed (:mod:`basicsr_lmar.runtime.pipeline`).
 Also ``torchrun --nproc_per_node=N basicsr_lmar/train.py -opt X.yml --launcher pytorch``.
 """
 import os
@@ -9,14 +12,27 @@ import os.path as osp
 import sys
 
 import basicsr_lmar  # noqa: F401  (registers archs, models, losses, datasets)
+from basicsr_lmar import preflight
+from basicsr_lmar.cli.errors import run_main
 from basicsr_lmar.runtime import pipeline
+
+
+def run(argv, root_path=None, is_train=True):
+    """The preflight of ``-opt``, then basicsr's pipeline (``argv`` is what basicsr's parser reads)."""
+    preflight.check_option_file(preflight.option_file_from_argv(argv), is_train)
+    train_module, test_module = pipeline.install(argv)
+    if is_train:
+        train_module.train_pipeline(root_path or os.getcwd())
+    else:
+        test_module.test_pipeline(root_path or os.getcwd())
 
 
 def main(root_path=None):
     """``experiments/`` and ``tb_logger/`` go under ``root_path``: the repository for
     ``python basicsr_lmar/train.py`` (as in BasicSR), the current directory for the console script."""
-    train_module, _ = pipeline.install(sys.argv[1:])
-    train_module.train_pipeline(root_path or os.getcwd())
+    # basicsr's --debug is its debug mode (a debug_ run name): tracebacks of input errors only with
+    # BASICSR_LMAR_DEBUG=1 here
+    run_main(lambda argv: run(sys.argv[1:], root_path), argv=[])
 
 
 if __name__ == '__main__':

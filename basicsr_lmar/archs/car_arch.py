@@ -85,12 +85,14 @@ def check_hr_size(height, width, scale, owner='CARResamplerNet'):
     scale=Option(type=int, choices=(2, 4, 8), doc='downscaling factor; kernels are (3*scale+1)^2'),
     in_channels=Option(min=1), num_feat=Option(min=1), body_feat=Option(min=1), top_feat=Option(min=1),
     num_block=Option(min=0), negative_slope=Option(min=0.0), kernel_min=Option(min=0.0, exclusive_min=True),
-    impl=Option(choices=IMPLEMENTATIONS, doc='adaptive_resample implementation used by downscale()'))
+    impl=Option(choices=IMPLEMENTATIONS, doc='adaptive_resample implementation used by downscale()'),
+    signed_kernels=Option(doc='kernels may be negative (shifted to sum 1, no clamp); a departure from the paper'))
 class CARResamplerNet(nn.Module):
     """The CAR kernel-generation network.
 
     ``forward(hr)`` returns ``(kernels, offsets_h, offsets_v)``, each (N, k*k, H/s, W/s) with k = 3s + 1:
-    kernels clamped to [kernel_min, 1] and normalised to sum 1 over the k*k elements; offsets in (-1, 1)
+    kernels clamped to [kernel_min, 1] and normalised to sum 1 over the k*k elements (with
+    ``signed_kernels``: unclamped, shifted to sum 1, so elements may be negative); offsets in (-1, 1)
     (units of ``scale`` HR pixels). ``downscale(hr)`` applies them with ``adaptive_resample``.
 
     Args:
@@ -103,15 +105,21 @@ class CARResamplerNet(nn.Module):
         negative_slope: LeakyReLU slope of the encoder (0.2).
         kernel_min: lower clamp of the raw kernel weights before normalisation (1e-6).
         impl: implementation of the resampling op used by :meth:`downscale` ('auto').
+        signed_kernels: False (the paper): raw weights clamped to [kernel_min, 1], divided by their sum.
+            True (beyond the paper): ``raw - mean(raw) + 1/k^2`` -- sums to 1, any sign, every element
+            keeps its gradient. Under a fixed linear upscaler the best LR is one signed (negative-lobed)
+            kernel, which the clamp cannot express (docs/car.md). The parameters are the same, so
+            checkpoints load either way; only the mapping from the head's output changes.
     """
 
     def __init__(self, scale=4, in_channels=3, num_feat=64, body_feat=128, top_feat=256, num_block=5,
-                 negative_slope=0.2, kernel_min=1e-6, impl='auto'):
+                 negative_slope=0.2, kernel_min=1e-6, impl='auto', signed_kernels=False):
         super().__init__()
         self.scale = scale
         self.kernel_size = kernel_size_for_scale(scale)
         self.kernel_min = kernel_min
         self.impl = impl
+        self.signed_kernels = signed_kernels
         elements = self.kernel_size**2
         mean = DIV2K_RGB_MEAN if in_channels == 3 else (0.0, ) * in_channels
         self.register_buffer('rgb_mean', torch.tensor(mean).view(1, in_channels, 1, 1), persistent=False)
@@ -132,10 +140,16 @@ class CARResamplerNet(nn.Module):
         x = self.head(hr - self.rgb_mean)
         x = self.down4(self.down2(x))
         x = self.down8(x + self.body(x))
-        raw = self.kernel_head(self.kernel_trunk(x)).clamp(self.kernel_min, 1)
-        kernels = raw / raw.sum(1, keepdim=True).clamp(min=self.kernel_min)
+        kernels = self.normalise_kernels(self.kernel_head(self.kernel_trunk(x)))
         offsets = self.offset_trunk(x)
         return kernels, self.offset_h_head(offsets), self.offset_v_head(offsets)
+
+    def normalise_kernels(self, raw):
+        """The kernel head's raw output (N, k*k, h, w) -> kernels summing to 1 over dim 1."""
+        if self.signed_kernels:
+            return raw - raw.mean(1, keepdim=True) + 1.0 / raw.shape[1]
+        raw = raw.clamp(self.kernel_min, 1)
+        return raw / raw.sum(1, keepdim=True).clamp(min=self.kernel_min)
 
     def apply_maps(self, hr, maps, rounding=None, soft_round_alpha=1.0):
         """The CAR downscale chain after the network: ``adaptive_resample`` with ``impl``, then, when

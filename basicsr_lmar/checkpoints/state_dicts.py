@@ -13,9 +13,15 @@ import pickle
 
 import torch
 
+from basicsr_lmar.errors import UserError
 
-class CheckpointMismatchError(RuntimeError):
+
+class CheckpointMismatchError(UserError, RuntimeError):
     """A checkpoint's tensors do not fit the network built from the options."""
+
+
+class CheckpointFileMissing(UserError, FileNotFoundError):
+    """A checkpoint path names no file (a user's mistake: it ends a tool with one line, exit code 2)."""
 
 
 def atomic_torch_save(obj, path):
@@ -50,7 +56,7 @@ def describe_state_dict_mismatch(expected, loaded):
 def read_checkpoint(load_path, where='checkpoint'):
     """The object in ``load_path``, read with ``weights_only=True``; errors name ``where`` and the file."""
     if not osp.isfile(load_path):
-        raise FileNotFoundError(f'{where}: {load_path} does not exist.')
+        raise CheckpointFileMissing(f'{where}: {load_path} does not exist.')
     try:
         return torch.load(load_path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as error:
@@ -93,3 +99,40 @@ def load_network_weights(net, load_path, strict=True, param_key='params', where=
     if logger is not None:
         logger.info(f'Loaded {type(net).__name__} from {load_path} [{param_key}].')
     return param_key
+
+
+def convert_network_checkpoint(source, target, what, convert, arch_type):
+    """Reads ``source`` (weights only; ``what`` names it in errors), maps it with ``convert(checkpoint) ->
+    (state_dict, network options)``, checks that it loads strictly into ``arch_type`` built from those
+    options and writes the basicsr checkpoint ``{'params': state_dict}`` to ``target`` atomically.
+    Returns the options (what ``network_g`` needs besides ``type``)."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+
+    state_dict, options = convert(read_checkpoint(source, what))
+    net = ARCH_REGISTRY.get(arch_type)(**options)
+    net.load_state_dict(state_dict, strict=True)
+    os.makedirs(osp.dirname(osp.abspath(target)), exist_ok=True)
+    atomic_torch_save({'params': net.state_dict()}, target)
+    return options
+
+
+def network_converter_main(description, source_help, what, convert, arch_type, argv=None):
+    """The command line of the one-network converters (``scripts/convert_official_{irn,hcflow}.py``):
+    ``SOURCE TARGET``, then prints the ``network_g`` options to put in an option file. A user mistake
+    (unreadable file, weights that do not fit) is one line and exit code 2 (:func:`basicsr_lmar.cli.errors.run_main`)."""
+    import argparse
+
+    from basicsr_lmar.cli.errors import add_debug_argument, run_main
+
+    def main(argv):
+        parser = argparse.ArgumentParser(description=description,
+                                         formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.add_argument('source', help=source_help)
+        parser.add_argument('target', help='output .pth for network_g (param_key params)')
+        add_debug_argument(parser)
+        args = parser.parse_args(argv)
+        options = convert_network_checkpoint(args.source, args.target, what, convert, arch_type)
+        print(f'wrote {args.target}; network_g: type: {arch_type}, ' +
+              ', '.join(f'{k}: {v}' for k, v in options.items()))
+
+    return run_main(main, argv)

@@ -3,8 +3,8 @@
     if __name__ == '__main__':
         run_main(main)          # main(argv) raises UserError (or OptionError, ...) for bad input
 
-A user mistake (:func:`user_error_types`) is printed as ``<prog>: error: <message>`` on stderr and the
-process exits with code 2, argparse's convention for usage errors, so shells and schedulers tell it
+A user mistake (a :class:`basicsr_lmar.errors.UserError`: OptionError, DataError, CheckpointMismatchError,
+ImageFileError ...) is printed as ``<prog>: error: <message>`` on stderr and the process exits with code 2, argparse's convention for usage errors, so shells and schedulers tell it
 from a crash. Any other exception is a bug and keeps its full traceback. ``--debug`` on the command
 line or ``BASICSR_LMAR_DEBUG=1`` in the environment shows the traceback of user mistakes too. Ctrl-C
 ends with one line and exit code 130 (outputs are written atomically, so nothing partial is left).
@@ -19,16 +19,6 @@ DEBUG_ENV_VAR = 'BASICSR_LMAR_DEBUG'
 DEBUG_FLAG = '--debug'
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-
-
-def user_error_types():
-    """:class:`UserError` and the plugin's error types that predate it and also mean "the input is wrong".
-
-    Imported here, at the time an exception is matched, so that this module stays import-light."""
-    from basicsr_lmar.checkpoints.state_dicts import CheckpointMismatchError
-    from basicsr_lmar.data.image_io import DataError
-    from basicsr_lmar.options import OptionError
-    return (UserError, OptionError, CheckpointMismatchError, DataError)
 
 
 def debug_requested(argv=None):
@@ -55,7 +45,7 @@ def run_main(main, argv=None, prog=None):
         print(f'{prog}: interrupted', file=sys.stderr)
         raise SystemExit(EXIT_INTERRUPTED) from None
     except Exception as error:
-        if not isinstance(error, user_error_types()) or debug_requested(argv):
+        if not isinstance(error, UserError) or debug_requested(argv):
             raise
         print(f'{prog}: error: {error}', file=sys.stderr)
         raise SystemExit(EXIT_USER_ERROR) from None

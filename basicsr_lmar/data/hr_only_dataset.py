@@ -5,6 +5,11 @@ Reads a folder (``io_backend: {type: disk}``) or an LMDB built by ``scripts/crea
 and 90° rotations. Validation/test (no ``gt_size``): the whole image, cropped to a multiple of
 ``scale`` so that LR = HR / scale exactly (BasicSR's ``mod_crop``).
 
+Every image's size is read when the dataset is built (headers or ``meta_info.txt``, no decoding): an
+image smaller than ``gt_size`` (training) or than ``scale`` (whole images) is named then, not when a
+batch first reaches it. The model's own size rule (:mod:`basicsr_lmar.data.size_rules`) is checked
+against :attr:`image_sizes` by the preflight; ``size_policy`` chooses crop (default) or refuse there.
+
 Returns ``{'gt', 'gt_path', 'lq_path'}`` (``lq_path`` = ``gt_path``, which BasicSR's validators use
 to name saved images).
 """
@@ -17,7 +22,9 @@ from basicsr.data.transforms import augment, mod_crop
 from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from basicsr_lmar.data.dataset_options import dataset_schema, section_of
-from basicsr_lmar.data.image_io import folder_paths, lmdb_keys, make_file_client, read_image
+from basicsr_lmar.data.image_io import (describe_images, folder_paths, image_sizes, lmdb_keys, make_file_client,
+                                        read_image)
+from basicsr_lmar.data.size_rules import SIZE_POLICIES
 from basicsr_lmar.options import Option, OptionError
 
 SCHEMA = dataset_schema('HROnlyDataset', {
@@ -28,6 +35,9 @@ SCHEMA = dataset_schema('HROnlyDataset', {
     'use_hflip': Option(True),
     'use_rot': Option(True),
     'scale': Option(1, type=int, min=1),
+    'size_policy': Option('crop', choices=SIZE_POLICIES,
+                          doc="an image that is not a multiple of the model's size: crop (logged), refuse, or pad "
+                          '(IRN: the model pads it and crops its result back)'),
 })
 
 
@@ -56,6 +66,14 @@ class HROnlyDataset(data.Dataset):
         gt_size, scale = self.opt.gt_size, self.opt.scale
         if gt_size is not None and gt_size % scale:
             raise OptionError(f'[{section}] gt_size {gt_size} must be divisible by scale {scale}.')
+        self.image_sizes = image_sizes(self.paths, backend_type, f'{section}.dataroot_gt', root)
+        smallest = gt_size if gt_size is not None else 1 if self.opt.size_policy == 'pad' else scale
+        small = [(path, size) for path, size in self.image_sizes if min(size) < smallest]
+        if small:
+            what = f'gt_size {gt_size} (the training crop)' if gt_size is not None else f'the scale {scale}'
+            fix = 'lower gt_size or remove them' if gt_size is not None else 'remove them from the folder'
+            raise OptionError(f'[{section}] {len(small)} image(s) smaller than {what}: {describe_images(small)} '
+                              f'(HxW); {fix}.')
         self.file_client = None  # opened lazily: one per dataloader worker
 
     def __len__(self):
@@ -69,13 +87,13 @@ class HROnlyDataset(data.Dataset):
         gt_size = self.opt.gt_size
         if gt_size is not None:
             height, width = image.shape[:2]
-            if height < gt_size or width < gt_size:
+            if height < gt_size or width < gt_size:  # its header said otherwise
                 raise OptionError(f'[{self.section}] gt_size {gt_size} is larger than image {path!r} '
                                   f'({height}×{width}); lower gt_size.')
             top, left = random.randint(0, height - gt_size), random.randint(0, width - gt_size)
             image = image[top:top + gt_size, left:left + gt_size]
             image = augment(image, self.opt.use_hflip, self.opt.use_rot)
-        else:
+        elif self.opt.size_policy != 'pad':  # pad: the whole image, the model pads it and crops its result back
             image = mod_crop(image, self.opt.scale)
         gt = img2tensor(image, bgr2rgb=True, float32=True)
         return {'gt': gt, 'gt_path': path, 'lq_path': path}

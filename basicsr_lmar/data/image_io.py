@@ -6,14 +6,17 @@ a corrupt PNG becomes ``None`` and fails later in a transform, a missing ``meta_
 """
 import os
 import os.path as osp
+import re
 
 import numpy as np
 
 from basicsr.data.data_util import paths_from_folder
 from basicsr.utils import imfrombytes
 
+from basicsr_lmar.errors import UserError
 
-class DataError(RuntimeError):
+
+class DataError(UserError, RuntimeError):
     """A data file, LMDB or key named by the options is missing or unreadable."""
 
 
@@ -29,6 +32,49 @@ def lmdb_keys(lmdb_path, option_key):
     with open(meta) as handle:
         # A key may contain dots itself: strip only the extension of the first field.
         return [osp.splitext(line.split(' ')[0])[0] for line in handle if line.strip()]
+
+
+_META_SIZE = re.compile(r'\((\d+),\s*(\d+)(?:,\s*\d+)?\)')
+
+
+def lmdb_sizes(lmdb_path, option_key):
+    """``{key: (h, w)}`` from ``<lmdb>/meta_info.txt`` (basicsr's ``key.png (h,w,c) compression`` lines),
+    so that image sizes are known without reading the database."""
+    lmdb_keys(lmdb_path, option_key)  # the same errors for a missing or misnamed LMDB
+    sizes = {}
+    with open(osp.join(lmdb_path, 'meta_info.txt')) as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            match = _META_SIZE.search(line)
+            if match is None:
+                raise DataError(f'{option_key}: {lmdb_path}/meta_info.txt line {number} gives no size '
+                                f'"(h,w,c)": {line.strip()!r}; rebuild the LMDB with scripts/create_lmdb.py.')
+            sizes[osp.splitext(line.split(' ')[0])[0]] = (int(match.group(1)), int(match.group(2)))
+    return sizes
+
+
+def image_sizes(paths, backend_type, option_key, lmdb_path=None):
+    """``[(path, (h, w))]`` of images, from their headers (disk; no pixel is decoded) or the LMDB's
+    ``meta_info.txt``; a file that cannot be read is a :class:`DataError` naming it and ``option_key``."""
+    from basicsr_lmar.data.image_files import ImageFileError, probe_image_size
+
+    if backend_type == 'lmdb':
+        sizes = lmdb_sizes(lmdb_path, option_key)
+        return [(path, sizes[path]) for path in paths]
+    result = []
+    for path in paths:
+        try:
+            result.append((path, probe_image_size(path)))
+        except ImageFileError as error:
+            raise DataError(f'{option_key}: {error}') from None
+    return result
+
+
+def describe_images(items, limit=4):
+    """``a.png (5x5), b.png (7x3) and 2 more`` for messages (sizes as HxW)."""
+    shown = ', '.join(f'{path} ({size[0]}x{size[1]})' for path, size in items[:limit])
+    return shown + (f' and {len(items) - limit} more' if len(items) > limit else '')
 
 
 def folder_paths(folder, option_key):

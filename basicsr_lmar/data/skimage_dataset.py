@@ -20,6 +20,7 @@ from torch.utils import data
 
 from basicsr.utils.registry import DATASET_REGISTRY
 from basicsr_lmar.data.dataset_options import dataset_schema, section_of
+from basicsr_lmar.data.size_rules import SIZE_POLICIES
 from basicsr_lmar.data.skimage_photos import SPLITS, load_photo, photo_names
 from basicsr_lmar.ops.resize import resize
 from basicsr_lmar.options import Option, OptionError
@@ -39,6 +40,9 @@ SCHEMA = dataset_schema('SkimagePhotoDataset', {
     'gain': Option([0.4, 0.7], type=(list, tuple), length=2, min=0.0, max=1.0, doc='low-light gain range'),
     'noise_sigma': Option(0.01, min=0.0, doc='low-light Gaussian noise std in [0, 1] units'),
     'seed': Option(0, type=int, min=0),
+    'size_policy': Option('crop', choices=SIZE_POLICIES,
+                          doc="a photo that is not a multiple of the model's size: crop (logged), refuse, or pad "
+                          '(IRN: the model pads it and crops its result back)'),
 })
 
 
@@ -71,6 +75,7 @@ class SkimagePhotoDataset(data.Dataset):
             photos = [resize(_to_tensor(p)[None], size, 'bicubic').clamp(0, 1)[0].numpy().transpose(1, 2, 0)
                       for p in photos]
         self.names, self.photos = names, photos
+        self.image_sizes = [(f'{n}.png', tuple(p.shape[:2])) for n, p in zip(names, photos)]
         scale, gt_size = self.opt.scale, self.opt.gt_size
         if gt_size is not None:
             if self.opt.degradation == 'bicubic' and gt_size % scale:
@@ -83,6 +88,11 @@ class SkimagePhotoDataset(data.Dataset):
         elif self.opt.num_samples is not None:
             raise OptionError(f'[{section}] num_samples needs gt_size (random crops); without gt_size '
                               'each photo is one sample.')
+        elif self.opt.degradation == 'bicubic':
+            small = [(n, s) for n, s in self.image_sizes if min(s) < scale]
+            if small:
+                raise OptionError(f'[{section}] photo {small[0][0]} {small[0][1][0]}x{small[0][1][1]} (HxW) is '
+                                  f'smaller than the scale {scale}; enlarge resize_to or leave it out.')
 
     def __len__(self):
         if self.opt.gt_size is not None:
@@ -100,7 +110,7 @@ class SkimagePhotoDataset(data.Dataset):
             top = int(rng.integers(image.shape[0] - size + 1))
             left = int(rng.integers(image.shape[1] - size + 1))
             image = image[top:top + size, left:left + size]
-        else:  # whole photo, cropped to a multiple of the scale
+        elif opt.size_policy != 'pad':  # whole photo, cropped to a multiple of the scale (pad: the model pads)
             image = image[:image.shape[0] - image.shape[0] % scale, :image.shape[1] - image.shape[1] % scale]
         if opt.use_hflip and rng.random() < 0.5:
             image = image[:, ::-1]

@@ -24,6 +24,8 @@ Expected tree (UHD-LOL4K; 4KIL is laid out the same way), file names shared by i
 or the LMDBs written by ``scripts/create_lmdb.py`` (``train_input.lmdb`` / ``train_gt.lmdb``) with
 ``io_backend: {type: lmdb}``.
 """
+import os.path as osp
+
 import cv2
 import numpy as np
 from basicsr.data.paired_image_dataset import PairedImageDataset
@@ -33,7 +35,8 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from PIL import Image
 
 from basicsr_lmar.data.dataset_options import dataset_schema, section_of
-from basicsr_lmar.data.image_io import make_file_client, read_image
+from basicsr_lmar.data.image_io import DataError, describe_images, image_sizes, make_file_client, read_image
+from basicsr_lmar.data.size_rules import SIZE_POLICIES
 from basicsr_lmar.options import Option, OptionError
 
 TRAIN_TRANSFORMS = ('resize', 'crop', 'none')
@@ -53,6 +56,9 @@ OPTION_SCHEMA = dataset_schema(
         'gt_size': Option(None, type=int, min=1, doc='basicsr name of train_size for crops (square)'),
         'use_hflip': Option(False, doc='random horizontal flips'),
         'use_rot': Option(False, doc='random 90-degree rotations and vertical flips'),
+        'size_policy': Option('crop', choices=SIZE_POLICIES,
+                              doc="an image that is not a multiple of the model's size: crop (logged), refuse, or pad "
+                              '(IRN: the model pads it and crops its result back)'),
     })
 
 
@@ -96,7 +102,30 @@ class UHDPairedImageDataset(PairedImageDataset):
         self.train_transform = opt.get('train_transform', 'resize')
         self.resize_kernel = opt.get('resize_kernel', 'bilinear')
         opt['io_backend'] = dict(opt['io_backend'])
+        for key in ('dataroot_lq', 'dataroot_gt'):
+            if not osp.isdir(opt[key]):
+                raise DataError(f'{section}.{key}: folder {opt[key]!r} does not exist.')
         super().__init__(opt)
+        self._check_sizes(opt)
+
+    def _check_sizes(self, opt):
+        """Every pair's size from the headers (or ``meta_info.txt``): pairs of one size, crops that fit."""
+        backend = opt['io_backend'].get('type')
+        gt = image_sizes([p['gt_path'] for p in self.paths], backend, f'{self.section}.dataroot_gt', opt['dataroot_gt'])
+        lq = image_sizes([p['lq_path'] for p in self.paths], backend, f'{self.section}.dataroot_lq', opt['dataroot_lq'])
+        self.image_sizes = gt
+        unpaired = [(g, l) for g, l in zip(gt, lq) if g[1] != l[1]]
+        if unpaired:
+            (gt_path, gt_size), (lq_path, lq_size) = unpaired[0]
+            raise OptionError(f'[{self.section}] {len(unpaired)} pair(s) of different sizes, e.g. input {lq_path} '
+                              f'{lq_size[0]}x{lq_size[1]} and GT {gt_path} {gt_size[0]}x{gt_size[1]} (HxW); '
+                              'pairs must share a size.')
+        if opt['phase'] == 'train' and self.train_transform == 'crop':
+            small = [(path, size) for path, size in gt if size[0] < self.train_size[0] or size[1] < self.train_size[1]]
+            if small:
+                raise OptionError(f'[{self.section}] train_size {list(self.train_size)} (train_transform: crop) is '
+                                  f'larger than {len(small)} image(s): {describe_images(small)} (HxW); lower '
+                                  'train_size or use train_transform: resize.')
 
     def __getitem__(self, index):
         if self.file_client is None:  # opened lazily: one per dataloader worker; LMDBs shared per process

@@ -20,6 +20,7 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
 from basicsr_lmar.archs.car_arch import SIZE_MULTIPLE, BicubicUpscaler, CARResamplerNet
+from basicsr_lmar.data.size_rules import ImageSizeRule, lcm
 from basicsr_lmar.models.plugin_mixin import Network, PluginModelMixin, train_schema, val_schema
 from basicsr_lmar.ops.geometry import crop_to_multiple
 from basicsr_lmar.options import Option, OptionError, OptionSchema
@@ -79,6 +80,12 @@ class CARModel(PluginModelMixin, SRModel):
             if train is not None and train[key] is not None and train[key].type != expected:
                 raise OptionError(f'[train.{key}] type must be {expected}; got {train[key].type!r}.')
         return options
+
+    @classmethod
+    def image_size_rule(cls, opt):
+        scale = opt.get('scale') or 4
+        multiple = lcm(SIZE_MULTIPLE, scale)
+        return ImageSizeRule(multiple, multiple, f'CARModel x{scale} (multiples of {SIZE_MULTIPLE} and of the scale)')
 
     def build_networks(self):
         self.scale = self.opt['scale']

@@ -36,6 +36,7 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from tqdm import tqdm
 
+from basicsr_lmar.data.size_rules import ImageSizeRule, lcm
 from basicsr_lmar.models.plugin_mixin import PluginModelMixin, val_schema
 from basicsr_lmar.ops.collaborative_downscaling import NORMS, check_stop_options, collaborative_downscale
 from basicsr_lmar.ops.geometry import crop_to_multiple
@@ -106,6 +107,15 @@ class HCDModel(PluginModelMixin, SRModel):
             raise OptionError(f'[{missing[0]}] rescaler {rescaler_cls.__name__} needs a network section '
                               f'{missing[0]!r}.')
         return options
+
+    @classmethod
+    def image_size_rule(cls, opt):
+        from basicsr_lmar.archs.car_arch import SIZE_MULTIPLE, CARRescaler
+        rescaler_cls, _ = cls._rescaler_class(opt)
+        scale = opt.get('scale') or (opt.get('network_g') or {}).get('scale') or 4
+        multiple = lcm(SIZE_MULTIPLE, scale) if issubclass(rescaler_cls, CARRescaler) else scale
+        return ImageSizeRule(multiple, multiple, f'HCDModel x{scale} with {rescaler_cls.__name__} (multiples of '
+                             f'{multiple})')
 
     @staticmethod
     def _rescaler_class(opt):

@@ -25,7 +25,9 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 
+from basicsr_lmar.data.size_rules import ImageSizeRule
 from basicsr_lmar.models.plugin_mixin import Network, PluginModelMixin, train_schema, val_schema
+from basicsr_lmar.ops.padding import pad_to_multiple
 from basicsr_lmar.ops.resize import KERNELS, resize
 from basicsr_lmar.ops.rounding import quantize, quantize_ste
 from basicsr_lmar.options import Option, OptionError
@@ -76,6 +78,11 @@ class IRNModel(PluginModelMixin, SRModel):
             raise OptionError('[train] every loss (lr_fit_opt, latent_opt, reconstruction_opt) is ~; '
                               'keep at least one.')
         return options
+
+    @classmethod
+    def image_size_rule(cls, opt):
+        scale = (opt.get('network_g') or {}).get('scale') or opt.get('scale') or 4
+        return ImageSizeRule(scale, scale, f'IRNModel x{scale} (multiples of the scale)', can_pad=True)
 
     def build_networks(self):
         super().build_networks()
@@ -133,15 +140,15 @@ class IRNModel(PluginModelMixin, SRModel):
         # SRModel's runs net_g forward; IRN's result is the inverse pass from the 8-bit LR and a z
         self.lq = self.test_lr()
         self.net_g.eval()
-        with torch.no_grad():
-            self.output = self.rescaler().upscale(self.lq)
+        with torch.no_grad():  # an HR padded to the scale (size_policy: pad) gives its own size back
+            self.output = self.rescaler().upscale(self.lq)[..., :self.gt.shape[-2], :self.gt.shape[-1]]
         self.net_g.train()
 
     def test_lr(self):
-        """The 8-bit LR of ``self.gt``."""
+        """The 8-bit LR of ``self.gt`` (padded at the bottom/right to a multiple of the scale if it is not one)."""
         self.net_g.eval()
         with torch.no_grad():
-            lr = quantize(self.rescaler().downscale(self.gt))
+            lr = quantize(self.rescaler().downscale(pad_to_multiple(self.gt, self.scale)[0]))
         self.net_g.train()
         return lr
 

@@ -34,6 +34,7 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 
 from basicsr_lmar.archs.feature_hooks import FeatureHook
+from basicsr_lmar.data.size_rules import WorkingSizeRule
 from basicsr_lmar.models.plugin_mixin import Network, PluginModelMixin, train_schema, val_schema
 from basicsr_lmar.ops.geometry import scaled_target_sizes
 from basicsr_lmar.ops.resize import KERNELS
@@ -154,6 +155,12 @@ class LMARModel(PluginModelMixin, SRModel):
             raise OptionError('[path] pretrain_network_enhancer is required: LMAR trains a resampler for a '
                               'pretrained, frozen enhancer. Point it at the enhancer checkpoint (.pth)')
         return options
+
+    @classmethod
+    def image_size_rule(cls, opt):
+        val = opt.get('val') or {}
+        return WorkingSizeRule(val.get('target_sizes') or PAPER_TARGET_SIZES,
+                               val.get('reference_size') or PAPER_REFERENCE_SIZE, 'LMARModel validation')
 
     def build_networks(self):
         self.net_g = self.build_trainable_network('network_g')

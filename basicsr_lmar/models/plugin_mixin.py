@@ -72,6 +72,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from basicsr_lmar.checkpoints.state_dicts import atomic_torch_save, load_network_weights
+from basicsr_lmar.data.size_rules import take_notices
 from basicsr_lmar.options import Option, OptionError, OptionNode, OptionSchema, to_plain, validate_registered
 from basicsr_lmar.runtime.dist import all_ranks_agree
 from basicsr_lmar.runtime.resume import capture_rng_state, remove_partial_saves
@@ -162,6 +163,8 @@ class PluginModelMixin:
         self.nonfinite_streak = self.nonfinite_total = 0
         self.last_iter = 0
         self.network_options = {}
+        for notice in take_notices():  # the preflight's (images cropped to the model's multiple), for the log
+            get_root_logger().info(notice)
         if self.is_train:
             self.remove_interrupted_saves()
         self.build_networks()
@@ -198,6 +201,13 @@ class PluginModelMixin:
         node = OptionNode(options)
         node.freeze()
         return node
+
+    @classmethod
+    def image_size_rule(cls, opt):
+        """The image sizes the model accepts, read from the option file: a
+        :class:`basicsr_lmar.data.size_rules.ImageSizeRule` (None: any size). The preflight checks every
+        dataset's images against it before anything is built (:mod:`basicsr_lmar.preflight`)."""
+        return None
 
     # ----------------------------------------------------------------------------------------- networks
     def build_networks(self):

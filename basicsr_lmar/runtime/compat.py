@@ -1,9 +1,9 @@
 """The one place that repairs the released ``basicsr==1.4.2`` for every program that imports it.
 
-Only repairs that turn a crash of basicsr into working behaviour belong here; they change nothing that
-works (whatever the plugin's own models do differently is an override on their classes,
-:mod:`basicsr_lmar.models.plugin_mixin`). docs/architecture.md lists them. Must run before ``basicsr`` is
-first imported: :mod:`basicsr_lmar` calls :func:`install` as its first statement, and the autoload hook
+Only repairs that turn a crash of basicsr into working behaviour (or, for the plugin's own option files,
+into an error that names the mistake) belong here; they change nothing that works (whatever the plugin's
+own models do differently is an override on their classes, :mod:`basicsr_lmar.models.plugin_mixin`).
+docs/architecture.md lists them. Must run before ``basicsr`` is first imported: :mod:`basicsr_lmar` calls :func:`install` as its first statement, and the autoload hook
 imports :mod:`basicsr_lmar` before basicsr's own ``__init__``. Imports only the standard library at
 module level (torchvision, torch and the plugin are touched lazily).
 
@@ -18,6 +18,13 @@ module level (torchvision, torch and the plugin are touched lazily).
    the function: ``load_resume_state = repaired_stock_resume(load_resume_state)``, which calls basicsr's
    function unchanged when CUDA is available and the plugin's CPU-capable one otherwise
    (:func:`basicsr_lmar.runtime.resume.repaired_stock_resume`). The installed file is not edited.
+3. ``basicsr/train.py`` and ``basicsr/test.py`` stop on a mistake in a plugin model's option file deep in
+   the run (after the experiment folder exists, at the first iteration or validation) with a traceback
+   from torch or basicsr. When either module is loaded the same way, one statement follows its
+   ``from basicsr.utils.options import ... parse_options``: ``parse_options =
+   checked_parse_options(parse_options)`` (:mod:`basicsr_lmar.preflight`), which checks the ``-opt`` file
+   before basicsr reads it and ends a mistake with one line and exit code 2. Option files of other
+   projects' models pass through unchecked, so their runs are unchanged.
 """
 import ast
 import importlib
@@ -56,32 +63,47 @@ class ModuleAliasFinder(importlib.abc.MetaPathFinder):
 
 
 _STOCK_TRAIN = 'basicsr.train'
+_STOCK_MODULES = (_STOCK_TRAIN, 'basicsr.test')
 _RESUME_REPAIR = ("load_resume_state = __import__('basicsr_lmar.runtime.resume', fromlist=['repaired_stock_resume'])"
                   ".repaired_stock_resume(load_resume_state)")
+_PREFLIGHT = ("parse_options = __import__('basicsr_lmar.preflight', fromlist=['checked_parse_options'])"
+              ".checked_parse_options(parse_options)")
+
+
+def _imports_parse_options(node):
+    return isinstance(node, ast.ImportFrom) and node.module == 'basicsr.utils.options' and \
+        any(alias.name == 'parse_options' and alias.asname is None for alias in node.names)
 
 
 class _RepairedStockTrainLoader(importlib.machinery.SourceFileLoader):
-    """basicsr's ``train.py`` compiled with the resume repair after ``def load_resume_state`` (no bytecode
-    cache is read or written for it: the cached one is basicsr's unrepaired code)."""
+    """basicsr's ``train.py`` / ``test.py`` compiled with the preflight after the import of
+    ``parse_options`` and (``train.py``) the resume repair after ``def load_resume_state`` (no bytecode
+    cache is read or written for them: the cached one is basicsr's unchanged code)."""
 
     def get_code(self, fullname):
         source = self.get_source(fullname)
         tree = ast.parse(source, self.path)
         for index, node in enumerate(tree.body):
-            if isinstance(node, ast.FunctionDef) and node.name == 'load_resume_state' and \
-                    'torch.cuda.current_device()' in (ast.get_source_segment(source, node) or ''):
+            if fullname == _STOCK_TRAIN and isinstance(node, ast.FunctionDef) and node.name == 'load_resume_state' \
+                    and 'torch.cuda.current_device()' in (ast.get_source_segment(source, node) or ''):
                 repair = ast.parse(_RESUME_REPAIR).body[0]
                 ast.increment_lineno(repair, node.end_lineno)
                 tree.body.insert(index + 1, repair)
+                break
+        for index, node in enumerate(tree.body):
+            if _imports_parse_options(node):
+                check = ast.parse(_PREFLIGHT).body[0]
+                ast.increment_lineno(check, node.end_lineno)
+                tree.body.insert(index + 1, check)
                 break
         return compile(tree, self.path, 'exec', dont_inherit=True)
 
 
 class StockTrainRepairFinder(importlib.abc.MetaPathFinder):
-    """Gives ``basicsr.train`` the loader above (inserted first in ``sys.meta_path``)."""
+    """Gives ``basicsr.train`` and ``basicsr.test`` the loader above (inserted first in ``sys.meta_path``)."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != _STOCK_TRAIN:
+        if fullname not in _STOCK_MODULES:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or type(spec.loader) is not importlib.machinery.SourceFileLoader:

@@ -19,6 +19,7 @@ For each held-out scikit-image photo (or those named), side by side in one run, 
 
     python scripts/benchmarks/bench_car_ceiling.py                     # ~4 CPU minutes (oracle 300 iters)
     python scripts/benchmarks/bench_car_ceiling.py --oracle-iters 0    # closed-form figures only, seconds
+    python scripts/benchmarks/bench_car_ceiling.py --split validation  # or --heldout DIR (any HR images)
 """
 import argparse
 import os
@@ -31,9 +32,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_car_quality import (bicubic_downscale, initial_kernel, least_squares_lr, teacher_kernels,  # noqa: E402
                                to_tensor, y_metrics)
+from heldout import add_heldout_arguments, evaluation_images  # noqa: E402
 
 from basicsr_lmar.archs.car_arch import BicubicUpscaler  # noqa: E402
-from basicsr_lmar.data.skimage_photos import ALL_PHOTOS, HELDOUT_PHOTOS, load_photo  # noqa: E402
+from basicsr_lmar.data.skimage_photos import ALL_PHOTOS, load_photo  # noqa: E402
 from basicsr_lmar.ops.adaptive_resample import adaptive_resample  # noqa: E402
 from basicsr_lmar.ops.rounding import quantize_8bit  # noqa: E402
 
@@ -80,10 +82,10 @@ def per_pixel_oracle(hr, scale, iterations, lr_rate, upscaler, log_every=50):
     return best
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('photos', nargs='*', default=list(HELDOUT_PHOTOS),
-                        help=f'scikit-image photos among {", ".join(ALL_PHOTOS)} (default: the held-out ones)')
+    parser.add_argument('photos', nargs='*', default=[],
+                        help=f'scikit-image photos among {", ".join(ALL_PHOTOS)} (default: --split / --heldout)')
     parser.add_argument('--scale', type=int, default=4)
     parser.add_argument('--oracle-iters', type=int, default=300)
     parser.add_argument('--oracle-lr', type=float, default=1e-2)
@@ -93,13 +95,21 @@ def main():
     parser.add_argument('--shifts', type=float, nargs='*', default=[-1, -0.5, -0.25, 0.25, 0.5, 1],
                         help='alignment check: PSNR change of the box kernel when every sample moves by these many '
                              'HR pixels right and down (a half-pixel bug would put the best shift off zero)')
-    args = parser.parse_args()
+    add_heldout_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.photos:
+        images = [(name, load_photo(name)) for name in args.photos]
+        where = 'photos ' + ', '.join(args.photos)
+    else:
+        images, where = evaluation_images(args)
+    images = [(name, to_tensor(image)) for name, image in images]
     torch.set_num_threads(1)
     torch.manual_seed(0)
     scale = args.scale
     upscaler = BicubicUpscaler(scale)
     oracle = args.oracle_iters > 0
-    print(f'x{scale}, bicubic upscaler, PSNR-Y (crop {scale}) after 8-bit rounding; gains in dB over bicubic↓\n')
+    print(f'x{scale}, bicubic upscaler, PSNR-Y (crop {scale}) after 8-bit rounding; gains in dB over bicubic↓; '
+          f'{where}\n')
     columns = ['bicubic↓', 'box kernel↓ (gain)', 'optimal LR (gain)']
     if oracle:
         columns.append(f'per-pixel CAR oracle, {args.oracle_iters} Adam steps (gain)')
@@ -107,8 +117,7 @@ def main():
     print('| photo | size | ' + ' | '.join(columns) + ' |')
     print('|---|---|' + '---|' * len(columns))
     gains = []
-    for name in args.photos:
-        hr = to_tensor(load_photo(name))
+    for name, hr in images:
         height, width = hr.shape[-2:]
         hr = hr[..., :height - height % 8, :width - width % 8]
         start = time.process_time()
@@ -139,14 +148,14 @@ def main():
         print('\nAlignment: box kernel↓ with every sample shifted diagonally, PSNR change in dB vs no shift\n')
         print('| photo | ' + ' | '.join(f'{shift:+g} px' for shift in args.shifts) + ' |')
         print('|---|' + '---|' * len(args.shifts))
-        for name in args.photos:
-            hr = to_tensor(load_photo(name))
+        for name, hr in images:
             hr = hr[..., :hr.shape[-2] - hr.shape[-2] % 8, :hr.shape[-1] - hr.shape[-1] % 8]
             with torch.no_grad():
                 centred = psnr_after_rounding(fixed_kernel_lr(hr, 'box', scale), hr, upscaler, scale)
                 changes = [psnr_after_rounding(fixed_kernel_lr(hr, 'box', scale, shift), hr, upscaler, scale) - centred
                            for shift in args.shifts]
             print(f'| {name} | ' + ' | '.join(f'{change:+.3f}' for change in changes) + ' |', flush=True)
+    return mean
 
 
 if __name__ == '__main__':

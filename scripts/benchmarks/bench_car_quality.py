@@ -17,11 +17,16 @@ crops only in the loss (``--loss-border``), a cosine learning-rate decay over th
 
     python scripts/benchmarks/bench_car_quality.py               # 20 CPU minutes of training
     python scripts/benchmarks/bench_car_quality.py --minutes 3   # shortened run
-    python scripts/benchmarks/bench_car_quality.py --save-weights car_bicubic_x4.pth   # keep the resampler
+    python scripts/benchmarks/bench_car_quality.py --save-weights car_bicubic_x4.pth   # + car_bicubic_x4.yml
+    python scripts/car_rescale.py -opt car_bicubic_x4.yml -i HR_DIR --sr-out SR_DIR     # evaluate it anywhere
+    python scripts/benchmarks/bench_car_quality.py --signed      # signed kernels (beyond the paper)
+    python scripts/benchmarks/bench_car_quality.py --split validation   # choose recipes; --heldout DIR: any images
 """
 import argparse
 import functools
 import math
+import os.path as osp
+import sys
 import time
 
 import numpy as np
@@ -30,11 +35,14 @@ from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
 
 from basicsr_lmar.archs.car_arch import BicubicUpscaler, CARResamplerNet
-from basicsr_lmar.data.skimage_photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, load_photo
+from basicsr_lmar.data.skimage_photos import TRAIN_PHOTOS, load_photo, photo_names
 from basicsr_lmar.losses.car_loss import CAROffsetLoss, PartialTVLoss
 from basicsr_lmar.ops.rounding import quantize_8bit
 from basicsr_lmar.ops.adaptive_resample import adaptive_resample
 from basicsr_lmar.ops.resize import resize
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from heldout import add_heldout_arguments, evaluation_images  # noqa: E402
 
 
 def to_tensor(photo):
@@ -95,7 +103,9 @@ def initialise_heads(net, kind, scale, peak=1.0, floor=1e-3, weight_scale=1e-2):
     with torch.no_grad():
         last = net.kernel_head[-1]
         last.weight.mul_(weight_scale)
-        last.bias.copy_(initial_kernel(kind, scale, floor=floor, peak=peak))
+        kernel = initial_kernel(kind, scale, floor=floor, peak=peak)
+        # signed kernels are raw - mean + 1/k^2: a bias that sums to 1 is the kernel itself
+        last.bias.copy_(kernel / kernel.sum() if getattr(net, 'signed_kernels', False) else kernel)
         for head in (net.offset_h_head, net.offset_v_head):
             head[-2].weight.mul_(1e-2)
             head[-2].bias.zero_()
@@ -188,10 +198,11 @@ def evaluate(net, upscaler, photos, scale, with_ceiling=False):
     return rows
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--scale', type=int, default=4)
     parser.add_argument('--minutes', type=float, default=20.0, help='training time budget')
+    parser.add_argument('--iters', type=int, help='stop after this many iterations as well (a smoke run)')
     parser.add_argument('--clock', choices=('cpu', 'wall'), default='cpu',
                         help='budget in process CPU time (default; fair on a shared machine) or wall-clock time')
     parser.add_argument('--crop', type=int, default=96)
@@ -234,6 +245,9 @@ def main():
                         help='network_g.impl: the adaptive_resample implementation (training and evaluation; the '
                              'implementations agree to 1e-5); on small CPU crops the reference is ~15-20 %% faster '
                              'than the chunked path')
+    parser.add_argument('--signed', action='store_true',
+                        help='CARResamplerNet(signed_kernels=True): kernels of any sign summing to 1 '
+                             '(beyond the paper)')
     parser.add_argument('--save-weights', metavar='PATH',
                         help='save the trained resampler (state dict + CARResamplerNet options) to PATH')
     parser.add_argument('--wall-limit', type=float, metavar='MINUTES',
@@ -241,14 +255,18 @@ def main():
                              'gives the CPU minutes actually used')
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--seed', type=int, default=0)
-    args = parser.parse_args()
+    parser.add_argument('--figure', metavar='PNG', help='LR images and results of the first evaluation image')
+    parser.add_argument('--also-test', action='store_true',
+                        help='after the --split / --heldout report, report on the test split too')
+    add_heldout_arguments(parser)
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     scale = args.scale
     head, body, top, blocks = args.width
     network_g = dict(type='CARResamplerNet', scale=scale, num_feat=head, body_feat=body, top_feat=top, num_block=blocks,
-                     impl=args.op_impl)
+                     impl=args.op_impl, signed_kernels=args.signed)
     net = CARResamplerNet(**{key: value for key, value in network_g.items() if key != 'type'})
     if args.init != 'random':
         initialise_heads(net, args.init, scale, args.init_peak, args.init_floor, args.init_weight_scale)
@@ -266,14 +284,16 @@ def main():
         net.kernel_head.register_forward_hook(lambda module, inputs, output: raw_kernels.append(output))
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-6)
     train = [to_tensor(load_photo(name)) for name in TRAIN_PHOTOS]
-    heldout = [(name, to_tensor(load_photo(name))) for name in HELDOUT_PHOTOS]
+    images, where = evaluation_images(args)
+    heldout = [(name, to_tensor(image)) for name, image in images]
     params = sum(p.numel() for p in net.parameters())
     print(f'CAR x{scale} under bicubic upscaling: ResamplerNet widths {args.width} ({params:,} params), '
           f'crop {args.crop}, batch {args.batch}, lr {args.lr}, lambda {args.offset_weight}, '
           f'gamma_tv {args.tv_weight}, soft-round alpha {args.alpha}, init {args.init} (peak {args.init_peak}, floor '
           f'{args.init_floor}, weight scale {args.init_weight_scale}), kernel activation {args.kernel_activation}, '
-          f'clamp barrier {args.clamp_barrier}, loss {args.loss} '
-          f'(border {args.loss_border}), op {args.op_impl}, budget {args.minutes} {args.clock} min',
+          f'clamp barrier {args.clamp_barrier}, signed {args.signed}, loss {args.loss} '
+          f'(border {args.loss_border}), op {args.op_impl}, budget {args.minutes} {args.clock} min; '
+          f'evaluated on the {where}',
           flush=True)
     if args.init != 'random':
         report(evaluate(net, upscaler, heldout, scale), 'at initialisation')
@@ -282,7 +302,8 @@ def main():
     start, wall_start = clock(), time.time()
     iteration, running = 0, []
     wall_limit = math.inf if args.wall_limit is None else args.wall_limit * 60
-    while clock() - start < budget and time.time() - wall_start < wall_limit:
+    max_iters = math.inf if args.iters is None else args.iters
+    while clock() - start < budget and time.time() - wall_start < wall_limit and iteration < max_iters:
         progress = (clock() - start) / budget
         for group in optimizer.param_groups:  # cosine decay over the time budget
             group['lr'] = args.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
@@ -321,8 +342,51 @@ def main():
     minutes, wall = (clock() - start) / 60, (time.time() - wall_start) / 60
     rows = evaluate(net, upscaler, heldout, scale, with_ceiling=True)
     report(rows, f'after {iteration} iterations in {minutes:.1f} {args.clock} min ({wall:.1f} wall min)')
+    if args.also_test and (args.heldout or args.split != 'test'):
+        test = [(name, to_tensor(load_photo(name))) for name in photo_names('test')]
+        report(evaluate(net, upscaler, test, scale, with_ceiling=True), 'the same network on the test split')
+    if args.figure:
+        save_lr_figure(args.figure, net, upscaler, heldout[0], scale, 'signed' if args.signed else 'clamped')
     if args.save_weights:
         save_weights(args.save_weights, net, network_g, args, iteration, rows)
+    return rows
+
+
+def save_lr_figure(path, net, upscaler, photo, scale, variant):
+    """The 8-bit LR images (bicubic↓ and CAR↓, shown at their pixel size × 2) and both bicubic↑ results on a
+    crop of one image: what the LR a user stores looks like, and the ringing it brings."""
+    from matplotlib.figure import Figure
+    name, hr = photo
+    hr = hr[..., :hr.shape[-2] - hr.shape[-2] % 8, :hr.shape[-1] - hr.shape[-1] % 8]
+    net.eval()
+    with torch.no_grad():
+        lr_car = net.downscale(hr, rounding='round')
+        lr_bic = quantize_8bit(bicubic_downscale(hr, scale).clamp(0, 1), 'round')
+        up_car, up_bic = upscaler(lr_car).clamp(0, 1), upscaler(lr_bic).clamp(0, 1)
+    net.train()
+    height, width = hr.shape[-2:]
+    top, left = (height // 2 - 64) // scale * scale, (width // 2 - 64) // scale * scale
+    crop = (slice(top, top + 128), slice(left, left + 128))
+    lr_crop = (slice(top // scale, (top + 128) // scale), slice(left // scale, (left + 128) // scale))
+
+    def image(t, region):
+        return t[0].permute(1, 2, 0)[region].numpy()
+    panels = [('bicubic↓ LR (8-bit)', image(lr_bic, (slice(None), slice(None)))),
+              (f'CAR↓ LR, {variant} kernels (8-bit)', image(lr_car, (slice(None), slice(None)))),
+              ('bicubic↓ LR, centre crop', image(lr_bic, lr_crop)), (f'CAR↓ LR ({variant}), centre crop',
+                                                                      image(lr_car, lr_crop)),
+              ('bicubic↓ + bicubic↑', image(up_bic, crop)), (f'CAR↓ ({variant}) + bicubic↑', image(up_car, crop)),
+              ('HR', image(hr, crop))]
+    figure = Figure(figsize=(14, 2.6), dpi=80)
+    for i, (title, picture) in enumerate(panels):
+        axis = figure.add_subplot(1, len(panels), i + 1)
+        axis.imshow(np.clip(picture, 0, 1), interpolation='nearest')
+        axis.set_title(title, fontsize=7)
+        axis.axis('off')
+    figure.suptitle(f'{name}, x{scale}', fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    print(f'figure: {path}', flush=True)
 
 
 def save_weights(path, net, network_g, args, iterations, rows):
@@ -337,15 +401,21 @@ def save_weights(path, net, network_g, args, iterations, rows):
         'iterations': iterations,
         'heldout_psnr_y': {name: {'car': float(car[0]), 'bicubic': float(bic[0])} for name, _, car, bic, _ in rows},
     }, path)
-    print(f'saved the resampler to {path} (load: CARResamplerNet(**opts) with opts = checkpoint["network_g"] '
-          f'minus "type"; then load_state_dict(checkpoint["params"]))', flush=True)
+    import yaml
+    options = {'name': osp.splitext(osp.basename(path))[0], 'model_type': 'CARModel', 'scale': network_g['scale'],
+               'num_gpu': 0, 'network_g': dict(network_g), 'path': {'pretrain_network_g': osp.abspath(path)}}
+    with open(osp.splitext(path)[0] + '.yml', 'w') as handle:  # no network_sr: car_rescale's bicubic default
+        yaml.safe_dump(options, handle, sort_keys=False)
+    print(f'saved the resampler to {path} and its option file {osp.splitext(path)[0]}.yml (scripts/car_rescale.py '
+          f'-opt that file; or CARResamplerNet(**checkpoint["network_g"] minus "type") and '
+          f'load_state_dict(checkpoint["params"]))', flush=True)
 
 
 def report(rows, title):
     """Per-photo table; with the ceiling column when the rows carry it. Gains are in dB over bicubic↓,
     "of ceiling" is the CAR gain as a share of the least-squares-optimal LR's gain."""
     ceiling = rows[0][4] is not None
-    print(f'\nHeld-out photos, {title}:\n')
+    print(f'\nEvaluation images, {title}:\n')
     extra = ' | optimal LR↓+bicubic↑ PSNR / SSIM | ceiling gain dB | share of ceiling' if ceiling else ''
     print(f'| photo | size | CAR↓+bicubic↑ PSNR / SSIM | bicubic↓+bicubic↑ PSNR / SSIM | gain dB{extra} |')
     print('|---|---|---|---|---|' + ('---|---|---|' if ceiling else ''))

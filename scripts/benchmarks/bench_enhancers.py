@@ -6,7 +6,8 @@
 Each mode runs in a fresh child process so that its peak resident memory (``ru_maxrss``) is its own:
 ``full`` (one forward pass of the whole frame) and ``tiled`` (:func:`tiled_forward`), both under
 ``torch.no_grad()``. The test frame is scikit-image's ``coffee`` photo resized (bicubic) to the UHD
-size, darkened (gamma 2.2, x0.3) as a low-light input. With the authors' CNN-I weights
+size, darkened (gamma 2.2, x0.3) as a low-light input; ``--split validation|test`` or ``--heldout DIR``
+takes the first image of that split or folder instead (scripts/benchmarks/heldout.py). With the authors' CNN-I weights
 (``--weights``, default ``$BASICSR_LMAR_REFERENCE/lmar_official/base_model.bin`` when present) the
 PSNR of each output against the bright frame is printed too; the tiled-vs-full PSNR measures what
 instance norm over tiles changes.
@@ -25,13 +26,25 @@ import numpy as np
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), osp.pardir, osp.pardir))
 sys.path.insert(0, REPO)
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from heldout import add_heldout_arguments, evaluation_images  # noqa: E402
 
 
-def test_frame(size):
-    import cv2
+def source_image(args):
+    """``(name, float32 RGB in [0, 1])``: coffee by default, else the first image of --split / --heldout."""
+    if getattr(args, 'heldout', None) or getattr(args, 'split', None):
+        images, _ = evaluation_images(args)
+        return images[0]
     from skimage import data
+    return 'coffee', data.coffee().astype(np.float32) / 255
 
-    bright = cv2.resize(data.coffee(), (size[1], size[0]), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255
+
+def test_frame(size, args=None):
+    import cv2
+
+    _, image = source_image(args)
+    bright = cv2.resize(np.ascontiguousarray(image, dtype=np.float32), (size[1], size[0]),
+                        interpolation=cv2.INTER_CUBIC)
     bright = np.clip(bright, 0, 1)
     return bright, (bright**2.2 * 0.3).astype(np.float32)
 
@@ -52,7 +65,7 @@ def child(args):
     from basicsr_lmar.ops.tiled_forward import tiled_forward
 
     net = build_net(args.weights)
-    _, dark = test_frame(args.size)
+    _, dark = test_frame(args.size, args)
     x = torch.from_numpy(dark).permute(2, 0, 1)[None].contiguous()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
@@ -83,11 +96,13 @@ def main():
     parser.add_argument('--overlap', type=int, default=64)
     parser.add_argument('--mode', choices=['full', 'tiled'], help=argparse.SUPPRESS)
     parser.add_argument('--output', help=argparse.SUPPRESS)
+    add_heldout_arguments(parser, default_split=None)
     args = parser.parse_args()
     if args.mode:
         return child(args)
 
-    print(f'CNN-I (UHDUNet invertible), input {args.size[0]}x{args.size[1]}, weights: {args.weights or "random init"}')
+    print(f'CNN-I (UHDUNet invertible), input {args.size[0]}x{args.size[1]} from {source_image(args)[0]}, '
+          f'weights: {args.weights or "random init"}')
     outputs, results = {}, {}
     with tempfile.TemporaryDirectory() as folder:
         for mode in ('full', 'tiled'):
@@ -96,10 +111,14 @@ def main():
                        '--tile', str(args.tile), '--overlap', str(args.overlap)]
             if args.weights:
                 command += ['--weights', args.weights]
+            if args.heldout:
+                command += ['--heldout', args.heldout]
+            elif args.split:
+                command += ['--split', args.split]
             line = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             results[mode] = json.loads(line)
             outputs[mode] = np.load(path)
-    bright, dark = test_frame(args.size)
+    bright, dark = test_frame(args.size, args)
     for mode, result in results.items():
         label = mode if mode == 'full' else f'tiled {args.tile}/{args.overlap}'
         quality = f', PSNR vs bright {psnr(outputs[mode], bright):.2f} dB' if args.weights else ''

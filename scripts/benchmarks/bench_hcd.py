@@ -20,6 +20,8 @@ Batched throughput and the side-by-side with the authors' code: ``bench_hcd_cost
 Everything is measured side by side in one run; threads are fixed with ``--threads`` (default 1).
 """
 import argparse
+import os.path as osp
+import sys
 import time
 
 import numpy as np
@@ -33,6 +35,9 @@ from basicsr_lmar.data.skimage_photos import load_photo, photo_names
 from basicsr_lmar.ops.collaborative_downscaling import collaborative_downscale
 from basicsr_lmar.ops.rounding import quantize
 from basicsr_lmar.registry import RESCALER_REGISTRY
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from heldout import add_heldout_arguments, evaluation_images  # noqa: E402
 
 # The project's fixed split (basicsr_lmar.data.skimage_photos, docs/data.md): train on TRAIN_PHOTOS,
 # report on crops of the held-out photos (chelsea, coffee) only.
@@ -90,6 +95,25 @@ def held_out(size):
     return images
 
 
+def evaluation_crops(args, size):
+    """The crops HCD is measured on: the fixed crops of the test photos (``held_out``) by default, else up to
+    three ``size`` crops (top left, centre, bottom right) of every image of ``--split`` / ``--heldout DIR``."""
+    if not args.heldout and args.split == 'test':
+        return held_out(size), 'test split (the fixed HELD_OUT crops)'
+    photos, where = evaluation_images(args)
+    images = []
+    for name, image in photos:
+        photo = to_tensor(image)
+        height, width = photo.shape[-2:]
+        if min(height, width) < size:
+            raise SystemExit(f'bench_hcd.py: {name} is {height}x{width}, smaller than the {size}x{size} crops; '
+                             'use larger images or --quick (64x64 crops)')
+        corners = {(0, 0), ((height - size) // 2, (width - size) // 2), (height - size, width - size)}
+        for y, x in sorted(corners):
+            images.append((f'{name}@{y},{x}', photo[:, y:y + size, x:x + size]))
+    return images, where
+
+
 def psnr_y(output, gt, border=4):
     return calculate_psnr(tensor2img([output]), tensor2img([gt]), crop_border=border, test_y_channel=True)
 
@@ -140,7 +164,7 @@ def quality_tables(label, rescaler, images, n_list, ablation):
     return gains
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--quick', action='store_true', help='short training, 64x64 crops, fewer settings')
     parser.add_argument('--threads', type=int, default=1)
@@ -151,20 +175,28 @@ def main():
                         help='a CAR resampler trained under bicubic upscaling (bench_car_quality.py --save-weights)')
     parser.add_argument('--skip-irn', action='store_true', help='leave out the IRN (training and tables)')
     parser.add_argument('--skip-bicubic', action='store_true', help='leave out the bicubic rescaler')
-    args = parser.parse_args()
+    parser.add_argument('--save-weights', metavar='PATH',
+                        help="save the trained IRN (basicsr's params layout + its network_g options) to PATH")
+    add_heldout_arguments(parser)
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     seconds = args.train_seconds if args.train_seconds is not None else (120 if args.quick else 600)
     size = 64 if args.quick else 128
     n_list = (1, 5, 15) if args.quick else (1, 5, 10, 15, 20)
     ablation = ((0, 15), (15, 0), (5, 10), (10, 5), (15, 15)) if not args.quick else ((0, 15), (15, 0), (15, 15))
-    print(f'torch {torch.__version__}, {args.threads} thread(s), held-out crops {size}x{size}, '
+    images, where = evaluation_crops(args, size)
+    print(f'torch {torch.__version__}, {args.threads} thread(s), evaluation crops {size}x{size} of the {where}, '
           f'IRN training {seconds:.0f} s')
-    images = held_out(size)
     if args.car_checkpoint:
         car = load_car_rescaler(args.car_checkpoint)
         quality_tables('CAR x4 under bicubic upscaling', car, images, n_list, ablation)
     if not args.skip_irn:
         net = train_irn(seconds, patch=48, batch=8, block_num=(1, 1), growth=16)
+        if args.save_weights:
+            network_g = {'type': 'InvRescaleNet', 'scale': 4, 'block_num': [1, 1], 'growth': 16}
+            torch.save({'params': net.state_dict(), 'network_g': network_g}, args.save_weights)
+            print(f'saved the IRN to {args.save_weights} (network_g: {network_g}; path.pretrain_network_g of an '
+                  'HCDModel option file for scripts/hcd_refine.py)', flush=True)
         irn = RESCALER_REGISTRY.get('IRNRescaler')(net, z_policy=args.z_policy, z_seed=0)
         quality_tables(f'IRN x4 (small, CPU-trained), {args.z_policy} z', irn, images, n_list, ablation)
     if not args.skip_bicubic:

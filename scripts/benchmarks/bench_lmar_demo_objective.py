@@ -10,6 +10,10 @@ on that objective. Printed: PSNR of the final pipeline U(enhancer(x_c)) against 
 downscale, the antialiased plain downscale, and the L_rc-oracle of each layer. A layer whose oracle is
 below "plain" is an objective that, minimised, lowers PSNR.
 
+``--split validation|test`` picks the demo's photos (default: test, the held-out photos); ``--heldout DIR``
+takes every image of DIR instead, resized and darkened the same way as the demo's validation data
+(``SkimagePhotoDataset``'s resize_to, gamma, gain and noise, drawn with its per-index seed).
+
 Needs the demo's stage-1 enhancer (``make demo``, or ``python scripts/lmar_demo.py``):
 ``experiments/demo_lmar_enhancer_skimage/models/net_g_latest.pth``.
 """
@@ -17,6 +21,7 @@ import argparse
 import os.path as osp
 import sys
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
@@ -33,6 +38,10 @@ import basicsr_lmar  # noqa: E402,F401
 from basicsr_lmar.data.skimage_dataset import SkimagePhotoDataset  # noqa: E402
 from basicsr_lmar.ops.resize import resize  # noqa: E402
 from basicsr_lmar.archs.feature_hooks import FeatureHook  # noqa: E402
+from basicsr_lmar.data.skimage_dataset import darken  # noqa: E402
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from heldout import add_heldout_arguments, evaluation_images  # noqa: E402
 
 LMAR_OPT = osp.join(REPO, 'options', 'demo_lmar_skimage.yml')
 ENHANCER_CKPT = osp.join(REPO, 'experiments', 'demo_lmar_enhancer_skimage', 'models', 'net_g_latest.pth')
@@ -43,13 +52,34 @@ def psnr(image, gt):
     return calculate_psnr(tensor2img([image]), tensor2img([gt]), crop_border=0)
 
 
-def main():
+def folder_samples(args, dataset):
+    """The images of ``--heldout DIR`` as the demo's validation samples: resized to the dataset's
+    ``resize_to`` (bicubic), cropped to a multiple of its scale, darkened with its gamma / gain / noise
+    drawn from ``default_rng((seed, index))`` as ``SkimagePhotoDataset`` does."""
+    opt = dataset.opt
+    images, _ = evaluation_images(args)
+    samples = []
+    for index, (name, image) in enumerate(images):
+        gt = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()
+        if opt.resize_to:
+            gt = resize(gt[None], tuple(opt.resize_to), 'bicubic').clamp(0, 1)[0]
+        scale = opt.scale if opt.degradation == 'bicubic' else 1
+        gt = gt[:, :gt.shape[1] - gt.shape[1] % scale, :gt.shape[2] - gt.shape[2] % scale]
+        rng = np.random.default_rng((opt.seed, index))
+        gamma, gain = rng.uniform(*opt.gamma), rng.uniform(*opt.gain)
+        dark = darken(np.ascontiguousarray(gt.numpy().transpose(1, 2, 0)), gamma, gain, opt.noise_sigma, rng)
+        samples.append({'lq': torch.from_numpy(dark.transpose(2, 0, 1).copy()), 'gt': gt, 'lq_path': f'{name}.png'})
+    return samples
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--layers', nargs='+',
                         default=['body.down_fusion2', 'body.down_fusion1', 'stem', 'body.skip_fusion1', 'head'])
     parser.add_argument('--steps', type=int, default=100)
     parser.add_argument('--kernel', default='bicubic')
-    args = parser.parse_args()
+    add_heldout_arguments(parser)
+    args = parser.parse_args(argv)
     if not osp.isfile(ENHANCER_CKPT):
         raise SystemExit(f'{ENHANCER_CKPT} not found: run the demo (python scripts/lmar_demo.py) first')
     torch.manual_seed(0)
@@ -59,7 +89,9 @@ def main():
     enhancer = build_network(enhancer_opt).eval()
     enhancer.load_state_dict(torch.load(ENHANCER_CKPT, map_location='cpu')['params'])
     enhancer.requires_grad_(False)
-    dataset = SkimagePhotoDataset(dict(opt['datasets']['val'], phase='val'))
+    dataset = SkimagePhotoDataset(dict(opt['datasets']['val'], phase='val', split=args.split))
+    if args.heldout:
+        dataset = folder_samples(args, dataset)
     kernel = args.kernel
 
     rows = {}
@@ -94,7 +126,8 @@ def main():
             print(f'done {sample["lq_path"]} 1/{divisor}', flush=True)
 
     names = list(rows[2])
-    print(f'\nPSNR (dB) of U(enhancer(x_c)), mean over the {len(dataset)} held-out photos, {kernel}, '
+    print(f'\nPSNR (dB) of U(enhancer(x_c)), mean over the {len(dataset)} photos '
+          f'({"--heldout " + args.heldout if args.heldout else args.split + " split"}), {kernel}, '
           f'{args.steps} Adam steps per oracle\n')
     print('| x_c | 1/2 per side | 1/4 per side |\n|---|---|---|')
     for name in names:

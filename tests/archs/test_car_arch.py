@@ -91,3 +91,35 @@ def test_downscale_is_the_chain_and_honours_impl(monkeypatch):
     assert seen == ['chunked']
     with pytest.raises(ValueError, match='rounding'):
         net.downscale(hr, rounding='bankers')
+
+
+@pytest.mark.parametrize('scale', [2, 4])
+def test_signed_kernels_sum_to_one_and_may_be_negative(scale):
+    torch.manual_seed(0)
+    net = CARResamplerNet(scale=scale, num_feat=8, body_feat=8, top_feat=16, num_block=1, signed_kernels=True)
+    with torch.no_grad():  # a head whose output straddles zero: the clamp would cut it, the signed path keeps it
+        net.kernel_head[-1].bias.normal_(0, 1)
+    hr = torch.rand(2, 3, 16, 24)
+    kernels, offsets_h, offsets_v = net(hr)
+    torch.testing.assert_close(kernels.sum(1), torch.ones(2, 16 // scale, 24 // scale))
+    assert kernels.min() < 0
+    torch.testing.assert_close(net.downscale(hr), adaptive_resample_reference(hr, kernels, offsets_h, offsets_v, scale))
+    # every element keeps a gradient (no clamp): a loss on one element reaches the head's bias everywhere
+    kernels[:, 0].sum().backward()
+    assert (net.kernel_head[-1].bias.grad != 0).all()
+
+
+def test_signed_kernels_share_the_parameters_and_default_is_the_clamp():
+    """Same state dict either way, so the authors' checkpoints (converted to the default layout) load into
+    both; the default still clamps (non-negative kernels)."""
+    plain = CARResamplerNet(scale=4, num_feat=8, body_feat=8, top_feat=16, num_block=1)
+    signed = CARResamplerNet(scale=4, num_feat=8, body_feat=8, top_feat=16, num_block=1, signed_kernels=True)
+    assert plain.signed_kernels is False
+    assert {k: v.shape for k, v in plain.state_dict().items()} == {k: v.shape for k, v in signed.state_dict().items()}
+    signed.load_state_dict(plain.state_dict(), strict=True)
+    raw = torch.tensor([-0.5, 0.25, 2.0, 0.25]).view(1, 4, 1, 1)
+    clamped = torch.tensor([1e-6, 0.25, 1, 0.25]) / (1.5 + 1e-6)
+    torch.testing.assert_close(plain.normalise_kernels(raw).flatten(), clamped)
+    torch.testing.assert_close(signed.normalise_kernels(raw).flatten(), torch.tensor([-0.75, 0.0, 1.75, 0.0]))
+    with pytest.raises(OptionError, match='signed_kernels'):
+        CARResamplerNet(signed_kernels='yes')

@@ -106,3 +106,13 @@ def test_script_writes_loadable_params(tmp_path):
     assert 'block_num: [2]' in result.stdout
     net = InvRescaleNet(scale=2, block_num=[2], growth=8)
     net.load_state_dict(torch.load(target, weights_only=True)['params'], strict=True)
+
+
+def test_script_names_a_missing_checkpoint_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, 'scripts/convert_official_irn.py', str(tmp_path / 'IRN_x4.pth'),
+                             str(tmp_path / 'out.pth')], capture_output=True, text=True,
+                            cwd=pathlib.Path(__file__).resolve().parents[2])
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"convert_official_irn.py: error: the authors' IRN checkpoint: "
+                                     f"{tmp_path / 'IRN_x4.pth'} does not exist.")
+    assert not (tmp_path / 'out.pth').exists()

@@ -121,3 +121,8 @@ def test_full_size_usn_and_cli(tmp_path):
 def test_unknown_key_is_named():
     with pytest.raises(KeyError, match='decoder.weight'):
         car_checkpoints.convert_official_car_resampler({'module.decoder.weight': torch.zeros(1)})
+
+
+def test_authors_layout_loads_with_signed_kernels_too():
+    ours = car_checkpoints.convert_official_car_resampler(numbered(authors_kgn_shapes(4)))
+    CARResamplerNet(scale=4, signed_kernels=True).load_state_dict(ours, strict=True)

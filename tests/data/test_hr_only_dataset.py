@@ -54,9 +54,9 @@ def test_missing_lmdb_key_and_corrupt_file_name_the_culprit(tmp_path):
     with pytest.raises(DataError, match="LMDB has no key 'ghost'"):
         ds[2]
     (tmp_path / 'hr' / 'img1.png').write_bytes(b'\x89PNG\r\n\x1a\n truncated')
-    ds = build(dataroot_gt=str(tmp_path / 'hr'), phase='val')
-    with pytest.raises(DataError, match=r"img1.png' is not a decodable image"):
-        ds[1]
+    # named when the dataset is built (its header is read then), not when a batch reaches it
+    with pytest.raises(DataError, match=r"datasets.val \(hr\).dataroot_gt: .*img1.png: not a readable image"):
+        build(dataroot_gt=str(tmp_path / 'hr'), phase='val')
 
 
 def test_option_errors(tmp_path):
@@ -66,3 +66,28 @@ def test_option_errors(tmp_path):
         build(dataroot_gt=str(tmp_path), io_backend={'type': 'ceph'})
     with pytest.raises(OptionError, match="missing required option 'dataroot_gt'"):
         build()
+
+
+def test_image_sizes_are_read_when_built_from_headers_or_meta_info(tmp_path):
+    """An image smaller than the crop is named when the dataset is built (not when a batch reaches it): sizes
+    from the files' headers (disk) or meta_info.txt (LMDB, the database is not read)."""
+    from basicsr.utils.lmdb_util import make_lmdb_from_imgs
+    _write_images(tmp_path / 'hr', count=2)
+    cv2.imwrite(str(tmp_path / 'hr' / 'small.png'), np.zeros((12, 30, 3), np.uint8))
+    with pytest.raises(OptionError, match=r'\[datasets.train \(hr\)\] 1 image\(s\) smaller than gt_size 16 '
+                       r'\(the training '
+                       r'crop\): .*small\.png \(12x30\) \(HxW\); lower gt_size or remove them'):
+        build(dataroot_gt=str(tmp_path / 'hr'), gt_size=16)
+    ds = build(dataroot_gt=str(tmp_path / 'hr'), scale=2, phase='val')
+    assert [size for _, size in ds.image_sizes] == [(40, 52), (40, 52), (12, 30)]
+    lmdb_path = tmp_path / 'hr.lmdb'
+    make_lmdb_from_imgs(str(tmp_path / 'hr'), str(lmdb_path), ['img0.png', 'img1.png'], ['img0', 'img1'])
+    meta = (lmdb_path / 'meta_info.txt').read_text()
+    assert build(dataroot_gt=str(lmdb_path), io_backend={'type': 'lmdb'}, gt_size=16).image_sizes == [
+        ('img0', (40, 52)), ('img1', (40, 52))]
+    (lmdb_path / 'meta_info.txt').write_text(meta.replace('img1.png (40,52,3)', 'img1.png (8,52,3)'))
+    with pytest.raises(OptionError, match=r"smaller than gt_size 16 \(the training crop\): img1 \(8x52\)"):
+        build(dataroot_gt=str(lmdb_path), io_backend={'type': 'lmdb'}, gt_size=16)
+    (lmdb_path / 'meta_info.txt').write_text('img0.png 1\n')
+    with pytest.raises(DataError, match=r'meta_info.txt line 1 gives no size "\(h,w,c\)"'):
+        build(dataroot_gt=str(lmdb_path), io_backend={'type': 'lmdb'}, gt_size=16)

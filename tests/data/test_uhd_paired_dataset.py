@@ -72,7 +72,20 @@ def test_option_errors_name_the_key(tmp_path):
         UHDPairedImageDataset(options(root, scale=2))
 
 
-def test_crop_larger_than_image_is_reported(tmp_path):
+def test_crop_larger_than_image_is_reported_when_built(tmp_path):
     root = make_pairs(tmp_path, names=('a', ))
-    with pytest.raises(ValueError, match=r'train_size \[64, 64\].*a\.png'):
-        build_dataset(options(root, train_transform='crop', train_size=64))[0]
+    with pytest.raises(OptionError, match=r'\[datasets.train \(tiny\)\] train_size \[64, 64\] '
+                       r'\(train_transform: crop\) is '
+                       r'larger than 1 image\(s\): .*a\.png \(40x56\) \(HxW\); lower train_size'):
+        build_dataset(options(root, train_transform='crop', train_size=64))
+
+
+def test_pairs_of_different_sizes_and_missing_folders_are_named_when_built(tmp_path):
+    from basicsr_lmar.data.image_io import DataError
+    root = make_pairs(tmp_path, names=('a', 'b'))
+    cv2.imwrite(str(root / 'input' / 'b.png'), np.zeros((40, 50, 3), np.uint8))
+    with pytest.raises(OptionError, match=r'1 pair\(s\) of different sizes, e.g. input .*b\.png 40x50 and GT .*b\.png '
+                       r'40x56 \(HxW\); pairs must share a size'):
+        build_dataset(options(root, phase='val'))
+    with pytest.raises(DataError, match=r"datasets.val \(tiny\).dataroot_gt: folder '.*nowhere' does not exist"):
+        build_dataset(options(root, phase='val', dataroot_gt=str(tmp_path / 'nowhere')))

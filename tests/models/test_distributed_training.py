@@ -26,6 +26,7 @@ FAMILIES = {
     'lmar': ('train_lmar_tiny.yml', ['net_g', 'net_d'], ['l_rc', 'l_fa', 'l_g_gan', 'l_d']),
     'car': ('train_car_tiny.yml', ['net_g', 'net_sr'], ['l_pix']),
     'irn': ('train_irn_tiny.yml', ['net_g'], ['l_total']),
+    'hcflow': ('train_hcflow_tiny.yml', ['net_g'], ['l_lr_fit', 'l_latent', 'l_reconstruction', 'l_total']),
 }
 
 

@@ -1,5 +1,6 @@
 """The released basicsr imports and runs on the pinned stack through the plugin's compat layer."""
 import importlib
+import inspect
 import subprocess
 import sys
 
@@ -77,3 +78,25 @@ def test_stock_train_module_gets_only_the_cpu_resume_repair():
     assert stock.load_resume_state.__code__ is resume.repaired_stock_resume(original).__code__
     opt = {'auto_resume': False, 'path': {'resume_state': None}}
     assert stock.load_resume_state(opt) is None
+
+
+
+def test_stock_modules_run_the_preflight_for_plugin_option_files_only():
+    """basicsr.train and basicsr.test get one more statement: the parse_options they imported checks the
+    -opt file of a plugin model first (tests/test_preflight.py runs the errors through python -m
+    basicsr.train); for another project's model it is basicsr's function, after a read of the file."""
+    import basicsr.test as stock_test
+    import basicsr.train as stock_train
+    import yaml
+    from basicsr.utils import options
+
+    from basicsr_lmar import preflight
+    from tests.conftest import REPO_ROOT
+    for module in (stock_train, stock_test):
+        assert module.parse_options.__wrapped__ is options.parse_options
+        assert module.parse_options.preflight_checked
+        assert inspect.getsourcefile(module.train_pipeline if module is stock_train else module.test_pipeline) == \
+            module.__file__
+    other = yaml.safe_load((REPO_ROOT / 'tests' / 'data_files' / 'train_edsr_tiny.yml').read_text())
+    other['train']['optim_g']['lr'] = '4e-4'  # basicsr's business, not the plugin's
+    assert preflight.check_options(other, True) is False
