@@ -73,11 +73,18 @@ def benchmark_images(args):
                   for name, (y, x) in HELD_OUT]
         return images, 'test split: the six 128x128 crops of bench_hcd.HELD_OUT (chelsea, coffee)'
     photos, label = evaluation_images(args)
+    if not args.heldout and args.split == 'test':
+        label += ' (crops at crop_positions: --size is not 128)'
     images = []
     for name, photo in photos:
         tensor = to_tensor(photo)
+        if not crop_positions(tensor.shape[1], tensor.shape[2], args.size):
+            print(f'left out {name}: {tensor.shape[1]}x{tensor.shape[2]} is smaller than --size {args.size}')
         for y, x in crop_positions(tensor.shape[1], tensor.shape[2], args.size):
             images.append((f'{name}@{y},{x}', tensor[:, y:y + args.size, x:x + args.size].contiguous()))
+    if not images:
+        raise SystemExit(f'bench_hcd_stopping: no image of {label} is at least {args.size}x{args.size}; '
+                         'lower --size (a multiple of 8)')
     return images, f'{label}, {len(images)} crops of {args.size}x{args.size}'
 
 
@@ -244,6 +251,24 @@ def grid(label, rescaler, images, steps):
               flush=True)
 
 
+def n_curve(label, rescaler, images, n_values, steps):
+    """Mean gain of fixed N (last and best iterate) for each N, on the batch: what any rule that stops by N
+    steps can reach on these images (time ~ N / steps of the fixed run)."""
+    bases = [base_psnr(rescaler, hr[None]) for _, hr in images]
+    stack = torch.stack([hr for _, hr in images])
+    _, fixed = run(rescaler, stack, steps, {})
+    reference = np.mean(gains(rescaler, images, fixed.lr, bases))
+    print(f'\n### {label}: fixed N on the batch of {len(images)} (fixed N={steps}: {reference:+.3f} dB)\n')
+    print('| N | mean gain, last iterate (dB) | - fixed N=15 | mean gain, best iterate (dB) | - fixed N=15 |')
+    print('|---|---|---|---|---|')
+    for n in n_values:
+        _, last = run(rescaler, stack, n, {})
+        _, best = run(rescaler, stack, n, {'stop_tolerance': 0.0})  # a rule that never fires: best iterate
+        g_last, g_best = (np.mean(gains(rescaler, images, r.lr, bases)) for r in (last, best))
+        print(f'| {n} | {g_last:+.3f} | {g_last - reference:+.3f} | {g_best:+.3f} | {g_best - reference:+.3f} |',
+              flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_heldout_arguments(parser)
@@ -254,7 +279,9 @@ def main():
     parser.add_argument('--stop-tolerance', type=float, default=RECOMMENDED_STOP['stop_tolerance'])
     parser.add_argument('--stop-gain-fraction', type=float, default=RECOMMENDED_STOP['stop_gain_fraction'])
     parser.add_argument('--grid', action='store_true', help='also evaluate the grid of candidate rules (GRID)')
-    parser.add_argument('--no-side-by-side', action='store_true', help='only the grid')
+    parser.add_argument('--no-side-by-side', action='store_true', help='only the grid / the N curve')
+    parser.add_argument('--n-curve', type=int, nargs='+', metavar='N',
+                        help='also the mean gain of fixed N for these N (last and best iterate)')
     parser.add_argument('--repeats', type=int, default=2, help='timings per arm (interleaved), best kept')
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--irn-weights', metavar='PATH', help='the small IRN: loaded when PATH exists, else trained '
@@ -285,6 +312,8 @@ def main():
         label = {'irn': 'small IRN x4, z = 0', 'car': 'CAR x4 under bicubic upscaling', 'hcflow': 'HCFlow x4, heat 0'}
         if args.grid:
             grid(label[name], rescaler, images, args.steps)
+        if args.n_curve:
+            n_curve(label[name], rescaler, images, args.n_curve, args.steps)
         if not args.no_side_by_side:
             summaries[name] = side_by_side(label[name], rescaler, images, rule, args.repeats, args.steps)
     load = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()

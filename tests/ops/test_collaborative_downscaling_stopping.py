@@ -35,6 +35,27 @@ def test_stopping_in_a_batch_equals_per_image_runs(name, tolerance):
     assert torch.equal(reference.lr, batched.lr)
 
 
+def test_stopping_with_the_hcflow_adapter_in_a_batch_equals_per_image_runs():
+    hcflow_arch = pytest.importorskip('basicsr_lmar.archs.hcflow_arch')
+    net = hcflow_arch.HCFlowNet(scale=4, flow_steps=[1, 1], prior_steps=[1, 1], growth=2, rrdb_nf=4, rrdb_gc=2,
+                                rrdb_blocks=1, hidden=4)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # perturbed: the zero-initialised prior heads would make the flow trivial
+        for p in net.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    net.mark_actnorm_initialised()
+    rescaler = hcflow_arch.HCFlowRescaler(net.double().eval(), heat=0.0)
+    hr = _photos(dtype=torch.float64)
+    kwargs = dict(steps_hr=5, steps_lr=5, stop_gain_fraction=0.3, stop_patience=1)  # stops after 3-4 steps
+    batched = collaborative_downscale(rescaler, hr, seed=[3, 4, 5], **kwargs)
+    reference = collaborative_downscale(rescaler, hr, seed=[3, 4, 5], batched=False, **kwargs)
+    assert torch.equal(reference.lr, batched.lr)
+    assert torch.equal(reference.gradient_steps_hr, batched.gradient_steps_hr)
+    assert torch.equal(reference.gradient_steps_lr, batched.gradient_steps_lr)
+    assert torch.all(batched.loss_lr <= batched.loss_lr_start)
+
+
 def test_stopped_images_leave_the_batch():
     # the objective sees only the images still going: the batch it is called on shrinks
     hr = _photos(dtype=torch.float64)
