@@ -209,7 +209,7 @@ def side_by_side(label, rescaler, images, rule, repeats, steps):
     fixed_name, stop_name = list(arms)[:2]
     print(f'\n### {label}\n')
     print(f'| mode | arm | mean gain (dB) | min gain (dB) | gain - fixed (dB) | time (s) | time ratio | '
-          f'mean steps HR / LR |')
+          'mean steps HR / LR |')
     print('|---|---|---|---|---|---|---|---|')
     summary = {}
     for mode in ('one image at a time', f'batch of {len(images)}'):
