@@ -208,7 +208,7 @@ def side_by_side(label, rescaler, images, rule, repeats, steps):
             rows[(mode, name)] = (times[name], ) + summarise(rescaler, images, bases, outputs[name])
     fixed_name, stop_name = list(arms)[:2]
     print(f'\n### {label}\n')
-    print(f'| mode | arm | mean gain (dB) | min gain (dB) | gain - fixed (dB) | time (s) | time ratio | '
+    print('| mode | arm | mean gain (dB) | min gain (dB) | gain - fixed (dB) | time (s) | time ratio | '
           'mean steps HR / LR |')
     print('|---|---|---|---|---|---|---|---|')
     summary = {}
