@@ -12,8 +12,9 @@ Three arms, one SR architecture (basicsr's EDSR, reduced width), the same crops,
 ``--cache DIR``). (b) runs for ``--minutes`` of process CPU time; (a) runs twice: for the iterations (b)
 reached (equal iterations) and for the same CPU time (equal time); (c) trains from scratch for the same
 CPU time as (b) (iterations with ``--iters``), without the pre-training (a) and (b) had. Each schedule is a
-cosine decay over its own budget. Evaluation: per image Y-PSNR / SSIM (basicsr metrics, ``crop_border = scale``) on ``--split`` or
-``--heldout DIR`` (``--also-test`` adds the test split), and the kernels' content adaptivity:
+cosine decay over its own budget. Evaluation: per image Y-PSNR / SSIM (basicsr metrics, ``crop_border =
+scale``) on ``--split`` or ``--heldout DIR`` (``--also-test`` adds the test split), and the kernels' content
+adaptivity:
 
 * spread: the per-element standard deviation of the kernels over the LR pixels of an image (within each
   phase of the network's pixel-shuffle, see :func:`adaptivity`), averaged over elements, divided by the mean
