@@ -11,9 +11,10 @@ Three arms, one SR architecture (basicsr's EDSR, reduced width), the same crops,
 (a) and (b) both start from one SR network pre-trained on bicubic LR (``--pretrain-minutes``, cached with
 ``--cache DIR``). (b) runs for ``--minutes`` of process CPU time; (a) runs twice: for the iterations (b)
 reached (equal iterations) and for the same CPU time (equal time); (c) trains from scratch for the same
-CPU time as (b) (iterations with ``--iters``), without the pre-training (a) and (b) had. Each schedule is a cosine decay over its own
-budget. Evaluation: per image Y-PSNR / SSIM (basicsr metrics, ``crop_border = scale``) on ``--split`` or
-``--heldout DIR`` (``--also-test`` adds the test split), and the kernels' content adaptivity:
+CPU time as (b) (iterations with ``--iters``), without the pre-training (a) and (b) had. Each schedule is a
+cosine decay over its own budget. Evaluation: per image Y-PSNR / SSIM (basicsr metrics, ``crop_border =
+scale``) on ``--split`` or ``--heldout DIR`` (``--also-test`` adds the test split), and the kernels' content
+adaptivity:
 
 * spread: the per-element standard deviation of the kernels over the LR pixels of an image (within each
   phase of the network's pixel-shuffle, see :func:`adaptivity`), averaged over elements, divided by the mean
@@ -278,7 +279,8 @@ def table(title, arms, names):
 
 
 def save_figure(path, car, sr, name, hr, scale):
-    """LR, SR, kernel centre-of-mass (x, y) and offset-length maps for one image."""
+    """LR, SR, kernel centre-of-mass (x, y; minus its image mean, so that a constant shift does not hide the
+    variation) and offset-length maps for one image."""
     from matplotlib.figure import Figure
     with torch.no_grad():
         car.eval(), sr.eval()
@@ -288,9 +290,10 @@ def save_figure(path, car, sr, name, hr, scale):
         com_x, com_y = centre_of_mass(*maps, scale)
         length = (maps[1].square() + maps[2].square()).sqrt().mean(1) * scale
     figure = Figure(figsize=(12, 3.2), dpi=80)
+    com_x, com_y = com_x[0].numpy(), com_y[0].numpy()
     panels = [('CAR LR (8-bit)', lr[0].permute(1, 2, 0).numpy(), None), ('SR', out[0].permute(1, 2, 0).numpy(), None),
-              ('kernel centre of mass x (HR px)', com_x[0].numpy(), 'coolwarm'),
-              ('centre of mass y (HR px)', com_y[0].numpy(), 'coolwarm'),
+              (f'kernel centre of mass x\n− mean {com_x.mean():+.3f} HR px', com_x - com_x.mean(), 'coolwarm'),
+              (f'centre of mass y\n− mean {com_y.mean():+.3f} HR px', com_y - com_y.mean(), 'coolwarm'),
               ('mean offset length (HR px)', length[0].numpy(), 'viridis')]
     for i, (title, image, cmap) in enumerate(panels):
         axis = figure.add_subplot(1, len(panels), i + 1)
@@ -422,7 +425,7 @@ def main(argv=None):
         results[label] = {'gain_db': gain, 'improved': improved, 'images': names,
                           'arms': {arm: [list(r[1:]) for r in rows] for arm, rows in arms.items()}}
     if args.figure:
-        name, hr = sets[0][1][0]
+        name, hr = sets[-1][1][0]  # the test split's first image with --also-test
         save_figure(args.figure, car, sr_b, name, hr, scale)
     if args.save_weights:
         save_pair(args.save_weights, car, sr_b, args)

@@ -77,7 +77,7 @@ def test_adaptivity_of_a_constant_kernel_is_zero_and_centre_of_mass(joint):
     assert joint.adaptivity(checkerboard, zeros, zeros, scale)[0] == pytest.approx(0, abs=1e-7)
 
 
-def test_signed_joint_quick(joint):
-    results = joint.main(['--quick', '--signed', '--skip-c', '--iters', '1', '--pretrain-iters', '1'])
+def test_signed_joint_quick_at_x2(joint):
+    results = joint.main(['--quick', '--scale', '2', '--signed', '--skip-c', '--iters', '1', '--pretrain-iters', '1'])
     rows = next(iter(results.values()))['arms']['(b) CAR+SR joint']
     assert len(rows) == 2 and all(np.isfinite(r[0]) for r in rows)
