@@ -103,24 +103,35 @@ class Schedule:
         return time.process_time() - self.start
 
 
-def train_sr(sr, train, args, schedule, lr_of, label):
-    """SR training on ``lr_of(hr)`` (the LR of an arm, computed without gradient)."""
-    generator = torch.Generator().manual_seed(args.seed)
-    optimizer = torch.optim.Adam(sr.parameters(), lr=args.lr_sr, betas=(0.9, 0.99))
-    sr.train()
+def run_schedule(optimizer, schedule, batch_loss, label):
+    """Adam steps on ``batch_loss()`` until ``schedule`` ends, each group's learning rate cosine-decayed from
+    its initial value; returns (iterations, CPU seconds)."""
+    bases = [group['lr'] for group in optimizer.param_groups]
     while schedule.running():
-        for group in optimizer.param_groups:
-            group['lr'] = args.lr_sr * schedule.factor()
-        hr = random_crops(train, args.crop, args.batch, generator)
-        with torch.no_grad():
-            lr = lr_of(hr)
-        loss = (sr(lr) - hr).abs().mean()
+        for group, base in zip(optimizer.param_groups, bases):
+            group['lr'] = base * schedule.factor()
+        loss = batch_loss()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.done += 1
         log(label, schedule, float(loss.detach()))
     return schedule.done, schedule.cpu()
+
+
+def train_sr(sr, train, args, schedule, lr_of, label):
+    """SR training on ``lr_of(hr)`` (the LR of an arm, computed without gradient)."""
+    generator = torch.Generator().manual_seed(args.seed)
+    optimizer = torch.optim.Adam(sr.parameters(), lr=args.lr_sr, betas=(0.9, 0.99))
+    sr.train()
+
+    def batch_loss():
+        hr = random_crops(train, args.crop, args.batch, generator)
+        with torch.no_grad():
+            lr = lr_of(hr)
+        return (sr(lr) - hr).abs().mean()
+
+    return run_schedule(optimizer, schedule, batch_loss, label)
 
 
 def train_joint(car, sr, train, args, schedule, label='(b)'):
@@ -128,19 +139,13 @@ def train_joint(car, sr, train, args, schedule, label='(b)'):
     offset_loss, tv_loss = CAROffsetLoss(loss_weight=args.offset_weight), PartialTVLoss(loss_weight=args.tv_weight)
     optimizer = torch.optim.Adam([{'params': car.parameters(), 'lr': args.lr_car},
                                   {'params': sr.parameters(), 'lr': args.lr_sr}], betas=(0.9, 0.99))
-    bases = [args.lr_car, args.lr_sr]
     car.train(), sr.train()
-    while schedule.running():
-        for group, base in zip(optimizer.param_groups, bases):
-            group['lr'] = base * schedule.factor()
+
+    def batch_loss():
         hr = random_crops(train, args.crop, args.batch, generator)
-        loss = joint_loss(car, sr, hr, args, offset_loss, tv_loss)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.done += 1
-        log(label, schedule, float(loss.detach()))
-    return schedule.done, schedule.cpu()
+        return joint_loss(car, sr, hr, args, offset_loss, tv_loss)
+
+    return run_schedule(optimizer, schedule, batch_loss, label)
 
 
 def joint_loss(car, sr, hr, args, offset_loss, tv_loss):

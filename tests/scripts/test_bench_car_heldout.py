@@ -1,8 +1,6 @@
 """The quality benchmarks' --heldout DIR / --split / --save-weights plumbing (issue 15), on a temporary folder
 of small HR images, with tiny networks and a few iterations (no figure is asserted, only the plumbing)."""
 import argparse
-import importlib.util
-import sys
 
 import cv2
 import numpy as np
@@ -11,16 +9,13 @@ import torch
 
 from basicsr_lmar.data.skimage_photos import load_photo
 from tests.conftest import REPO_ROOT
+from tests.scripts.tool_runs import load_benchmark, load_script
 
 BENCH = REPO_ROOT / 'scripts' / 'benchmarks'
 
 
-def load(name, folder=BENCH):
-    sys.path.insert(0, str(folder))
-    spec = importlib.util.spec_from_file_location(name, folder / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load(name, folder=None):
+    return load_benchmark(name) if folder is None else load_script(name, folder)
 
 
 @pytest.fixture

@@ -1,8 +1,6 @@
 """scripts/benchmarks/bench_car_joint.py: the --quick run (all arms, figure, saved pair that car_rescale.py
 evaluates to the same PSNR, the SR cache) and the adaptivity measures."""
-import importlib.util
 import json
-import sys
 
 import cv2
 import numpy as np
@@ -11,16 +9,13 @@ import torch
 
 from basicsr_lmar.data.skimage_photos import load_photo
 from tests.conftest import REPO_ROOT
+from tests.scripts.tool_runs import load_benchmark, load_script
 
 BENCH = REPO_ROOT / 'scripts' / 'benchmarks'
 
 
-def load(name, folder=BENCH):
-    sys.path.insert(0, str(folder))
-    spec = importlib.util.spec_from_file_location(name, folder / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load(name, folder=None):
+    return load_benchmark(name) if folder is None else load_script(name, folder)
 
 
 @pytest.fixture(scope='module')

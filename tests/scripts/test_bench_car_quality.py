@@ -1,18 +1,12 @@
 """The least-squares LR target (``--lr-target-weight``) and the kernel teacher (``--teacher-weight``) of
 ``scripts/benchmarks/bench_car_quality.py``."""
-import importlib.util
-from pathlib import Path
 
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / 'scripts' / 'benchmarks' / 'bench_car_quality.py'
-
+from tests.scripts.tool_runs import load_benchmark
 
 def load_script():
-    spec = importlib.util.spec_from_file_location('bench_car_quality', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark('bench_car_quality')
 
 
 def test_batched_least_squares_lr_is_the_per_image_one_and_is_optimal():

@@ -1,17 +1,11 @@
 """scripts/benchmarks/bench_hcflow.py --quick: trains, saves, reloads and runs HCD at both heats (seconds)."""
-import importlib.util
-from pathlib import Path
 
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / 'scripts' / 'benchmarks' / 'bench_hcflow.py'
-
+from tests.scripts.tool_runs import load_benchmark
 
 def load_script():
-    spec = importlib.util.spec_from_file_location('bench_hcflow', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark('bench_hcflow')
 
 
 def test_quick_run_saves_reusable_weights(tmp_path, capsys):

@@ -1,9 +1,6 @@
 """The shipped CAR + EDSR option file trains from LMDBs made by scripts/create_lmdb.py and validates (issue 15
 item 4): HR-only DIV2K-style folders -> ``create_lmdb.py folder`` -> basicsr's own train pipeline, shrunk."""
-import importlib.util
-import logging
 import re
-import sys
 
 import cv2
 import numpy as np
@@ -14,10 +11,9 @@ from skimage import data
 
 import basicsr_lmar  # noqa: F401
 from tests.conftest import REPO_ROOT
+from tests.scripts.tool_runs import load_script, run_stock_training
 
-spec = importlib.util.spec_from_file_location('create_lmdb', REPO_ROOT / 'scripts' / 'create_lmdb.py')
-create_lmdb = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(create_lmdb)
+create_lmdb = load_script('create_lmdb')
 
 
 def hr_folder(root, names, size):
@@ -48,22 +44,7 @@ def test_car_trains_and_validates_from_lmdb(tmp_path, monkeypatch, option_file):
     opt['logger'].update(print_freq=1, save_checkpoint_freq=4, use_tb_logger=False)
     (tmp_path / 'tiny.yml').write_text(yaml.safe_dump(opt))
 
-    from basicsr.train import train_pipeline
-    monkeypatch.setattr(sys, 'argv', ['train.py', '-opt', str(tmp_path / 'tiny.yml')])
-    messages = []
-    handler = logging.Handler()
-    handler.emit = lambda record: messages.append(record.getMessage())
-    logger = logging.getLogger('basicsr')
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        train_pipeline(str(tmp_path))
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-    log = '\n'.join(messages)
+    log = run_stock_training(tmp_path / 'tiny.yml', tmp_path, monkeypatch)
     assert 'End of training' in log
     assert len(re.findall(r'l_pix: \S+', log)) >= 4
     assert re.search(r'# psnr: \d+\.\d+', log) and re.search(r'# ssim: \d\.\d+', log)

@@ -1,8 +1,5 @@
-import importlib.util
-import logging
 import pathlib
 import re
-import sys
 
 import cv2
 import numpy as np
@@ -13,15 +10,9 @@ from basicsr.data import build_dataset
 from skimage import data
 
 import basicsr_lmar  # noqa: F401
+from tests.scripts.tool_runs import load_script, run_stock_training
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / 'scripts' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 create_lmdb = load_script('create_lmdb')
@@ -109,27 +100,11 @@ def test_a_few_training_iterations_from_the_lmdb(uhd_tree, tmp_path, monkeypatch
     option_file = tmp_path / 'tiny.yml'
     option_file.write_text(yaml.safe_dump(opt))
 
-    from basicsr.train import train_pipeline
-    monkeypatch.setattr(sys, 'argv', ['train.py', '-opt', str(option_file)])
-    # basicsr configures its logger once per process (maybe already, without a level, by an earlier
-    # test), so listen to it directly at INFO
-    messages = []
-    handler = logging.Handler()
-    handler.emit = lambda record: messages.append(record.getMessage())
-    logger = logging.getLogger('basicsr')
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        train_pipeline(str(tmp_path))
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    log = run_stock_training(option_file, tmp_path, monkeypatch)
 
     models = tmp_path / 'experiments' / 'tiny_cnn_i' / 'models'
     params = torch.load(models / 'net_g_latest.pth', map_location='cpu')['params']
     assert 'body.down_fusion2.transform.conv.weight' in params
-    log = '\n'.join(messages)
     losses = [float(value) for value in re.findall(r'l_pix: (\S+)', log)]
     assert len(losses) >= 3 and losses[-1] < losses[0]
     assert 'End of training' in log

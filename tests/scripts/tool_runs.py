@@ -1,5 +1,6 @@
 """Running the folder tools of scripts/ in tests: in-process through their real entry, or as a process."""
 import importlib.util
+import logging
 import os
 import subprocess
 import sys
@@ -10,11 +11,42 @@ from basicsr_lmar.cli.errors import DEBUG_ENV_VAR, EXIT_USER_ERROR, run_main
 from tests.conftest import REPO_ROOT
 
 
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / 'scripts' / f'{name}.py')
+def load_script(name, folder=REPO_ROOT / 'scripts'):
+    spec = importlib.util.spec_from_file_location(name, folder / f'{name}.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_benchmark(name):
+    """A module of scripts/benchmarks/, whose scripts import their siblings (heldout, gpu_timing) by name."""
+    folder = REPO_ROOT / 'scripts' / 'benchmarks'
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    return load_script(name, folder)
+
+
+def run_stock_training(option_file, root, monkeypatch):
+    """Trains through basicsr's own ``train_pipeline`` (the stock route, in-process) and returns its log.
+
+    basicsr configures its logger once per process (maybe already, without a level, by an earlier test),
+    so the log is read from the logger directly at INFO."""
+    from basicsr.train import train_pipeline
+
+    monkeypatch.setattr(sys, 'argv', ['train.py', '-opt', str(option_file)])
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger('basicsr')
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        train_pipeline(str(root))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return '\n'.join(messages)
 
 
 def refused(module, argv, capsys):
