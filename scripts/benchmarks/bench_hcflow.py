@@ -26,9 +26,7 @@ import time
 
 import numpy as np
 import torch
-from basicsr.metrics import calculate_psnr
 from basicsr.models import build_model
-from basicsr.utils import tensor2img
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import basicsr_lmar  # noqa: E402,F401
@@ -36,8 +34,8 @@ from basicsr_lmar.data.skimage_photos import load_photo, photo_names  # noqa: E4
 from basicsr_lmar.ops.collaborative_downscaling import collaborative_downscale  # noqa: E402
 from basicsr_lmar.ops.rounding import quantize  # noqa: E402
 from basicsr_lmar.registry import RESCALER_REGISTRY  # noqa: E402
-from bench_hcd import held_out  # noqa: E402
-from heldout import add_heldout_arguments, evaluation_images  # noqa: E402
+from bench_hcd import evaluation_crops, psnr_y  # noqa: E402  (the same crops and metric as the IRN figures)
+from heldout import add_heldout_arguments  # noqa: E402
 
 SMALL = {'type': 'HCFlowNet', 'scale': 4, 'flow_steps': [4, 4], 'prior_steps': [2, 2], 'growth': 16, 'rrdb_nf': 16,
          'rrdb_gc': 8, 'rrdb_blocks': 1, 'hidden': 16}
@@ -90,24 +88,6 @@ def load_weights(path):
     net.load_state_dict(checkpoint['params'], strict=True)
     print(f'HCFlowNet from {path}: {network_g}, {checkpoint.get("iterations", "?")} training iterations')
     return net.eval(), network_g
-
-
-def evaluation_crops(args, size):
-    """The crops of bench_hcd.py for the default test split; one centre crop per image otherwise."""
-    if not args.heldout and args.split == 'test':
-        return held_out(size), 'test split: bench_hcd.py crops (3 each of chelsea, coffee)'
-    images, label = evaluation_images(args)
-    crops = []
-    for name, image in images:
-        hr = to_tensor(image)
-        h, w = (min(size, hr.shape[1]) // 4) * 4, (min(size, hr.shape[2]) // 4) * 4
-        y, x = (hr.shape[1] - h) // 2, (hr.shape[2] - w) // 2
-        crops.append((name, hr[:, y:y + h, x:x + w]))
-    return crops, f'{label}, centre crops'
-
-
-def psnr_y(output, gt, border=4):
-    return calculate_psnr(tensor2img([output]), tensor2img([gt]), crop_border=border, test_y_channel=True)
 
 
 def hcd_table(rescaler, images, steps):
