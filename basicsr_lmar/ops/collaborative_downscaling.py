@@ -291,54 +291,6 @@ def refine_perturbation(objective, image, steps, epsilon, step_size, norm='l2', 
     objective is called as ``objective(perturbed, index)`` where ``index`` (a LongTensor of batch
     positions, or None for the whole batch) says which images ``perturbed`` holds.
     """
-    if stop is not None:
-        return _refine_with_stopping(objective, image, steps, epsilon, step_size, norm, restarts, generators, stop,
-                                     return_steps)
-    n = image.shape[0]
-    best_delta = torch.zeros_like(image)
-    best_loss = torch.full((n, ), float('inf'), dtype=image.dtype, device=image.device)
-    best_start = torch.full_like(best_loss, float('inf'))
-    for _ in range(restarts):
-        delta = random_start(image, epsilon, norm, generators)
-        run_best_delta, run_best_loss, start_loss = delta, None, None
-        for _ in range(steps):
-            delta = delta.detach().requires_grad_(True)
-            with torch.enable_grad():
-                loss = objective(image + delta)
-                grad, = torch.autograd.grad(loss.sum(), delta)
-            loss = loss.detach()
-            if start_loss is None:
-                start_loss = loss
-            if keep_best:
-                better = loss < run_best_loss if run_best_loss is not None else torch.ones_like(loss, dtype=torch.bool)
-                run_best_delta = torch.where(_per_image(better, image.shape), delta.detach(), run_best_delta)
-                run_best_loss = loss if run_best_loss is None else torch.where(better, loss, run_best_loss)
-            with torch.no_grad():
-                if norm == 'l2':
-                    direction = grad / _per_image(_flat_norm(grad) + 1e-10, grad.shape)
-                else:
-                    direction = grad.sign()
-                delta = project(delta - step_size * direction, image, epsilon, norm)
-        with torch.no_grad():
-            loss = objective(image + delta)
-        if start_loss is None:
-            start_loss = loss
-        if keep_best and run_best_loss is not None:
-            better = loss < run_best_loss
-            delta = torch.where(_per_image(better, image.shape), delta, run_best_delta)
-            loss = torch.where(better, loss, run_best_loss)
-        improved = loss < best_loss
-        best_delta = torch.where(_per_image(improved, image.shape), delta, best_delta)
-        best_start = torch.where(improved, start_loss, best_start)
-        best_loss = torch.where(improved, loss, best_loss)
-    if return_steps:
-        return best_delta, best_start, best_loss, torch.full((n, ), steps * restarts, dtype=torch.long,
-                                                             device=image.device)
-    return best_delta, best_start, best_loss
-
-
-def _refine_with_stopping(objective, image, steps, epsilon, step_size, norm, restarts, generators, rule,
-                          return_steps):
     n = image.shape[0]
     best_delta = torch.zeros_like(image)
     best_loss = torch.full((n, ), float('inf'), dtype=image.dtype, device=image.device)
@@ -346,9 +298,13 @@ def _refine_with_stopping(objective, image, steps, epsilon, step_size, norm, res
     spent = torch.zeros(n, dtype=torch.long, device=image.device)
     for _ in range(restarts):
         start = random_start(image, epsilon, norm, generators)
-        delta, loss, start_loss, run_spent = _run_with_stopping(objective, image, start, steps, epsilon, step_size,
-                                                                norm, rule)
-        spent += run_spent
+        if stop is None:
+            delta, loss, start_loss = _run_fixed(objective, image, start, steps, epsilon, step_size, norm, keep_best)
+            spent += steps
+        else:
+            delta, loss, start_loss, run_spent = _run_with_stopping(objective, image, start, steps, epsilon,
+                                                                    step_size, norm, stop)
+            spent += run_spent
         improved = loss < best_loss
         best_delta = torch.where(_per_image(improved, image.shape), delta, best_delta)
         best_start = torch.where(improved, start_loss, best_start)
@@ -356,6 +312,36 @@ def _refine_with_stopping(objective, image, steps, epsilon, step_size, norm, res
     if return_steps:
         return best_delta, best_start, best_loss, spent
     return best_delta, best_start, best_loss
+
+
+def _run_fixed(objective, image, start, steps, epsilon, step_size, norm, keep_best):
+    """One run of exactly ``steps`` steps from ``start`` (the paper's path); returns the last iterate (or,
+    ``keep_best``, the best one), its loss and the loss at the start."""
+    delta = start
+    run_best_delta, run_best_loss, start_loss = delta, None, None
+    for _ in range(steps):
+        delta = delta.detach().requires_grad_(True)
+        with torch.enable_grad():
+            loss = objective(image + delta)
+            grad, = torch.autograd.grad(loss.sum(), delta)
+        loss = loss.detach()
+        if start_loss is None:
+            start_loss = loss
+        if keep_best:
+            better = loss < run_best_loss if run_best_loss is not None else torch.ones_like(loss, dtype=torch.bool)
+            run_best_delta = torch.where(_per_image(better, image.shape), delta.detach(), run_best_delta)
+            run_best_loss = loss if run_best_loss is None else torch.where(better, loss, run_best_loss)
+        with torch.no_grad():
+            delta = project(delta - step_size * _descent_direction(grad, norm), image, epsilon, norm)
+    with torch.no_grad():
+        loss = objective(image + delta)
+    if start_loss is None:
+        start_loss = loss
+    if keep_best and run_best_loss is not None:
+        better = loss < run_best_loss
+        delta = torch.where(_per_image(better, image.shape), delta, run_best_delta)
+        loss = torch.where(better, loss, run_best_loss)
+    return delta, loss, start_loss
 
 
 def mse_per_image(output, target):
