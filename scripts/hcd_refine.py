@@ -5,7 +5,7 @@
 The option file is an HCDModel test file: its ``network_*`` sections and ``path.pretrain_network_*``
 give the rescaler, ``rescaler`` the adapter (any entry of ``RESCALER_REGISTRY``) and ``hcd`` the
 algorithm settings (``--steps`` overrides N_x = N_y; ``--stop`` turns on the per-image stopping rule with
-its recommended settings, ``--stop-tolerance`` / ``--stop-gain-fraction`` / ``--stop-patience`` set it,
+its recommended settings, ``--stop-tolerance`` / ``--stop-gain-fraction`` / ``--stop-patience`` / ``--stop-min-steps`` set it,
 docs/hcd.md). Each image is refined by ``HCDModel.test`` and its
 8-bit LR (HCD quantises the LR to 8 bits) is written as ``<name>.png``; ``--save-sr`` also writes the
 reconstruction ``<name>_SR.png`` at the input's bit depth. ``--batch-size B`` refines up to B
@@ -67,12 +67,12 @@ def load_model(option_file, steps=None, seed=None, device=None, stop=None):
 
 def stop_options(args):
     """The ``stop_*`` options of the command line, or None (the option file's)."""
-    given = {key: getattr(args, key) for key in ('stop_tolerance', 'stop_gain_fraction', 'stop_patience')
-             if getattr(args, key) is not None}
+    given = {key: getattr(args, key) for key in ('stop_tolerance', 'stop_gain_fraction', 'stop_patience',
+                                                 'stop_min_steps') if getattr(args, key) is not None}
     if not args.stop and not given:
         return None
     stop = dict(RECOMMENDED_STOP) if args.stop else {'stop_tolerance': None, 'stop_gain_fraction': None,
-                                                     'stop_patience': None}
+                                                     'stop_patience': None, 'stop_min_steps': None}
     if 'stop_tolerance' in given or 'stop_gain_fraction' in given:  # the criteria given replace the recommended
         stop.update(stop_tolerance=None, stop_gain_fraction=None)
     stop.update(given)
@@ -155,6 +155,8 @@ def main(argv=None):
                         help='stop an image when the window improved its loss by less than this fraction of its '
                              'gain so far')
     parser.add_argument('--stop-patience', type=int, default=None, help='window of the stopping rule (steps)')
+    parser.add_argument('--stop-min-steps', type=int, default=None,
+                        help='steps every image takes before the stopping rule may stop it')
     parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda if available)')
     parser.add_argument('--batch-size', type=int, default=1,
                         help='refine up to this many consecutive same-size images together (same results, higher '

@@ -15,7 +15,7 @@ Options (YAML)::
     rescaler: {type: IRNRescaler, z_policy: seeded, z_seed: 0}
     hcd: {steps_hr: 15, steps_lr: 15, epsilon: 0.3, step_size: 0.0784313725, norm: l2, restarts: 1,
           seed: 0, keep_best: false, steps_list: [1, 5, 10, 15, 20],
-          stop_gain_fraction: ~, stop_tolerance: ~, stop_patience: ~}   # per-image stopping: off
+          stop_gain_fraction: ~, stop_tolerance: ~, stop_patience: ~, stop_min_steps: ~}   # stopping: off
 
 With ``stop_tolerance`` and/or ``stop_gain_fraction`` set, every setting stops each image once converged
 (its N is then the maximum; the best iterate is kept; docs/hcd.md).
@@ -66,9 +66,11 @@ HCD_SCHEMA = OptionSchema(
                                      'fraction of its gain so far'),
         'stop_patience': Option(None, type=int, min=1, nullable=True,
                                 doc='window (steps) of the stopping rule; ~ for the recommended one'),
+        'stop_min_steps': Option(None, type=int, min=0, nullable=True,
+                                 doc='steps every image takes before the stopping rule may stop it; ~ for none'),
     })
 
-STOP_KEYS = ('stop_tolerance', 'stop_gain_fraction', 'stop_patience')
+STOP_KEYS = ('stop_tolerance', 'stop_gain_fraction', 'stop_patience', 'stop_min_steps')
 
 VAL_SCHEMA = val_schema('HCDModel', {})
 
@@ -92,7 +94,7 @@ class HCDModel(PluginModelMixin, SRModel):
         options = super().validate_options(opt)
         try:
             check_stop_options(*(options.hcd[key] for key in ('stop_patience', 'stop_tolerance',
-                                                              'stop_gain_fraction')))
+                                                              'stop_gain_fraction', 'stop_min_steps')))
         except ValueError as error:
             raise OptionError(f'[hcd] {error}') from None
         rescaler_cls, _ = cls._rescaler_class(opt)

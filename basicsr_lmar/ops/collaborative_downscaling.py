@@ -28,8 +28,9 @@ starts from its own generator, so a batched run equals per-image runs.
 **Stopping when converged** (beyond the paper; off by default, the fixed-N path above is unchanged).
 With ``stop_tolerance`` and/or ``stop_gain_fraction``, each stage stops an image once its best loss has
 stopped improving: with B_k the best loss over evaluations 0..k of a run, L_0 the loss at its random
-start, W = ``stop_patience`` and the window improvement D_k = B_{k-W} - B_k, the image stops at
-evaluation k >= W when every given criterion holds:
+start, W = ``stop_patience``, M = ``stop_min_steps`` and the window improvement
+D_k = B_{k-W} - B_k, the image stops at evaluation k >= max(W, M) (so after at least M steps) when every
+given criterion holds:
 
 - ``stop_tolerance`` t (relative to the loss): D_k < t * B_{k-W};
 - ``stop_gain_fraction`` f (relative to the gain so far): D_k < f * (L_0 - B_k).
@@ -38,7 +39,7 @@ A stopped image keeps its best iterate (the stopping path always returns the bes
 ``keep_best``) and leaves the batch: the rule is checked between the forward and the backward pass of
 evaluation k (when every image of the batch stops, no backward is run), and the passes of the later
 steps run on the sub-batch of the images still going, so stopped images cost nothing more. t = 0 or f = 0 (strict
-inequalities) or W >= the number of steps never stop, and then give the ``keep_best=True`` fixed-N
+inequalities) or W or M >= the number of steps never stop, and then give the ``keep_best=True`` fixed-N
 result exactly. Each image's decisions depend on its own losses only, so with a seed a batched run still
 equals per-image runs. :data:`RECOMMENDED_STOP` holds the settings chosen on the validation split
 (docs/hcd.md).
@@ -98,6 +99,12 @@ class StoppingRule:
     patience: int
     tolerance: Optional[float] = None
     gain_fraction: Optional[float] = None
+    min_steps: int = 0
+
+    @property
+    def first_check(self):
+        """The first evaluation at which an image may stop (it has then taken that many steps)."""
+        return max(self.patience, self.min_steps)
 
     def stops(self, best_before, best_now, start):
         """Which images stop: ``best_before`` = B_{k-W}, ``best_now`` = B_k, ``start`` = L_0 (all (n,))."""
@@ -114,7 +121,7 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
-def check_stop_options(stop_patience=None, stop_tolerance=None, stop_gain_fraction=None):
+def check_stop_options(stop_patience=None, stop_tolerance=None, stop_gain_fraction=None, stop_min_steps=None):
     """Raises ValueError naming the stopping option at fault."""
     if stop_tolerance is not None and (not _is_number(stop_tolerance) or stop_tolerance < 0):
         raise ValueError(f'HCD option \'stop_tolerance\' (relative improvement of the best loss over the window '
@@ -126,25 +133,31 @@ def check_stop_options(stop_patience=None, stop_tolerance=None, stop_gain_fracti
         if isinstance(stop_patience, bool) or not isinstance(stop_patience, int) or stop_patience < 1:
             raise ValueError(f'HCD option \'stop_patience\' (window, in steps, over which the improvement is '
                              f'measured) must be an integer >= 1 or None, got {stop_patience!r}')
-        if stop_tolerance is None and stop_gain_fraction is None:
-            raise ValueError('HCD option \'stop_patience\' is set but no stopping criterion is: also set '
-                             '\'stop_tolerance\' and/or \'stop_gain_fraction\' (or remove stop_patience for the '
+    if stop_min_steps is not None:
+        if isinstance(stop_min_steps, bool) or not isinstance(stop_min_steps, int) or stop_min_steps < 0:
+            raise ValueError(f'HCD option \'stop_min_steps\' (steps every image takes before the stopping rule may '
+                             f'stop it) must be an integer >= 0 or None, got {stop_min_steps!r}')
+    for key, value in (('stop_patience', stop_patience), ('stop_min_steps', stop_min_steps)):
+        if value is not None and stop_tolerance is None and stop_gain_fraction is None:
+            raise ValueError(f'HCD option {key!r} is set but no stopping criterion is: also set '
+                             f'\'stop_tolerance\' and/or \'stop_gain_fraction\' (or remove {key} for the '
                              'fixed number of steps)')
 
 
-def stopping_rule(stop_patience=None, stop_tolerance=None, stop_gain_fraction=None):
+def stopping_rule(stop_patience=None, stop_tolerance=None, stop_gain_fraction=None, stop_min_steps=None):
     """The :class:`StoppingRule` of the options, or None (the fixed-N path) when no criterion is given.
-    Without ``stop_patience`` the recommended window is used."""
-    check_stop_options(stop_patience, stop_tolerance, stop_gain_fraction)
+    Without ``stop_patience`` / ``stop_min_steps`` the recommended window / minimum is used."""
+    check_stop_options(stop_patience, stop_tolerance, stop_gain_fraction, stop_min_steps)
     if stop_tolerance is None and stop_gain_fraction is None:
         return None
     patience = RECOMMENDED_STOP['stop_patience'] if stop_patience is None else stop_patience
     return StoppingRule(patience, None if stop_tolerance is None else float(stop_tolerance),
-                        None if stop_gain_fraction is None else float(stop_gain_fraction))
+                        None if stop_gain_fraction is None else float(stop_gain_fraction),
+                        RECOMMENDED_STOP.get('stop_min_steps', 0) if stop_min_steps is None else stop_min_steps)
 
 
 def check_hcd_options(steps_hr, steps_lr, epsilon, step_size, norm, restarts, levels=255, stop_patience=None,
-                      stop_tolerance=None, stop_gain_fraction=None):
+                      stop_tolerance=None, stop_gain_fraction=None, stop_min_steps=None):
     """Raises ValueError naming the option at fault."""
     for key, value in (('steps_hr', steps_hr), ('steps_lr', steps_lr)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -159,7 +172,7 @@ def check_hcd_options(steps_hr, steps_lr, epsilon, step_size, norm, restarts, le
         raise ValueError(f'HCD option \'norm\' must be one of {list(NORMS)}, got {norm!r}')
     if not isinstance(levels, int) or levels < 1:
         raise ValueError(f'HCD option \'levels\' must be an integer >= 1 (255 for 8-bit), got {levels!r}')
-    check_stop_options(stop_patience, stop_tolerance, stop_gain_fraction)
+    check_stop_options(stop_patience, stop_tolerance, stop_gain_fraction, stop_min_steps)
 
 
 def _per_image(values, shape):
@@ -259,7 +272,7 @@ def _run_with_stopping(objective, image, start, steps, epsilon, step_size, norm,
         record(loss, delta.detach())
         history.append(best_loss.clone())
         keep = None
-        if k >= rule.patience:  # decided before the backward pass: an image that stops costs no gradient
+        if k >= rule.first_check:  # decided before the backward pass: an image that stops costs no gradient
             keep = ~rule.stops(history[k - rule.patience][index], best_loss[index], start_loss[index])
             if not bool(keep.any()):
                 index = index[keep]
@@ -414,7 +427,8 @@ def collaborative_downscale(rescaler: Rescaler,
                             batched: bool = True,
                             stop_tolerance: Optional[float] = None,
                             stop_gain_fraction: Optional[float] = None,
-                            stop_patience: Optional[int] = None) -> CollaborativeDownscaling:
+                            stop_patience: Optional[int] = None,
+                            stop_min_steps: Optional[int] = None) -> CollaborativeDownscaling:
     """HCD: refines the HR image, then the LR image, so that ``rescaler.upscale`` reconstructs ``hr`` better.
 
     Args:
@@ -431,14 +445,14 @@ def collaborative_downscale(rescaler: Rescaler,
         levels: quantisation levels of the stored LR (255: 8-bit).
         quantize_hr_stage: quantise (straight-through) the LR inside the HR-stage objective (as the authors).
         batched: False runs the images one at a time (the reference path; same results with a seed).
-        stop_tolerance, stop_gain_fraction, stop_patience: the per-image stopping rule of both stages (module
-            docstring; :data:`RECOMMENDED_STOP`). None for both criteria (the default): the fixed
+        stop_tolerance, stop_gain_fraction, stop_patience, stop_min_steps: the per-image stopping rule of both
+            stages (module docstring; :data:`RECOMMENDED_STOP`). None for both criteria (the default): the fixed
             ``steps_hr``/``steps_lr`` of the paper. With a criterion the steps are the maximum, each image keeps
             its best iterate, and ``gradient_steps_hr``/``_lr`` of the result say what each image used.
     """
     check_hcd_options(steps_hr, steps_lr, epsilon, step_size, norm, restarts, levels, stop_patience, stop_tolerance,
-                      stop_gain_fraction)
-    stop = stopping_rule(stop_patience, stop_tolerance, stop_gain_fraction)
+                      stop_gain_fraction, stop_min_steps)
+    stop = stopping_rule(stop_patience, stop_tolerance, stop_gain_fraction, stop_min_steps)
     if hr.dim() != 4:
         raise ValueError(f'collaborative_downscale: hr must be (N, C, H, W), got shape {tuple(hr.shape)}')
     scale = rescaler.scale

@@ -20,7 +20,7 @@ Rescalers (``--rescalers``, default ``irn car hcflow``):
 
 Images: 128x128 crops (``--size``). Test split: the six crops of ``bench_hcd.HELD_OUT`` (chelsea, coffee), the
 crops of the project's HCD ablations; validation split and ``--heldout DIR``: two crops per image at fixed
-relative positions (``crop_positions``).
+relative positions (``crop_positions``), ``--crops-per-image K`` (up to 8) for a larger set.
 
 Per rescaler, in one process, the fixed-N run (paper defaults: l2, eps 0.3, alpha 20/255, seed 0, last
 iterate) and the stopping run (same, with the rule; at most N steps per stage) are timed alternately,
@@ -53,34 +53,40 @@ from heldout import add_heldout_arguments, evaluation_images  # noqa: E402
 
 IRN_OPTIONS = dict(block_num=[1, 1], growth=16)
 FIXED = dict(epsilon=0.3, step_size=20 / 255, norm='l2', seed=0)
-# candidate rules for --grid (patience, tolerance, gain fraction)
-GRID = [(w, t, None) for w in (1, 2, 3) for t in (1e-3, 3e-3, 1e-2)] + \
-       [(w, None, f) for w in (1, 2, 3) for f in (0.02, 0.05, 0.1, 0.2)]
+# candidate rules for --grid (patience, tolerance, gain fraction, minimum steps). The first grid (session 6:
+# W 1-3 x loss tolerance or gain fraction, no minimum) chose W=1, f=0.1, which missed on the test split's IRN;
+# this one adds a minimum number of steps per stage, the lever that fixed-N curve points to (docs/benchmarks.md).
+GRID = [(1, None, f, m) for m in (0, 3, 4, 5, 6) for f in (0.05, 0.1, 0.2)] + \
+       [(2, None, f, m) for m in (0, 4, 5) for f in (0.1, 0.2)]
+# top-left corners of the crops, as fractions of the free range: the first two are the default (two per image)
+CROP_FRACTIONS = ((0.25, 0.3), (0.6, 0.65), (0.0, 0.0), (1.0, 1.0), (0.0, 1.0), (1.0, 0.0), (0.5, 0.5), (0.25, 0.9))
 
 
-def crop_positions(height, width, size):
-    """Two fixed crops per image (top-left corners at ~1/4 and ~3/5 of the free range), or the whole image."""
+def crop_positions(height, width, size, count=2):
+    """``count`` fixed crops per image (``CROP_FRACTIONS``; two: at ~1/4 and ~3/5 of the free range), or none
+    when the image is smaller than ``size``."""
     if height < size or width < size:
         return []
     return sorted({(int(round(fy * (height - size))), int(round(fx * (width - size))))
-                   for fy, fx in ((0.25, 0.3), (0.6, 0.65))})
+                   for fy, fx in CROP_FRACTIONS[:count]})
 
 
 def benchmark_images(args):
-    if not args.heldout and args.split == 'test' and args.size == 128:
+    if not args.heldout and args.split == 'test' and args.size == 128 and args.crops_per_image == 2:
         from basicsr_lmar.data.skimage_photos import load_photo
         images = [(f'{name}@{y},{x}', to_tensor(load_photo(name))[:, y:y + 128, x:x + 128])
                   for name, (y, x) in HELD_OUT]
         return images, 'test split: the six 128x128 crops of bench_hcd.HELD_OUT (chelsea, coffee)'
     photos, label = evaluation_images(args)
     if not args.heldout and args.split == 'test':
-        label += ' (crops at crop_positions: --size is not 128)'
+        label += ' (crops at crop_positions: --size is not 128 or --crops-per-image is not 2)'
     images = []
     for name, photo in photos:
         tensor = to_tensor(photo)
-        if not crop_positions(tensor.shape[1], tensor.shape[2], args.size):
+        positions = crop_positions(tensor.shape[1], tensor.shape[2], args.size, args.crops_per_image)
+        if not positions:
             print(f'left out {name}: {tensor.shape[1]}x{tensor.shape[2]} is smaller than --size {args.size}')
-        for y, x in crop_positions(tensor.shape[1], tensor.shape[2], args.size):
+        for y, x in positions:
             images.append((f'{name}@{y},{x}', tensor[:, y:y + args.size, x:x + args.size].contiguous()))
     if not images:
         raise SystemExit(f'bench_hcd_stopping: no image of {label} is at least {args.size}x{args.size}; '
@@ -189,6 +195,8 @@ def rule_label(rule):
     if not rule:
         return 'fixed'
     parts = [f'W={rule["stop_patience"]}']
+    if rule.get('stop_min_steps'):
+        parts.append(f'M={rule["stop_min_steps"]}')
     if rule.get('stop_tolerance') is not None:
         parts.append(f'tol={rule["stop_tolerance"]:g}')
     if rule.get('stop_gain_fraction') is not None:
@@ -218,13 +226,13 @@ def side_by_side(label, rescaler, images, rule, repeats, steps):
             seconds, g, shr, slr = rows[(mode, name)]
             print(f'| {mode} | {name} | {np.mean(g):+.3f} | {np.min(g):+.3f} | {np.mean(g) - np.mean(base_gains):+.3f} '
                   f'| {seconds:.2f} | {seconds / base_time:.2f} | {shr:.1f} / {slr:.1f} |')
-        seconds, g = rows[(mode, stop_name)][:2]
-        summary[mode] = (seconds / base_time, np.mean(g) - np.mean(base_gains))
+        seconds, g, shr, slr = rows[(mode, stop_name)]
+        summary[mode] = (seconds / base_time, np.mean(g) - np.mean(base_gains), shr, slr)
     stop_gains = rows[('one image at a time', stop_name)][1]
     print('\nper image (one at a time): ' + ', '.join(
         f'{name} {fixed:+.3f}/{stop:+.3f}' for (name, _), fixed, stop in
         zip(images, rows[('one image at a time', fixed_name)][1], stop_gains)) + ' (fixed/stopping gain, dB)')
-    for mode, (ratio, difference) in summary.items():
+    for mode, (ratio, difference, _, _) in summary.items():
         met = ratio <= 0.40 and difference >= -0.02
         print(f'TARGET {label}, {mode}: time ratio {ratio:.2f} (<= 0.40), gain difference {difference:+.3f} dB '
               f'(>= -0.02): {"met" if met else "NOT met"}')
@@ -242,8 +250,9 @@ def grid(label, rescaler, images, steps):
           f'{fixed_time:.2f} s)\n')
     print('| rule | mean gain (dB) | gain - fixed (dB) | steps ratio (HR+LR) | time ratio |')
     print('|---|---|---|---|---|')
-    for patience, tolerance, fraction in GRID:
-        rule = dict(stop_patience=patience, stop_tolerance=tolerance, stop_gain_fraction=fraction)
+    for patience, tolerance, fraction, min_steps in GRID:
+        rule = dict(stop_patience=patience, stop_tolerance=tolerance, stop_gain_fraction=fraction,
+                    stop_min_steps=min_steps)
         seconds, result = run(rescaler, stack, steps, rule)
         g = np.mean(gains(rescaler, images, result.lr, bases))
         used = (result.gradient_steps_hr + result.gradient_steps_lr).double().mean().item() / (2 * steps)
@@ -269,7 +278,7 @@ def n_curve(label, rescaler, images, n_values, steps):
               flush=True)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_heldout_arguments(parser)
     parser.add_argument('--rescalers', nargs='+', default=['irn', 'car', 'hcflow'], choices=('irn', 'car', 'hcflow'))
@@ -278,6 +287,10 @@ def main():
     parser.add_argument('--stop-patience', type=int, default=RECOMMENDED_STOP['stop_patience'])
     parser.add_argument('--stop-tolerance', type=float, default=RECOMMENDED_STOP['stop_tolerance'])
     parser.add_argument('--stop-gain-fraction', type=float, default=RECOMMENDED_STOP['stop_gain_fraction'])
+    parser.add_argument('--stop-min-steps', type=int, default=RECOMMENDED_STOP.get('stop_min_steps', 0))
+    parser.add_argument('--crops-per-image', type=int, default=2, choices=range(1, len(CROP_FRACTIONS) + 1),
+                        metavar=f'1..{len(CROP_FRACTIONS)}',
+                        help='crops per image of the validation split / --heldout (CROP_FRACTIONS; default 2)')
     parser.add_argument('--grid', action='store_true', help='also evaluate the grid of candidate rules (GRID)')
     parser.add_argument('--no-side-by-side', action='store_true', help='only the grid / the N curve')
     parser.add_argument('--n-curve', type=int, nargs='+', metavar='N',
@@ -290,10 +303,10 @@ def main():
     parser.add_argument('--train-seconds', type=float, default=600, help='IRN training budget (wall clock)')
     parser.add_argument('--car-checkpoint', metavar='PATH', help='bench_car_quality.py --save-weights output')
     parser.add_argument('--hcflow-weights', metavar='PATH', default='/work/artifacts/hcflow_x4_mini.pth')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rule = dict(stop_patience=args.stop_patience, stop_tolerance=args.stop_tolerance,
-                stop_gain_fraction=args.stop_gain_fraction)
+                stop_gain_fraction=args.stop_gain_fraction, stop_min_steps=args.stop_min_steps)
     images, label = benchmark_images(args)
     load = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
     print(f'torch {torch.__version__}, {args.threads} thread(s); images: {label}; rule {rule_label(rule)}; '
@@ -321,8 +334,9 @@ def main():
     if summaries:
         print('\n| rescaler | mode | time ratio | gain difference (dB) |\n|---|---|---|---|')
         for name, summary in summaries.items():
-            for mode, (ratio, difference) in summary.items():
+            for mode, (ratio, difference, _, _) in summary.items():
                 print(f'| {name} | {mode} | {ratio:.2f} | {difference:+.3f} |')
+    return summaries
 
 
 if __name__ == '__main__':

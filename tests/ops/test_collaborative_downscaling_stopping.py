@@ -116,7 +116,28 @@ def test_default_is_the_fixed_n_path():
     assert result.gradient_steps_hr.tolist() == [3] * 3 and result.gradient_steps_lr.tolist() == [2] * 3
     assert stopping_rule() is None
     rule = stopping_rule(stop_gain_fraction=0.1)  # without a window: the recommended one
-    assert rule == StoppingRule(RECOMMENDED_STOP['stop_patience'], None, 0.1)
+    assert rule == StoppingRule(RECOMMENDED_STOP['stop_patience'], None, 0.1, RECOMMENDED_STOP.get('stop_min_steps', 0))
+
+
+@pytest.mark.parametrize('min_steps', [0, 2, 3])
+def test_min_steps_delays_the_first_check(min_steps):
+    # a tolerance so large that the rule fires at its first check: every image then takes exactly
+    # max(patience, min_steps) steps, and the result is fixed N = that with keep_best (the same computation)
+    rescaler = _tiny_irn()
+    hr = _photos()
+    first = max(1, min_steps)
+    stopping = collaborative_downscale(rescaler, hr, steps_hr=5, steps_lr=5, seed=1, stop_tolerance=1e9,
+                                       stop_patience=1, stop_min_steps=min_steps)
+    assert stopping.gradient_steps_hr.tolist() == [first] * 3 and stopping.gradient_steps_lr.tolist() == [first] * 3
+    fixed = collaborative_downscale(rescaler, hr, steps_hr=first, steps_lr=first, seed=1, keep_best=True)
+    for field in _fields(fixed)[:-2]:
+        assert torch.equal(getattr(fixed, field), getattr(stopping, field)), field
+
+
+def test_min_steps_defaults_to_the_recommended_one():
+    rule = stopping_rule(stop_gain_fraction=0.1)
+    assert rule.min_steps == RECOMMENDED_STOP.get('stop_min_steps', 0)
+    assert stopping_rule(stop_gain_fraction=0.1, stop_min_steps=0).first_check == rule.patience
 
 
 def test_rule_semantics():
@@ -138,6 +159,9 @@ def test_rule_semantics():
     ({'stop_tolerance': 0.01, 'stop_patience': 0}, 'stop_patience'),
     ({'stop_tolerance': 0.01, 'stop_patience': 1.5}, 'stop_patience'),
     ({'stop_patience': 3}, 'stop_patience'),  # a window without a criterion
+    ({'stop_tolerance': 0.01, 'stop_min_steps': -1}, 'stop_min_steps'),
+    ({'stop_tolerance': 0.01, 'stop_min_steps': True}, 'stop_min_steps'),
+    ({'stop_min_steps': 5}, 'stop_min_steps'),  # a minimum without a criterion
 ])
 def test_stop_option_errors_name_the_key(kwargs, key):
     with pytest.raises(ValueError, match=key):
@@ -174,6 +198,7 @@ def test_hcd_model_passes_the_stopping_rule_to_the_op():
     ({'stop_gain_fraction': 'half'}, 'stop_gain_fraction'),
     ({'stop_tolerance': 0.01, 'stop_patience': 0}, 'stop_patience'),
     ({'stop_patience': 2}, 'stop_patience'),
+    ({'stop_gain_fraction': 0.1, 'stop_min_steps': -2}, 'stop_min_steps'),
     ({'stop_tolerence': 0.01}, 'stop_tolerance'),  # misspelt: the closest key is named
 ])
 def test_hcd_model_stop_option_errors_name_the_key(hcd, key):
@@ -188,7 +213,7 @@ def test_hcd_refine_stop_flags():
     script = load_script('hcd_refine')
 
     class Args:
-        stop, stop_tolerance, stop_gain_fraction, stop_patience = False, None, None, None
+        stop, stop_tolerance, stop_gain_fraction, stop_patience, stop_min_steps = False, None, None, None, None
 
     assert script.stop_options(Args()) is None  # the option file's settings
     args = Args()

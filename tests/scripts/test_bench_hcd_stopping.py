@@ -1,0 +1,45 @@
+"""scripts/benchmarks/bench_hcd_stopping.py: a tiny side-by-side run on a --heldout folder (IRN trained for a
+second), the rule grid, the larger crop sets and the minimum-steps option reaching the op."""
+import cv2
+import numpy as np
+import pytest
+
+from basicsr_lmar.data.skimage_photos import load_photo
+from tests.scripts.tool_runs import load_benchmark
+
+
+@pytest.fixture(scope='module')
+def bench():
+    return load_benchmark('bench_hcd_stopping')
+
+
+def test_crop_positions(bench):
+    assert bench.crop_positions(100, 100, 128) == []
+    two = bench.crop_positions(300, 400, 128)
+    assert len(two) == 2 and two == bench.crop_positions(300, 400, 128, 2)
+    eight = bench.crop_positions(300, 400, 128, len(bench.CROP_FRACTIONS))
+    assert set(two) < set(eight) and len(eight) == len(bench.CROP_FRACTIONS)
+    assert all(0 <= y <= 300 - 128 and 0 <= x <= 400 - 128 for y, x in eight)
+
+
+def test_tiny_side_by_side_and_grid(bench, tmp_path, capsys):
+    folder = tmp_path / 'hr'
+    folder.mkdir()
+    image = load_photo('chelsea')[100:164, 150:214]
+    cv2.imwrite(str(folder / 'cat.png'), (image[..., ::-1] * 255).round().astype(np.uint8))
+    weights = tmp_path / 'irn.pth'
+    argv = ['--heldout', str(folder), '--size', '32', '--crops-per-image', '3', '--rescalers', 'irn', '--steps', '4',
+            '--repeats', '1', '--train-seconds', '1', '--irn-weights', str(weights)]
+    summaries = bench.main(argv + ['--stop-min-steps', '4'])  # the minimum equals N: the rule never fires
+    assert weights.is_file()
+    out = capsys.readouterr().out
+    assert '3 crops of 32x32' in out and 'TARGET small IRN x4, z = 0, batch of 3' in out
+    for mode, (ratio, difference, steps_hr, steps_lr) in summaries['irn'].items():
+        assert np.isfinite(ratio) and ratio > 0 and np.isfinite(difference), mode
+        assert steps_hr == steps_lr == 4, mode
+    summaries = bench.main(argv + ['--stop-min-steps', '0', '--stop-gain-fraction', '1e9', '--grid'])
+    out = capsys.readouterr().out
+    assert f'IRN x4 from {weights}' in out  # the saved network was loaded, not retrained
+    for mode, (_, _, steps_hr, steps_lr) in summaries['irn'].items():
+        assert steps_hr == steps_lr == 1, mode  # a rule that fires at its first check (W = 1)
+    assert out.count('| W=') == len(bench.GRID) and '| W=1 M=5 frac=0.1 |' in out
