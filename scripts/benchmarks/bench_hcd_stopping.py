@@ -239,8 +239,23 @@ def side_by_side(label, rescaler, images, rule, repeats, steps):
     return summary
 
 
-def grid(label, rescaler, images, steps):
-    """Every rule of GRID on the batch (one timing each; the gains are exact, the times indicative)."""
+def parse_rule(text):
+    """``'W=3,f=0.02'`` / ``'W=1,M=5,f=0.1'`` / ``'W=2,t=0.003'`` -> a GRID entry (patience, tolerance, fraction,
+    minimum steps)."""
+    fields = {'W': None, 't': None, 'f': None, 'M': 0}
+    for part in text.split(','):
+        key, _, value = part.partition('=')
+        if key.strip() not in fields or not value:
+            raise argparse.ArgumentTypeError(f'--rules: {part!r} in {text!r} is not W=<int>, M=<int>, f=<fraction> or '
+                                             't=<tolerance>, e.g. W=3,f=0.02')
+        fields[key.strip()] = (int if key.strip() in 'WM' else float)(value)
+    if fields['W'] is None or (fields['t'] is None and fields['f'] is None):
+        raise argparse.ArgumentTypeError(f'--rules: {text!r} needs W=<window> and f=<fraction> and/or t=<tolerance>')
+    return fields['W'], fields['t'], fields['f'], fields['M']
+
+
+def grid(label, rescaler, images, steps, rules=GRID):
+    """Every rule of ``rules`` (GRID) on the batch (one timing each; the gains are exact, the times indicative)."""
     bases = [base_psnr(rescaler, hr[None]) for _, hr in images]
     stack = torch.stack([hr for _, hr in images])
     collaborative_downscale(rescaler, stack[:1], steps_hr=1, steps_lr=1, seed=0)
@@ -250,7 +265,7 @@ def grid(label, rescaler, images, steps):
           f'{fixed_time:.2f} s)\n')
     print('| rule | mean gain (dB) | gain - fixed (dB) | steps ratio (HR+LR) | time ratio |')
     print('|---|---|---|---|---|')
-    for patience, tolerance, fraction, min_steps in GRID:
+    for patience, tolerance, fraction, min_steps in rules:
         rule = dict(stop_patience=patience, stop_tolerance=tolerance, stop_gain_fraction=fraction,
                     stop_min_steps=min_steps)
         seconds, result = run(rescaler, stack, steps, rule)
@@ -292,6 +307,8 @@ def main(argv=None):
                         metavar=f'1..{len(CROP_FRACTIONS)}',
                         help='crops per image of the validation split / --heldout (CROP_FRACTIONS; default 2)')
     parser.add_argument('--grid', action='store_true', help='also evaluate the grid of candidate rules (GRID)')
+    parser.add_argument('--rules', type=parse_rule, nargs='+', metavar='W=..,f=..',
+                        help='the rules of --grid instead of GRID, e.g. W=3,f=0.02 W=1,M=5,f=0.1 W=2,t=0.003')
     parser.add_argument('--no-side-by-side', action='store_true', help='only the grid / the N curve')
     parser.add_argument('--n-curve', type=int, nargs='+', metavar='N',
                         help='also the mean gain of fixed N for these N (last and best iterate)')
@@ -324,7 +341,7 @@ def main(argv=None):
             continue
         label = {'irn': 'small IRN x4, z = 0', 'car': 'CAR x4 under bicubic upscaling', 'hcflow': 'HCFlow x4, heat 0'}
         if args.grid:
-            grid(label[name], rescaler, images, args.steps)
+            grid(label[name], rescaler, images, args.steps, args.rules or GRID)
         if args.n_curve:
             n_curve(label[name], rescaler, images, args.n_curve, args.steps)
         if not args.no_side_by_side:

@@ -43,3 +43,11 @@ def test_tiny_side_by_side_and_grid(bench, tmp_path, capsys):
     for mode, (_, _, steps_hr, steps_lr) in summaries['irn'].items():
         assert steps_hr == steps_lr == 1, mode  # a rule that fires at its first check (W = 1)
     assert out.count('| W=') == len(bench.GRID) and '| W=1 M=5 frac=0.1 |' in out
+
+
+def test_rule_specs(bench):
+    assert bench.parse_rule('W=3,f=0.02') == (3, None, 0.02, 0)
+    assert bench.parse_rule('W=1, M=5, f=0.1, t=0.003') == (1, 0.003, 0.1, 5)
+    for bad in ('W=3', 'f=0.1', 'W=2,g=0.1', 'W=,f=0.1'):
+        with pytest.raises(Exception, match='--rules'):
+            bench.parse_rule(bad)
