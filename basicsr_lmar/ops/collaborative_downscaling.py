@@ -58,7 +58,7 @@ NORMS = ('l2', 'linf')
 # The stopping rule's settings chosen on the validation split (scripts/benchmarks/bench_hcd_stopping.py,
 # docs/hcd.md); used by HCDModel's and hcd_refine's ``stop`` switch. Not a default: HCD runs its fixed N
 # unless stopping is asked for.
-RECOMMENDED_STOP = {'stop_patience': 1, 'stop_tolerance': None, 'stop_gain_fraction': 0.1}
+RECOMMENDED_STOP = {'stop_patience': 2, 'stop_tolerance': None, 'stop_gain_fraction': 0.02, 'stop_min_steps': 0}
 
 
 @runtime_checkable

@@ -37,7 +37,8 @@ def test_tiny_side_by_side_and_grid(bench, tmp_path, capsys):
     for mode, (ratio, difference, steps_hr, steps_lr) in summaries['irn'].items():
         assert np.isfinite(ratio) and ratio > 0 and np.isfinite(difference), mode
         assert steps_hr == steps_lr == 4, mode
-    summaries = bench.main(argv + ['--stop-min-steps', '0', '--stop-gain-fraction', '1e9', '--grid'])
+    fires_at_once = ['--stop-min-steps', '0', '--stop-patience', '1', '--stop-gain-fraction', '1e9']
+    summaries = bench.main(argv + fires_at_once + ['--grid'])
     out = capsys.readouterr().out
     assert f'IRN x4 from {weights}' in out  # the saved network was loaded, not retrained
     for mode, (_, _, steps_hr, steps_lr) in summaries['irn'].items():
