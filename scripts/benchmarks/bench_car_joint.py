@@ -428,7 +428,9 @@ def main(argv=None):
           f'{args.iters or str(args.minutes) + " CPU min"}, pre-training {args.pretrain_iters or args.pretrain_minutes}'
           f', seed {args.seed}', flush=True)
     base, pre_iters, pre_cpu = pretrained_sr(train, args)
-    print(f'pre-training: {pre_iters} iterations, {pre_cpu / 60:.1f} CPU min', flush=True)
+    pre_rows = evaluate(sets[0][1], scale, base)
+    print(f'pre-training: {pre_iters} iterations, {pre_cpu / 60:.1f} CPU min; on bicubic LR mean Y-PSNR '
+          f'{np.mean([r[1] for r in pre_rows]):.2f} (the start of (a) and of (b)\'s SR network)', flush=True)
     torch.manual_seed(args.seed + 1)
     car, sr_b = build_car(args), copy.deepcopy(base)
     start_rows = evaluate(sets[0][1], scale, sr_b, car)
