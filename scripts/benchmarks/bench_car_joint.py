@@ -25,6 +25,13 @@ Departure from the naive set-up (docs/benchmarks.md ## CAR joint): the kernel he
 (kaiming-uniform) weights and only its bias starts at the box kernel (``--init-weight-scale 1``); a 1e-2 scale
 made the kernels content-blind. ``--signed`` uses ``CARResamplerNet(signed_kernels=True)``.
 
+Levers of (b) (issue 15's recipe search, docs/benchmarks.md): ``--lr-sr-joint`` sets the SR network's lr in
+(b)'s joint phase only (a lower one keeps the pre-trained SR network close while the LR changes);
+``--car-warmup F`` spends the first share F of (b)'s budget (CPU time, or ``--iters``) training the
+ResamplerNet alone against the frozen pre-trained SR network (the SR parameters get no gradient), then the
+rest jointly; the warm-up's time and iterations count toward (b), so (a) at equal time / equal iterations
+gets (b)'s whole budget.
+
     python scripts/benchmarks/bench_car_joint.py --scale 4 --minutes 5 --pretrain-minutes 3 --cache /tmp/carj
     python scripts/benchmarks/bench_car_joint.py --quick          # seconds: the test's smoke run
     python scripts/benchmarks/bench_car_joint.py --profile        # where a CAR step's time goes
@@ -90,7 +97,7 @@ class Schedule:
 
     def progress(self):
         if self.iterations is not None:
-            return self.done / max(self.iterations, 1)
+            return self.done / self.iterations if self.iterations > 0 else 1.0
         return (time.process_time() - self.start) / max(self.seconds, 1e-9)
 
     def running(self):
@@ -134,18 +141,45 @@ def train_sr(sr, train, args, schedule, lr_of, label):
     return run_schedule(optimizer, schedule, batch_loss, label)
 
 
-def train_joint(car, sr, train, args, schedule, label='(b)'):
-    generator = torch.Generator().manual_seed(args.seed)
+def train_joint(car, sr, train, args, schedule, label='(b)', generator=None, train_sr_too=True):
+    """(b)'s steps: CAR and the SR network on the joint loss, the SR network at ``--lr-sr-joint`` (default
+    ``--lr-sr``); with ``train_sr_too=False`` (the ``--car-warmup`` phase) the ResamplerNet alone against the
+    frozen SR network (its parameters get no gradient, only the LR does)."""
+    generator = generator or torch.Generator().manual_seed(args.seed)
     offset_loss, tv_loss = CAROffsetLoss(loss_weight=args.offset_weight), PartialTVLoss(loss_weight=args.tv_weight)
-    optimizer = torch.optim.Adam([{'params': car.parameters(), 'lr': args.lr_car},
-                                  {'params': sr.parameters(), 'lr': args.lr_sr}], betas=(0.9, 0.99))
+    groups = [{'params': car.parameters(), 'lr': args.lr_car}]
+    if train_sr_too:
+        lr_sr = args.lr_sr if args.lr_sr_joint is None else args.lr_sr_joint
+        groups.append({'params': sr.parameters(), 'lr': lr_sr})
+    optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99))
     car.train(), sr.train()
+    sr.requires_grad_(train_sr_too)
 
     def batch_loss():
         hr = random_crops(train, args.crop, args.batch, generator)
         return joint_loss(car, sr, hr, args, offset_loss, tv_loss)
 
-    return run_schedule(optimizer, schedule, batch_loss, label)
+    try:
+        return run_schedule(optimizer, schedule, batch_loss, label)
+    finally:
+        sr.requires_grad_(True)
+
+
+def train_b(car, sr, train, args):
+    """Arm (b) within one budget (``--minutes`` of CPU time, or ``--iters``): first ``--car-warmup`` of it
+    CAR alone against the frozen pre-trained SR network, then the rest jointly, each phase with its own cosine
+    decay. Returns (warm-up iterations, all iterations, all CPU seconds)."""
+    generator = torch.Generator().manual_seed(args.seed)  # one crop stream over both phases
+    seconds = None if args.iters is not None else args.minutes * 60
+    warm_iters = warm_cpu = 0
+    if args.car_warmup > 0:
+        warm = Schedule(None if seconds is None else seconds * args.car_warmup,
+                        None if args.iters is None else round(args.iters * args.car_warmup))
+        warm_iters, warm_cpu = train_joint(car, sr, train, args, warm, '(b) CAR warm-up', generator, False)
+    joint = Schedule(None if seconds is None else seconds - warm_cpu,
+                     None if args.iters is None else args.iters - warm_iters)
+    iters, cpu = train_joint(car, sr, train, args, joint, '(b)', generator)
+    return warm_iters, warm_iters + iters, warm_cpu + cpu
 
 
 def joint_loss(car, sr, hr, args, offset_loss, tv_loss):
@@ -352,6 +386,11 @@ def parse_args(argv=None):
                         metavar=('HEAD', 'BODY', 'TOP', 'BLOCKS'), help='reduced ResamplerNet (full: 64 128 256 5)')
     parser.add_argument('--lr-sr', type=float, default=5e-4)
     parser.add_argument('--lr-car', type=float, default=1e-4)
+    parser.add_argument('--lr-sr-joint', type=float,
+                        help="SR lr in (b)'s joint phase (default --lr-sr; (a) and (c) always use --lr-sr)")
+    parser.add_argument('--car-warmup', type=float, default=0.0, metavar='FRACTION',
+                        help="share of (b)'s budget (CPU time, or --iters) spent training CAR alone against the "
+                             'frozen pre-trained SR network before the joint phase; it counts toward (b)')
     parser.add_argument('--offset-weight', type=float, default=1e-5, help='lambda of CAROffsetLoss')
     parser.add_argument('--tv-weight', type=float, default=1e-3, help='gamma_tv of PartialTVLoss')
     parser.add_argument('--alpha', type=float, default=1.0, help='soft rounding strength')
@@ -384,19 +423,23 @@ def main(argv=None):
     sets = load_images(args, math.lcm(8, scale))
     print(f'CAR joint x{scale}: EDSR {args.sr_width}, ResamplerNet {args.car_width} (signed {args.signed}), '
           f'crop {args.crop}, batch {args.batch}, lr sr {args.lr_sr} car {args.lr_car}, lambda {args.offset_weight}, '
-          f'gamma_tv {args.tv_weight}, init weight scale {args.init_weight_scale}, budget (b) '
+          f'gamma_tv {args.tv_weight}, init weight scale {args.init_weight_scale}, lr sr joint {args.lr_sr_joint}, '
+          f'CAR warm-up {args.car_warmup}, budget (b) '
           f'{args.iters or str(args.minutes) + " CPU min"}, pre-training {args.pretrain_iters or args.pretrain_minutes}'
           f', seed {args.seed}', flush=True)
     base, pre_iters, pre_cpu = pretrained_sr(train, args)
-    print(f'pre-training: {pre_iters} iterations, {pre_cpu / 60:.1f} CPU min', flush=True)
+    pre_rows = evaluate(sets[0][1], scale, base)
+    print(f'pre-training: {pre_iters} iterations, {pre_cpu / 60:.1f} CPU min; on bicubic LR mean Y-PSNR '
+          f'{np.mean([r[1] for r in pre_rows]):.2f} (the start of (a) and of (b)\'s SR network)', flush=True)
     torch.manual_seed(args.seed + 1)
     car, sr_b = build_car(args), copy.deepcopy(base)
     start_rows = evaluate(sets[0][1], scale, sr_b, car)
     print(f'(b) at the start: mean Y-PSNR {np.mean([r[1] for r in start_rows]):.2f}, kernel spread '
           f'{np.mean([r[3] for r in start_rows]):.4f}, offset {np.mean([r[4] for r in start_rows]):.3f} HR px',
           flush=True)
-    b_iters, b_cpu = train_joint(car, sr_b, train, args, Schedule(args.minutes * 60, args.iters))
-    print(f'(b): {b_iters} iterations in {b_cpu / 60:.1f} CPU min', flush=True)
+    warm_iters, b_iters, b_cpu = train_b(car, sr_b, train, args)
+    print(f'(b): {b_iters} iterations ({warm_iters} of them CAR-only warm-up) in {b_cpu / 60:.1f} CPU min',
+          flush=True)
     sr_a_iter = copy.deepcopy(base)
     a_iters, a_iter_cpu = train_sr(sr_a_iter, train, args, Schedule(iterations=b_iters),
                                    lambda hr: bicubic_lr(hr, scale), '(a) equal iterations')
@@ -437,6 +480,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, 'w') as handle:
             json.dump({'args': vars(args), 'pretrain_iters': pre_iters, 'b_iters': b_iters, 'b_cpu_s': b_cpu,
+                       'b_warmup_iters': warm_iters,
                        'results': results}, handle, indent=1)
     return results
 

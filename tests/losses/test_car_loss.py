@@ -59,3 +59,14 @@ def test_partial_tv_on_hand_made_maps():
     # Variation on an element with zero kernel weight is free.
     offsets_h[:, 0] = torch.rand(3, 3)
     torch.testing.assert_close(loss(kernels, offsets_h, offsets_v), torch.tensor(1.25))
+
+
+def test_partial_tv_is_non_negative_for_signed_kernels():
+    loss = PartialTVLoss(loss_weight=1.0)
+    kernels = torch.zeros(1, 9, 3, 3)
+    kernels[:, 4], kernels[:, 0] = 2.0, -1.0  # a signed kernel: sums to 1, one negative lobe
+    offsets_h = torch.zeros(1, 9, 3, 3)
+    offsets_h[:, 0] = torch.tensor([0.0, 0.5, 1.0]).view(3, 1)  # varies vertically on the negative element
+    value = loss(kernels, offsets_h, torch.zeros_like(offsets_h))
+    torch.testing.assert_close(value, torch.tensor(0.5))  # |-1| * 0.5, not -0.5
+    assert loss(kernels.abs(), offsets_h, torch.zeros_like(offsets_h)) == value

@@ -76,3 +76,44 @@ def test_signed_joint_quick_at_x2(joint):
     results = joint.main(['--quick', '--scale', '2', '--signed', '--skip-c', '--iters', '1', '--pretrain-iters', '1'])
     rows = next(iter(results.values()))['arms']['(b) CAR+SR joint']
     assert len(rows) == 2 and all(np.isfinite(r[0]) for r in rows)
+
+
+def tiny_setup(joint, *extra):
+    args = joint.parse_args(['--quick', *extra])
+    torch.manual_seed(0)
+    train = [torch.rand(1, 3, 48, 48)]
+    return args, train, joint.build_car(args), joint.build_sr(args)
+
+
+def parameters(net):
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def changed(before, net):
+    return [not torch.equal(b, p) for b, p in zip(before, net.parameters())]
+
+
+def test_car_warmup_trains_car_alone_then_both_within_the_budget(joint):
+    args, train, car, sr = tiny_setup(joint, '--iters', '4', '--car-warmup', '0.5')
+    car0, sr0 = parameters(car), parameters(sr)
+    warm = joint.Schedule(iterations=2)
+    assert joint.train_joint(car, sr, train, args, warm, 'warm', train_sr_too=False)[0] == 2
+    assert not any(changed(sr0, sr)) and any(changed(car0, car))  # the SR network is frozen in the warm-up
+    assert all(p.requires_grad for p in sr.parameters())  # and trainable again afterwards
+    warm_iters, iters, cpu = joint.train_b(car, sr, train, args)
+    assert (warm_iters, iters) == (2, 4) and cpu > 0  # the warm-up counts toward (b)'s budget
+    assert any(changed(sr0, sr))  # the joint phase trains the SR network
+    args, train, car, sr = tiny_setup(joint, '--iters', '3', '--car-warmup', '1')
+    sr0 = parameters(sr)
+    assert joint.train_b(car, sr, train, args)[:2] == (3, 3) and not any(changed(sr0, sr))
+
+
+def test_lr_sr_joint_sets_the_sr_learning_rate_of_arm_b_only(joint):
+    args, train, car, sr = tiny_setup(joint, '--lr-sr-joint', '0')
+    car0, sr0 = parameters(car), parameters(sr)
+    joint.train_joint(car, sr, train, args, joint.Schedule(iterations=2))
+    assert not any(changed(sr0, sr)) and any(changed(car0, car))
+    args, train, car, sr = tiny_setup(joint)  # default: --lr-sr
+    sr0 = parameters(sr)
+    joint.train_joint(car, sr, train, args, joint.Schedule(iterations=2))
+    assert any(changed(sr0, sr))
