@@ -67,12 +67,10 @@ def load_model(option_file, steps=None, seed=None, device=None, stop=None):
 
 def stop_options(args):
     """The ``stop_*`` options of the command line, or None (the option file's)."""
-    given = {key: getattr(args, key) for key in ('stop_tolerance', 'stop_gain_fraction', 'stop_patience',
-                                                 'stop_min_steps') if getattr(args, key) is not None}
+    given = {key: getattr(args, key) for key in RECOMMENDED_STOP if getattr(args, key) is not None}
     if not args.stop and not given:
         return None
-    stop = dict(RECOMMENDED_STOP) if args.stop else {'stop_tolerance': None, 'stop_gain_fraction': None,
-                                                     'stop_patience': None, 'stop_min_steps': None}
+    stop = dict(RECOMMENDED_STOP) if args.stop else dict.fromkeys(RECOMMENDED_STOP)
     if 'stop_tolerance' in given or 'stop_gain_fraction' in given:  # the criteria given replace the recommended
         stop.update(stop_tolerance=None, stop_gain_fraction=None)
     stop.update(given)

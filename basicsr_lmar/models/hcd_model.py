@@ -93,8 +93,7 @@ class HCDModel(PluginModelMixin, SRModel):
                               'basicsr_lmar/test.py -opt <file>, or train the rescaler with its own model.')
         options = super().validate_options(opt)
         try:
-            check_stop_options(*(options.hcd[key] for key in ('stop_patience', 'stop_tolerance',
-                                                              'stop_gain_fraction', 'stop_min_steps')))
+            check_stop_options(**{key: options.hcd[key] for key in STOP_KEYS})
         except ValueError as error:
             raise OptionError(f'[hcd] {error}') from None
         rescaler_cls, _ = cls._rescaler_class(opt)

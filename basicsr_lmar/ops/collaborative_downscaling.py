@@ -153,7 +153,7 @@ def stopping_rule(stop_patience=None, stop_tolerance=None, stop_gain_fraction=No
     patience = RECOMMENDED_STOP['stop_patience'] if stop_patience is None else stop_patience
     return StoppingRule(patience, None if stop_tolerance is None else float(stop_tolerance),
                         None if stop_gain_fraction is None else float(stop_gain_fraction),
-                        RECOMMENDED_STOP.get('stop_min_steps', 0) if stop_min_steps is None else stop_min_steps)
+                        RECOMMENDED_STOP['stop_min_steps'] if stop_min_steps is None else stop_min_steps)
 
 
 def check_hcd_options(steps_hr, steps_lr, epsilon, step_size, norm, restarts, levels=255, stop_patience=None,

@@ -302,7 +302,7 @@ def main(argv=None):
     parser.add_argument('--stop-patience', type=int, default=RECOMMENDED_STOP['stop_patience'])
     parser.add_argument('--stop-tolerance', type=float, default=RECOMMENDED_STOP['stop_tolerance'])
     parser.add_argument('--stop-gain-fraction', type=float, default=RECOMMENDED_STOP['stop_gain_fraction'])
-    parser.add_argument('--stop-min-steps', type=int, default=RECOMMENDED_STOP.get('stop_min_steps', 0))
+    parser.add_argument('--stop-min-steps', type=int, default=RECOMMENDED_STOP['stop_min_steps'])
     parser.add_argument('--crops-per-image', type=int, default=2, choices=range(1, len(CROP_FRACTIONS) + 1),
                         metavar=f'1..{len(CROP_FRACTIONS)}',
                         help='crops per image of the validation split / --heldout (CROP_FRACTIONS; default 2)')

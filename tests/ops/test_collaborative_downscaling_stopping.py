@@ -116,7 +116,7 @@ def test_default_is_the_fixed_n_path():
     assert result.gradient_steps_hr.tolist() == [3] * 3 and result.gradient_steps_lr.tolist() == [2] * 3
     assert stopping_rule() is None
     rule = stopping_rule(stop_gain_fraction=0.1)  # without a window: the recommended one
-    assert rule == StoppingRule(RECOMMENDED_STOP['stop_patience'], None, 0.1, RECOMMENDED_STOP.get('stop_min_steps', 0))
+    assert rule == StoppingRule(RECOMMENDED_STOP['stop_patience'], None, 0.1, RECOMMENDED_STOP['stop_min_steps'])
 
 
 @pytest.mark.parametrize('min_steps', [0, 2, 3])
@@ -136,7 +136,7 @@ def test_min_steps_delays_the_first_check(min_steps):
 
 def test_min_steps_defaults_to_the_recommended_one():
     rule = stopping_rule(stop_gain_fraction=0.1)
-    assert rule.min_steps == RECOMMENDED_STOP.get('stop_min_steps', 0)
+    assert rule.min_steps == RECOMMENDED_STOP['stop_min_steps']
     assert stopping_rule(stop_gain_fraction=0.1, stop_min_steps=0).first_check == rule.patience
 
 
