@@ -187,6 +187,18 @@ def read_image_array(path):
     return image
 
 
+def encode_png(path, compress_level=1):
+    """``(PNG bytes, (h, w, c))`` of an image file as displayed, its depth and channels kept (what
+    ``scripts/create_lmdb.py`` stores; a module-level function, so that worker processes can run it)."""
+    image = read_image_array(path)
+    height, width = image.shape[:2]
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    ok, encoded = cv2.imencode('.png', image, [cv2.IMWRITE_PNG_COMPRESSION, compress_level])
+    if not ok:
+        raise ImageFileError(f'{path}: OpenCV cannot encode it as PNG')
+    return encoded.tobytes(), (height, width, channels)
+
+
 def read_image_file(path):
     """Returns ``(rgb_float32, bit_depth)``; see the module docstring for conversions."""
     image = read_image_array(path)
