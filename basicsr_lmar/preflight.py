@@ -113,6 +113,9 @@ def check_option_file(path, is_train):
         return _PASSED[key]
     opt = load_option_file(path)
     result = opt if check_options(opt, is_train) else None
+    if result is not None:
+        from basicsr_lmar.runtime.dist import check_launcher
+        check_launcher(sys.argv[1:])  # --launcher slurm outside slurm (basicsr's own init_dist does not check)
     if key is not None:
         _PASSED[key] = result
     return result
@@ -141,8 +144,6 @@ def checked_parse_options(parse_options):
 
         try:
             check_option_file(option_file_from_argv(sys.argv[1:]), is_train)
-            from basicsr_lmar.runtime.dist import check_launcher
-            check_launcher(sys.argv[1:])  # basicsr's own init_dist reads slurm's variables without a check
         except UserError as error:
             if debug_requested([]):  # BASICSR_LMAR_DEBUG=1 (basicsr's own --debug means its debug mode)
                 raise
