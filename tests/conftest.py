@@ -10,6 +10,17 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 REFERENCE_DIR = pathlib.Path(os.environ.get('BASICSR_LMAR_REFERENCE', REPO_ROOT.parent / 'shared' / 'reference'))
 
 
+def linked_package(folder, package):
+    """``folder`` holding a link to ``package`` (a package folder): a script or ``-m`` module reached through
+    it is the installed file, unmodified, and the root it derives from its ``__file__`` (the folder above
+    the package, where basicsr and ``basicsr_lmar/train.py`` put ``experiments/``) is ``folder``, so that a
+    run started this way writes under the test's temporary folder."""
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / package.name).symlink_to(package, target_is_directory=True)
+    return folder
+
+
 @pytest.fixture
 def reference_file():
     """Returns a function that gives the path of a reference file or skips the test with the reason."""

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, linked_package
 
 TINY_OPTIONS = REPO_ROOT / 'tests' / 'data_files' / 'train_edsr_tiny.yml'
 BIN = pathlib.Path(sys.executable).parent
@@ -23,14 +23,7 @@ def _options_file(tmp_path, name):
 
 
 def _linked(tmp_path, package):
-    """A folder of ``tmp_path`` holding a link to ``package`` (a package folder): a script or ``-m`` module
-    reached through it is the installed file, unmodified, and the root it derives from its ``__file__``
-    (the folder above the package, where basicsr puts ``experiments/``) is that folder, so the run writes
-    under ``tmp_path`` instead of the repository or site-packages."""
-    folder = tmp_path / 'linked'
-    folder.mkdir(exist_ok=True)
-    (folder / package.name).symlink_to(package, target_is_directory=True)
-    return folder
+    return linked_package(tmp_path / 'linked', package)
 
 
 def _python_path(*folders):
