@@ -125,8 +125,11 @@ def test_python_without_basicsr_does_not_load_torch(tmp_path):
 def test_wheel_ships_the_autoload_pth_in_its_record(tmp_path):
     """pip uninstall removes exactly what RECORD lists: the .pth must be there, at the wheel root."""
     import zipfile
+
+    from tests.test_packaging import copy_of_the_clone
+    source = copy_of_the_clone(tmp_path / 'clone')  # pip writes build/ and *.egg-info beside the sources
     result = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps', '--no-build-isolation',
-                             str(REPO_ROOT), '-w', str(tmp_path)], capture_output=True, text=True, timeout=300)
+                             str(source), '-w', str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     wheel, = tmp_path.glob('basicsr_lmar-*.whl')
     with zipfile.ZipFile(wheel) as archive:
