@@ -269,7 +269,8 @@ def convert_network_checkpoint(source, target, what, convert, arch_type):
 def network_converter_main(description, source_help, what, convert, arch_type, argv=None):
     """The command line of the one-network converters (``scripts/convert_official_{irn,hcflow}.py``):
     ``SOURCE TARGET``, then prints the ``network_g`` options to put in an option file. A user mistake
-    (unreadable file, weights that do not fit) is one line and exit code 2 (:func:`basicsr_lmar.cli.errors.run_main`)."""
+    (unreadable file, weights that do not fit) is one line and exit code 2
+    (:func:`basicsr_lmar.cli.errors.run_main`)."""
     import argparse
 
     from basicsr_lmar.cli.errors import add_debug_argument, run_main

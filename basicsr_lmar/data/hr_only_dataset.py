@@ -8,8 +8,9 @@ and 90° rotations. Validation/test (no ``gt_size``): the whole image, cropped t
 Every image's size is read when the dataset is built (headers, or ``meta_info.txt`` checked against
 the LMDB, :func:`~basicsr_lmar.data.image_io.lmdb_index`; no decoding; EXIF orientation applied): an
 image smaller than ``gt_size`` (training) or than ``scale`` (whole images) is named then, not when a
-batch first reaches it, and each decoded image is checked against that size. The model's own size rule (:mod:`basicsr_lmar.data.size_rules`) is checked
-against :attr:`image_sizes` by the preflight; ``size_policy`` chooses crop (default) or refuse there.
+batch first reaches it, and each decoded image is checked against that size. The model's own size
+rule (:mod:`basicsr_lmar.data.size_rules`) is checked against :attr:`image_sizes` by the preflight;
+``size_policy`` chooses crop (default) or refuse there.
 
 Returns ``{'gt', 'gt_path', 'lq_path'}`` (``lq_path`` = ``gt_path``, which BasicSR's validators use
 to name saved images).

@@ -118,7 +118,8 @@ def _check_lmdb(lmdb_path, meta, option_key):
         if absent or unlisted:
             problems = []
             if absent:
-                problems.append(f'{len(absent)} key(s) listed in meta_info.txt are not in the database: {_listed(absent)}')
+                problems.append(f'{len(absent)} key(s) listed in meta_info.txt are not in the database: '
+                                f'{_listed(absent)}')
             if unlisted:
                 problems.append(f'{len(unlisted)} image(s) in the database are not listed in meta_info.txt: '
                                 f'{_listed(unlisted)}')
@@ -136,8 +137,8 @@ def _check_lmdb(lmdb_path, meta, option_key):
                                 'LMDB with scripts/create_lmdb.py.') from None
             if tuple(size) != listed:
                 raise DataError(f'{option_key}: {meta} line {lines[key]} lists {key!r} as {listed[0]}x{listed[1]} '
-                                f'(HxW) but the image stored under that key is {size[0]}x{size[1]}; correct the line or '
-                                'rebuild the LMDB with scripts/create_lmdb.py.')
+                                f'(HxW) but the image stored under that key is {size[0]}x{size[1]}; correct the line '
+                                'or rebuild the LMDB with scripts/create_lmdb.py.')
     return entries
 
 

@@ -46,7 +46,8 @@ def test_a_jpeg_with_orientation_6_is_read_turned(tmp_path):
     image.save(tmp_path / 'phone.jpg', exif=exif.tobytes(), quality=95)
     assert probe_image_size(str(tmp_path / 'phone.jpg')) == (56, 40)
     rgb, _ = read_image_file(str(tmp_path / 'phone.jpg'))
-    np.testing.assert_array_equal((rgb * 255).round().astype(np.uint8), cv2.imread(str(tmp_path / 'phone.jpg'))[..., ::-1])
+    displayed = cv2.imread(str(tmp_path / 'phone.jpg'))[..., ::-1]
+    np.testing.assert_array_equal((rgb * 255).round().astype(np.uint8), displayed)
 
 
 def test_datasets_from_a_folder_and_from_its_lmdb_read_it_turned(tmp_path):

@@ -68,7 +68,8 @@ def test_folder_mode_for_hr_only_sets(tmp_path):
     # worker processes encode the same images in the same order
     parallel = create_lmdb.main(['folder', str(tmp_path / 'DIV2K' / 'gt'), '--output', str(tmp_path / 'hr2.lmdb'),
                                  '--workers', '2'])[0]
-    assert (pathlib.Path(parallel) / 'meta_info.txt').read_text() == (pathlib.Path(output) / 'meta_info.txt').read_text()
+    meta = [(pathlib.Path(path) / 'meta_info.txt').read_text() for path in (output, parallel)]
+    assert meta[0] == meta[1]
     import lmdb
     values = []
     for path in (output, parallel):

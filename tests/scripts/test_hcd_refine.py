@@ -245,6 +245,6 @@ def test_hcd_refine_names_a_damaged_checkpoint(tmp_path, capsys):
                       capsys)
     assert message == (f'hcd_refine.py: error: path.pretrain_network_g: {truncated} is damaged (20000 bytes): its zip '
                        'archive ends early or is corrupted, so torch cannot read it (an interrupted download, copy or '
-                       'save cuts a file short); copy or download it again, or point path.pretrain_network_g at another '
-                       'checkpoint.\n')
+                       'save cuts a file short); copy or download it again, or point path.pretrain_network_g at '
+                       'another checkpoint.\n')
     assert not (tmp_path / 'lr').exists()
