@@ -98,7 +98,8 @@ def changes_outside_tmp(before, after):
 @pytest.fixture(autouse=True)
 def _writes_only_in_its_tmp_folder(request):
     """Fails the test that leaves anything (an empty folder included) in the repository, the installed
-    packages or the working directory: a test writes only under its ``tmp_path``."""
+    packages or the working directory: a test writes only under its ``tmp_path``. (Test sessions that run
+    at the same time on one virtualenv see each other's writes to its site-packages.)"""
     before = snapshot_outside_tmp()
     yield
     changes = changes_outside_tmp(before, snapshot_outside_tmp())
