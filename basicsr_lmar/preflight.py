@@ -20,7 +20,9 @@ this order, and raises an :class:`~basicsr_lmar.options.OptionError` (a
    ``train.scheduler`` (a scheduler basicsr builds); ``logger.print_freq`` / ``save_checkpoint_freq``;
 4. the model's own option validation (``validate_options``: its network sections, with arch typos and
    a missing required section such as LMAR's ``network_enhancer`` named, its losses, ``train``, ``val``);
-   then ``path.resume_state`` and (when not resuming) every ``path.pretrain_network_*`` must be a file;
+   then ``path.resume_state`` and (when not resuming) every ``path.pretrain_network_*`` must be a file,
+   and a checkpoint torch can read that fits its network
+   (:func:`~basicsr_lmar.checkpoints.state_dicts.check_pretrained_networks`);
 5. the data: the plugin's datasets are built (which reads every image's header, or an LMDB's
    ``meta_info.txt``; no pixel is decoded) and every image checked against the model's size rule
    (``image_size_rule``: CAR multiples of 8 and of the scale, IRN/HCD multiples of the scale, LMAR working
@@ -111,6 +113,9 @@ def check_option_file(path, is_train):
         return _PASSED[key]
     opt = load_option_file(path)
     result = opt if check_options(opt, is_train) else None
+    if result is not None:
+        from basicsr_lmar.runtime.dist import check_launcher
+        check_launcher(sys.argv[1:])  # --launcher slurm outside slurm (basicsr's own init_dist does not check)
     if key is not None:
         _PASSED[key] = result
     return result
@@ -205,6 +210,8 @@ def _check_paths(opt):
             section = key[len('pretrain_'):]
             raise OptionError(f'[path] {key}: {value} does not exist; point it at the checkpoint (.pth) of '
                               f'{section}, or set it to ~ to start from scratch where {section} is trained.')
+    from basicsr_lmar.checkpoints.state_dicts import check_pretrained_networks
+    check_pretrained_networks(opt)  # each checkpoint readable (not damaged) and fitting its network
 
 
 def _require(opt, key, what, section=None):

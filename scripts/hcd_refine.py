@@ -114,17 +114,20 @@ def refine_folder(model, input_folder, output_folder, overwrite=False, save_sr=F
             if save_sr:
                 folder.write(job, 'sr', rule.restore(model.output[index], job.size))
             gains.append(psnr - base)
-            bar.set_postfix(image=job.name, gain_db=f'{gains[-1]:+.3f}', mean_gain_db=f'{np.mean(gains):+.3f}')
+            bar.set_postfix(image=job.name, gain_db=f'{gains[-1]:+.3f}', mean_gain_db=f'{np.mean(gains):+.3f}',
+                            refresh=False)
+        bar.update(len(pending))  # counts the images refined, with their figures
         pending.clear()
 
     with folder:
         jobs = folder.plan({'lr': (output_folder, '{stem}.png'),
                             'sr': (output_folder if save_sr else None, '{stem}_SR.png')}, size_rule=rule)
         folder.prepare_outputs()
-        bar = folder.progress(jobs, 'HCD')
-        for job in bar:
+        bar = folder.progress(jobs, 'HCD')  # advanced by flush: iterating it would close it before the last batch
+        for job in jobs:
             hr = folder.read_tensor(job, model.device)
             if hr is None:
+                bar.update(1)
                 continue
             hr = rule.fit(hr)  # batches group images by the size the rescaler sees
             if pending and (hr.shape != pending[0][1].shape or len(pending) == batch_size):

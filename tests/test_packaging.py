@@ -14,15 +14,20 @@ BUILD_FILES = ('setup.py', 'setup.cfg', 'pyproject.toml', 'MANIFEST.in', 'README
                'basicsr_lmar-autoload.pth')
 
 
-@pytest.mark.slow
-def test_wheel_from_a_clone_holds_the_package_and_installs_the_autoload_pth(tmp_path):
-    source = tmp_path / 'clone'
+def copy_of_the_clone(source):
+    """The files a wheel is built from, copied to ``source``: pip writes build/ and *.egg-info beside them."""
     source.mkdir()
     for name in BUILD_FILES:
         shutil.copy2(REPO_ROOT / name, source / name)
     ignore = shutil.ignore_patterns('__pycache__', '*.pyc', '*.egg-info')
     for folder in ('basicsr_lmar', 'requirements'):
         shutil.copytree(REPO_ROOT / folder, source / folder, ignore=ignore)
+    return source
+
+
+@pytest.mark.slow
+def test_wheel_from_a_clone_holds_the_package_and_installs_the_autoload_pth(tmp_path):
+    source = copy_of_the_clone(tmp_path / 'clone')
     build = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '--no-index',
                             '-q', '-w', str(tmp_path / 'dist'), str(source)], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-3000:]

@@ -48,7 +48,9 @@ def refused(opt, is_train=True):
 def lmar_opt(folder):
     opt = tiny('lmar')
     checkpoint = folder / 'enhancer.pth'
-    checkpoint.write_bytes(b'')  # must exist; not read by the preflight
+    from basicsr.archs import build_network
+    network = build_network({k: v for k, v in opt['network_enhancer'].items() if k != 'feature_layer'})
+    torch.save({'params': network.state_dict()}, checkpoint)  # the preflight reads it and checks that it fits
     opt['path']['pretrain_network_enhancer'] = str(checkpoint)
     return opt
 

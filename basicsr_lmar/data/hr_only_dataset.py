@@ -5,10 +5,12 @@ Reads a folder (``io_backend: {type: disk}``) or an LMDB built by ``scripts/crea
 and 90° rotations. Validation/test (no ``gt_size``): the whole image, cropped to a multiple of
 ``scale`` so that LR = HR / scale exactly (BasicSR's ``mod_crop``).
 
-Every image's size is read when the dataset is built (headers or ``meta_info.txt``, no decoding): an
+Every image's size is read when the dataset is built (headers, or ``meta_info.txt`` checked against
+the LMDB, :func:`~basicsr_lmar.data.image_io.lmdb_index`; no decoding; EXIF orientation applied): an
 image smaller than ``gt_size`` (training) or than ``scale`` (whole images) is named then, not when a
-batch first reaches it. The model's own size rule (:mod:`basicsr_lmar.data.size_rules`) is checked
-against :attr:`image_sizes` by the preflight; ``size_policy`` chooses crop (default) or refuse there.
+batch first reaches it, and each decoded image is checked against that size. The model's own size
+rule (:mod:`basicsr_lmar.data.size_rules`) is checked against :attr:`image_sizes` by the preflight;
+``size_policy`` chooses crop (default) or refuse there.
 
 Returns ``{'gt', 'gt_path', 'lq_path'}`` (``lq_path`` = ``gt_path``, which BasicSR's validators use
 to name saved images).
@@ -22,8 +24,8 @@ from basicsr.data.transforms import augment, mod_crop
 from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from basicsr_lmar.data.dataset_options import dataset_schema, section_of
-from basicsr_lmar.data.image_io import (describe_images, folder_paths, image_sizes, lmdb_keys, make_file_client,
-                                        read_image)
+from basicsr_lmar.data.image_io import (META_INFO, describe_images, folder_paths, image_sizes, lmdb_index,
+                                        make_file_client, meta_info_names, read_image)
 from basicsr_lmar.data.size_rules import SIZE_POLICIES
 from basicsr_lmar.options import Option, OptionError
 
@@ -55,25 +57,34 @@ class HROnlyDataset(data.Dataset):
             raise OptionError(f'[{section}] io_backend.type must be disk or lmdb; got {backend_type!r}.')
         self.backend_type, self.backend_kwargs = backend_type, backend
         root = self.opt.dataroot_gt
+        option_key = f'{section}.dataroot_gt'
         if backend_type == 'lmdb':
-            self.paths = lmdb_keys(root, f'{section}.dataroot_gt')
+            index = lmdb_index(root, option_key)
+            self.paths = [key for key, _ in index]
+            self.image_sizes = index
+            self.size_source = f'{osp.join(root, META_INFO)}'
             self.backend_kwargs.update(db_paths=[root], client_keys=['gt'])
-        elif self.opt.meta_info_file:
-            with open(self.opt.meta_info_file) as handle:
-                self.paths = [osp.join(root, line.split(' ')[0].strip()) for line in handle if line.strip()]
         else:
-            self.paths = folder_paths(root, f'{section}.dataroot_gt')
+            if self.opt.meta_info_file:
+                folder_paths(root, option_key)
+                names = meta_info_names(self.opt.meta_info_file, f'{section}.meta_info_file')
+                self.paths = [osp.join(root, name) for name in names]
+            else:
+                self.paths = folder_paths(root, option_key)
+            self.image_sizes = image_sizes(self.paths, backend_type, option_key, root)
+            self.size_source = 'its header'
         gt_size, scale = self.opt.gt_size, self.opt.scale
         if gt_size is not None and gt_size % scale:
             raise OptionError(f'[{section}] gt_size {gt_size} must be divisible by scale {scale}.')
-        self.image_sizes = image_sizes(self.paths, backend_type, f'{section}.dataroot_gt', root)
         smallest = gt_size if gt_size is not None else 1 if self.opt.size_policy == 'pad' else scale
         small = [(path, size) for path, size in self.image_sizes if min(size) < smallest]
         if small:
             what = f'gt_size {gt_size} (the training crop)' if gt_size is not None else f'the scale {scale}'
             fix = 'lower gt_size or remove them' if gt_size is not None else 'remove them from the folder'
+            source = f', sizes from {self.size_source}' if backend_type == 'lmdb' else ''
             raise OptionError(f'[{section}] {len(small)} image(s) smaller than {what}: {describe_images(small)} '
-                              f'(HxW); {fix}.')
+                              f'(HxW{source}); {fix}.')
+        self._sizes = dict(self.image_sizes)
         self.file_client = None  # opened lazily: one per dataloader worker
 
     def __len__(self):
@@ -83,13 +94,11 @@ class HROnlyDataset(data.Dataset):
         if self.file_client is None:
             self.file_client = make_file_client(self.backend_type, **self.backend_kwargs)
         path = self.paths[index]
-        image = read_image(self.file_client, path, 'gt', f'{self.section}.dataroot_gt')
+        image = read_image(self.file_client, path, 'gt', f'{self.section}.dataroot_gt',
+                           expected=(self._sizes[path], self.size_source))
         gt_size = self.opt.gt_size
         if gt_size is not None:
             height, width = image.shape[:2]
-            if height < gt_size or width < gt_size:  # its header said otherwise
-                raise OptionError(f'[{self.section}] gt_size {gt_size} is larger than image {path!r} '
-                                  f'({height}×{width}); lower gt_size.')
             top, left = random.randint(0, height - gt_size), random.randint(0, width - gt_size)
             image = image[top:top + gt_size, left:left + gt_size]
             image = augment(image, self.opt.use_hflip, self.opt.use_rot)

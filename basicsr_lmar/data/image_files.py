@@ -1,4 +1,15 @@
-"""Image files in and out of the inference scripts, with documented conversions and atomic writes.
+"""Image files in and out of the plugin: one decoder, one orientation, documented conversions, atomic writes.
+
+**Orientation.** An image whose header carries an EXIF orientation tag (phones and cameras store the
+sensor's pixels and say how to turn them) is read *as it is displayed*: the tag is applied, the way
+image viewers, browsers, Pillow's ``ImageOps.exif_transpose``, OpenCV's ``imread`` with its default
+flags and therefore basicsr's ``imfrombytes`` do. Every reader of the plugin does the same, through
+this module: :func:`probe_image_size` (the size the preflight and the folder tools check),
+:func:`read_image_file` (the folder tools, the metrics of the benchmarks), :func:`decode_image` (the
+datasets, from a file or an LMDB value) and ``scripts/create_lmdb.py`` (which stores the turned pixels,
+without the tag). The tag is read with Pillow from the header (for PNG, an ``eXIf`` chunk before the
+image data); OpenCV is told to ignore it (``IMREAD_IGNORE_ORIENTATION``; ``IMREAD_UNCHANGED`` never
+applies it) so that the one rule, :func:`apply_orientation`, turns every image.
 
 Listing (:func:`list_images`) names a missing, empty or image-less folder in one line. Probing
 (:func:`probe_image_size`) reads only a file's header (Pillow; OpenCV decodes what Pillow cannot
@@ -7,7 +18,8 @@ identify), so that a tool can check every image's size before it computes anythi
 Reading (:func:`read_image_file`) returns float32 RGB in [0, 1], shape (H, W, 3), plus the source bit
 depth:
 
-- 8-bit and 16-bit PNG/TIFF, JPEG, BMP, WebP are read with OpenCV (16-bit is scaled by 1/65535);
+- 8-bit and 16-bit PNG/TIFF, JPEG, BMP, WebP are read with OpenCV (16-bit is scaled by 1/65535) and
+  turned by their EXIF orientation;
 - grayscale images are replicated to three channels (the networks are RGB);
 - images with an alpha channel keep their colour channels; if the alpha is not fully opaque a
   :class:`ImageFileWarning` says that transparency is dropped (there is no background to composite onto
@@ -19,6 +31,7 @@ over the target only when complete, so an interrupted script never leaves a half
 16 bits (:data:`OUTPUT_BIT_DEPTHS`), chosen by the caller (the tools keep the input's depth).
 """
 import errno
+import io
 import os
 import os.path as osp
 import warnings
@@ -30,6 +43,11 @@ from basicsr_lmar.errors import UserError
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 OUTPUT_BIT_DEPTHS = (8, 16)
+
+#: the EXIF tag that says how the stored pixels are turned for display (1: as stored)
+EXIF_ORIENTATION = 0x0112
+#: orientations whose displayed image is the stored one transposed (height and width swap)
+TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 
 
 class ImageFileError(UserError):
@@ -55,34 +73,135 @@ def list_images(folder, what='input folder'):
     return [osp.join(folder, n) for n in names]
 
 
+def exif_orientation(image):
+    """The EXIF orientation (1 to 8) of an opened Pillow image, from its header only; 1 without a tag.
+
+    Pillow's ``getexif`` of a PNG decodes the whole image when the header has no ``eXIf`` chunk, so a
+    PNG's tag is read from the chunk Pillow met before the image data.
+    """
+    from PIL import Image
+
+    if image.format == 'PNG':
+        raw = image.info.get('exif')
+        if not raw:
+            return 1
+        exif = Image.Exif()
+        exif.load(raw)
+    else:
+        exif = image.getexif()
+    value = exif.get(EXIF_ORIENTATION, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def apply_orientation(array, orientation):
+    """``array`` (H, W[, C]) as displayed for an EXIF ``orientation``: the one rule of every reader."""
+    if orientation == 2:
+        return array[:, ::-1]
+    if orientation == 3:
+        return array[::-1, ::-1]
+    if orientation == 4:
+        return array[::-1]
+    if orientation == 5:
+        return array.swapaxes(0, 1)
+    if orientation == 6:
+        return np.rot90(array, -1)  # a quarter turn clockwise
+    if orientation == 7:
+        return array[::-1, ::-1].swapaxes(0, 1)
+    if orientation == 8:
+        return np.rot90(array, 1)
+    return array
+
+
+def _open_header(source):
+    """``((h, w) as displayed, orientation)`` from the header of a path or a bytes-like, with Pillow."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # Pillow's decompression-bomb warning: the header is all we read
+        with Image.open(source) as image:
+            width, height = image.size
+            orientation = exif_orientation(image)
+    if orientation in TRANSPOSING_ORIENTATIONS:
+        height, width = width, height
+    return (height, width), orientation
+
+
+def probe_image_bytes(content):
+    """``(height, width)`` as displayed of an encoded image in memory (an LMDB value), header only;
+    raises Pillow's error when Pillow cannot identify it."""
+    return _open_header(io.BytesIO(content))[0]
+
+
+def _orientation_of_bytes(content):
+    try:
+        return _open_header(io.BytesIO(content))[1]
+    except Exception:  # not a format Pillow reads: no tag it could apply either
+        return 1
+
+
+def decode_image(content, flags=cv2.IMREAD_UNCHANGED):
+    """The pixels of an encoded image (bytes) as displayed: OpenCV decodes with ``flags`` (orientation
+    ignored) and :func:`apply_orientation` turns them by the header's tag. None when OpenCV cannot
+    decode it."""
+    buffer = np.frombuffer(content, np.uint8)
+    if buffer.size == 0:
+        return None
+    if flags != cv2.IMREAD_UNCHANGED:
+        flags |= cv2.IMREAD_IGNORE_ORIENTATION
+    image = cv2.imdecode(buffer, flags)
+    if image is None or image.size == 0:
+        return None
+    orientation = _orientation_of_bytes(content)
+    return np.ascontiguousarray(apply_orientation(image, orientation)) if orientation != 1 else image
+
+
 def probe_image_size(path):
-    """``(height, width)`` of an image file from its header, without decoding the pixels.
+    """``(height, width)`` of an image file as displayed (EXIF orientation applied), from its header,
+    without decoding the pixels.
 
     Pillow reads the header; a file Pillow cannot identify is decoded with OpenCV (the reader of
     :func:`read_image_file`), so a file is reported unreadable only when that reader fails too.
     """
-    from PIL import Image
-
     if not osp.isfile(path):
         raise ImageFileError(f'{path}: no such file')
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')  # Pillow's decompression-bomb warning: the size is all we read
-            with Image.open(path) as image:
-                width, height = image.size
-        return height, width
+        return _open_header(path)[0]
     except Exception:  # any failure of the header fast path falls back to the real reader
         rgb, _ = read_image_file(path)
         return rgb.shape[:2]
 
 
-def read_image_file(path):
-    """Returns ``(rgb_float32, bit_depth)``; see the module docstring for conversions."""
+def read_image_array(path):
+    """The pixels of an image file as displayed, as stored otherwise (dtype, channels: OpenCV's
+    ``IMREAD_UNCHANGED``); an unreadable file is an :class:`ImageFileError` naming it."""
     if not osp.isfile(path):
         raise ImageFileError(f'{path}: no such file')
-    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
+    try:
+        with open(path, 'rb') as handle:
+            content = handle.read()
+    except OSError as error:
+        raise ImageFileError(f'{path}: cannot be read ({(error.strerror or str(error)).lower()})') from None
+    image = decode_image(content)
+    if image is None:
         raise ImageFileError(f'{path}: not a readable image (corrupt, truncated or unsupported format)')
+    return image
+
+
+def encode_png(path, compress_level=1):
+    """``(PNG bytes, (h, w, c))`` of an image file as displayed, its depth and channels kept (what
+    ``scripts/create_lmdb.py`` stores; a module-level function, so that worker processes can run it)."""
+    image = read_image_array(path)
+    height, width = image.shape[:2]
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    ok, encoded = cv2.imencode('.png', image, [cv2.IMWRITE_PNG_COMPRESSION, compress_level])
+    if not ok:
+        raise ImageFileError(f'{path}: OpenCV cannot encode it as PNG')
+    return encoded.tobytes(), (height, width, channels)
+
+
+def read_image_file(path):
+    """Returns ``(rgb_float32, bit_depth)``; see the module docstring for conversions."""
+    image = read_image_array(path)
     if image.dtype == np.uint8:
         bit_depth, scale = 8, 255.0
     elif image.dtype == np.uint16:

@@ -35,7 +35,8 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from PIL import Image
 
 from basicsr_lmar.data.dataset_options import dataset_schema, section_of
-from basicsr_lmar.data.image_io import DataError, describe_images, image_sizes, make_file_client, read_image
+from basicsr_lmar.data.image_io import (META_INFO, DataError, describe_images, folder_paths, image_sizes, lmdb_keys,
+                                        make_file_client, meta_info_names, read_image)
 from basicsr_lmar.data.size_rules import SIZE_POLICIES
 from basicsr_lmar.options import Option, OptionError
 
@@ -102,11 +103,29 @@ class UHDPairedImageDataset(PairedImageDataset):
         self.train_transform = opt.get('train_transform', 'resize')
         self.resize_kernel = opt.get('resize_kernel', 'bilinear')
         opt['io_backend'] = dict(opt['io_backend'])
-        for key in ('dataroot_lq', 'dataroot_gt'):
-            if not osp.isdir(opt[key]):
-                raise DataError(f'{section}.{key}: folder {opt[key]!r} does not exist.')
+        lmdb = opt['io_backend'].get('type') == 'lmdb'
+        if lmdb:
+            keys = self._paired_lmdb_keys(opt)
+        else:
+            for key in ('dataroot_lq', 'dataroot_gt'):
+                folder_paths(opt[key], f'{section}.{key}')
+            if opt.get('meta_info_file'):
+                meta_info_names(opt['meta_info_file'], f'{section}.meta_info_file')
         super().__init__(opt)
+        if lmdb:  # basicsr's reader of meta_info.txt cuts a key at its first dot; the checked keys instead
+            self.paths = [{'lq_path': key, 'gt_path': key} for key in keys]
         self._check_sizes(opt)
+
+    def _paired_lmdb_keys(self, opt):
+        """The keys of the checked input and GT LMDBs (:func:`lmdb_index`), which must be the same."""
+        gt = lmdb_keys(opt['dataroot_gt'], f'{self.section}.dataroot_gt')
+        lq = lmdb_keys(opt['dataroot_lq'], f'{self.section}.dataroot_lq')
+        if set(gt) != set(lq):
+            only_lq, only_gt = sorted(set(lq) - set(gt)), sorted(set(gt) - set(lq))
+            raise DataError(f'{self.section}: the LMDBs do not pair up: {len(only_lq)} input key(s) without GT '
+                            f'{only_lq[:5]}, {len(only_gt)} GT key(s) without input {only_gt[:5]}; build both with '
+                            'scripts/create_lmdb.py paired from folders of the same file names.')
+        return gt
 
     def _check_sizes(self, opt):
         """Every pair's size from the headers (or ``meta_info.txt``): pairs of one size, crops that fit."""
@@ -114,6 +133,12 @@ class UHDPairedImageDataset(PairedImageDataset):
         gt = image_sizes([p['gt_path'] for p in self.paths], backend, f'{self.section}.dataroot_gt', opt['dataroot_gt'])
         lq = image_sizes([p['lq_path'] for p in self.paths], backend, f'{self.section}.dataroot_lq', opt['dataroot_lq'])
         self.image_sizes = gt
+        if backend == 'lmdb':
+            sources = (osp.join(opt['dataroot_gt'], META_INFO), osp.join(opt['dataroot_lq'], META_INFO))
+        else:
+            sources = ('its header', 'its header')
+        self._expected = {'gt': ({p: (size, sources[0]) for p, size in gt}),
+                          'lq': ({p: (size, sources[1]) for p, size in lq})}
         unpaired = [(g, l) for g, l in zip(gt, lq) if g[1] != l[1]]
         if unpaired:
             (gt_path, gt_size), (lq_path, lq_size) = unpaired[0]
@@ -132,11 +157,10 @@ class UHDPairedImageDataset(PairedImageDataset):
             backend = dict(self.io_backend_opt)
             self.file_client = make_file_client(backend.pop('type'), **backend)
         paths = self.paths[index]
-        img_gt = read_image(self.file_client, paths['gt_path'], 'gt', f'{self.section}.dataroot_gt')
-        img_lq = read_image(self.file_client, paths['lq_path'], 'lq', f'{self.section}.dataroot_lq')
-        if img_gt.shape != img_lq.shape:
-            raise ValueError(f"input {paths['lq_path']} is {img_lq.shape[1]}x{img_lq.shape[0]} but its GT "
-                             f"{paths['gt_path']} is {img_gt.shape[1]}x{img_gt.shape[0]}; pairs must share a size")
+        img_gt = read_image(self.file_client, paths['gt_path'], 'gt', f'{self.section}.dataroot_gt',
+                            expected=self._expected['gt'][paths['gt_path']])
+        img_lq = read_image(self.file_client, paths['lq_path'], 'lq', f'{self.section}.dataroot_lq',
+                            expected=self._expected['lq'][paths['lq_path']])
 
         if self.opt['phase'] == 'train':
             if self.train_transform == 'resize':

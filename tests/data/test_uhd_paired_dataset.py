@@ -89,3 +89,34 @@ def test_pairs_of_different_sizes_and_missing_folders_are_named_when_built(tmp_p
         build_dataset(options(root, phase='val'))
     with pytest.raises(DataError, match=r"datasets.val \(tiny\).dataroot_gt: folder '.*nowhere' does not exist"):
         build_dataset(options(root, phase='val', dataroot_gt=str(tmp_path / 'nowhere')))
+    image = root / 'gt' / 'a.png'
+    with pytest.raises(DataError) as error:
+        build_dataset(options(root, phase='val', dataroot_gt=str(image)))
+    assert str(error.value) == (f"datasets.val (tiny).dataroot_gt: '{image}' is a file, not a folder of images; set "
+                                f"dataroot_gt to the folder that holds it ('{root / 'gt'}').")
+
+
+def test_lmdb_pairs_with_dots_and_spaces_in_their_keys_and_unpaired_lmdbs(tmp_path):
+    """basicsr's reader of meta_info.txt cuts a key at its first dot; the dataset reads the checked keys."""
+    from basicsr_lmar.data.image_io import DataError
+    from tests.scripts.tool_runs import load_script
+
+    create_lmdb = load_script('create_lmdb')
+    root = make_pairs(tmp_path / 'UHD' / 'test', names=('0001.v2', 'frame 7'))
+    create_lmdb.create_paired(str(tmp_path / 'UHD'), splits=['test'])
+    lmdb = options(tmp_path / 'UHD', phase='val', io_backend={'type': 'lmdb'},
+                   dataroot_lq=str(tmp_path / 'UHD' / 'test_input.lmdb'),
+                   dataroot_gt=str(tmp_path / 'UHD' / 'test_gt.lmdb'))
+    dataset = build_dataset(lmdb)
+    disk = build_dataset(options(root, phase='val'))
+    assert [item['gt_path'] for item in dataset] == ['0001.v2', 'frame 7']
+    from_disk = {item['gt_path'].rsplit('/', 1)[-1][:-4]: item for item in disk}  # LMDB "paths" are the keys
+    for item in dataset:
+        torch.testing.assert_close(item['lq'], from_disk[item['gt_path']]['lq'], rtol=0, atol=0)
+    make_pairs(tmp_path / 'other' / 'test', names=('0001.v2', 'frame 8'))
+    create_lmdb.create_paired(str(tmp_path / 'other'), splits=['test'])
+    with pytest.raises(DataError) as error:
+        build_dataset(dict(lmdb, dataroot_lq=str(tmp_path / 'other' / 'test_input.lmdb')))
+    assert str(error.value) == ("datasets.val (tiny): the LMDBs do not pair up: 1 input key(s) without GT ['frame 8'], "
+                                "1 GT key(s) without input ['frame 7']; build both with scripts/create_lmdb.py paired "
+                                'from folders of the same file names.')

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, linked_package
 
 TINY_OPTIONS = REPO_ROOT / 'tests' / 'data_files' / 'train_edsr_tiny.yml'
 BIN = pathlib.Path(sys.executable).parent
@@ -20,6 +20,15 @@ def _options_file(tmp_path, name):
     path = tmp_path / f'{name}.yml'
     path.write_text(yaml.safe_dump(opt))
     return path, opt['name']
+
+
+def _linked(tmp_path, package):
+    return linked_package(tmp_path / 'linked', package)
+
+
+def _python_path(*folders):
+    return {'PYTHONPATH': os.pathsep.join([str(f) for f in folders] + [os.environ.get('PYTHONPATH', '')]).rstrip(
+        os.pathsep)}
 
 
 def _run(args, cwd, env_extra=None):
@@ -39,15 +48,12 @@ def _assert_trained(result, experiments_root):
 
 @pytest.mark.slow
 def test_plugin_train_script(tmp_path):
-    """``python basicsr_lmar/train.py``: experiments go under the repository, as in BasicSR."""
+    """``python basicsr_lmar/train.py``: experiments go under the folder above the package (the repository
+    of a checkout), as in BasicSR; the package is reached through a link in the test's folder."""
     options, name = _options_file(tmp_path, 'plugin_script')
-    root = REPO_ROOT / 'experiments' / name
-    shutil.rmtree(root, ignore_errors=True)
-    try:
-        result = _run([sys.executable, str(REPO_ROOT / 'basicsr_lmar' / 'train.py'), '-opt', str(options)], tmp_path)
-        _assert_trained(result, root)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    checkout = _linked(tmp_path, REPO_ROOT / 'basicsr_lmar')
+    result = _run([sys.executable, str(checkout / 'basicsr_lmar' / 'train.py'), '-opt', str(options)], tmp_path)
+    _assert_trained(result, checkout / 'experiments' / name)
 
 
 @pytest.mark.slow
@@ -59,19 +65,17 @@ def test_console_script(tmp_path):
 
 @pytest.mark.slow
 def test_stock_basicsr_module_sees_plugin(tmp_path):
-    """``python -m basicsr.train`` of the pip-installed basicsr, unmodified."""
+    """``python -m basicsr.train`` of the pip-installed basicsr, unmodified. Its ``__main__`` block uses the
+    package's parent folder as root (site-packages for a user); here the package is reached through a link
+    in the test's folder, so that experiments/ lands there."""
     import basicsr
     options, name = _options_file(tmp_path, 'module')
-    experiments = pathlib.Path(basicsr.__file__).resolve().parents[1] / 'experiments'
-    try:
-        result = _run([sys.executable, '-m', 'basicsr.train', '-opt', str(options)], tmp_path)
-        # basicsr's __main__ block uses the package's parent folder as root (site-packages).
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, output[-3000:]
-        assert 'Dataset [SkimagePhotoDataset]' in output
-        assert (experiments / name / 'models' / 'net_g_latest.pth').is_file()
-    finally:
-        shutil.rmtree(experiments / name, ignore_errors=True)
+    site = _linked(tmp_path, pathlib.Path(basicsr.__file__).parent)
+    result = _run([sys.executable, '-m', 'basicsr.train', '-opt', str(options)], tmp_path, _python_path(site))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert 'Dataset [SkimagePhotoDataset]' in output
+    assert (site / 'experiments' / name / 'models' / 'net_g_latest.pth').is_file()
 
 
 @pytest.mark.slow
@@ -121,8 +125,11 @@ def test_python_without_basicsr_does_not_load_torch(tmp_path):
 def test_wheel_ships_the_autoload_pth_in_its_record(tmp_path):
     """pip uninstall removes exactly what RECORD lists: the .pth must be there, at the wheel root."""
     import zipfile
+
+    from tests.test_packaging import copy_of_the_clone
+    source = copy_of_the_clone(tmp_path / 'clone')  # pip writes build/ and *.egg-info beside the sources
     result = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps', '--no-build-isolation',
-                             str(REPO_ROOT), '-w', str(tmp_path)], capture_output=True, text=True, timeout=300)
+                             str(source), '-w', str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     wheel, = tmp_path.glob('basicsr_lmar-*.whl')
     with zipfile.ZipFile(wheel) as archive:
@@ -151,22 +158,18 @@ def test_stock_basicsr_module_resumes_on_cpu_and_names_a_missed_total_iter(tmp_p
     opt['logger'].update(print_freq=1, save_checkpoint_freq=10)
     options = tmp_path / 'irn.yml'
     options.write_text(yaml.safe_dump(opt))
-    experiments = pathlib.Path(basicsr.__file__).resolve().parents[1] / 'experiments'  # basicsr's root: site-packages
-    try:
-        result = _run([sys.executable, '-m', 'basicsr.train', '-opt', str(options)], tmp_path)
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, output[-3000:]
-        assert max(int(i) for i in re.findall(r'iter:\s+(\d+),', output)) == 22
-        assert 'training stopped at iteration 22, before train.total_iter 30' in output
-        state = experiments / opt['name'] / 'training_states' / '20.state'
-        assert state.is_file()
-        opt['path']['resume_state'] = str(state)
-        options.write_text(yaml.safe_dump(opt))
-        result = _run([sys.executable, '-m', 'basicsr.train', '-opt', str(options)], tmp_path)
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, output[-3000:]
-        assert re.search(r'Resuming training from epoch: \d+, iter: 20\.', output), output[-3000:]
-        assert re.search(r'iter:\s+21,', output)
-    finally:
-        for folder in experiments.glob(f'{opt["name"]}*'):
-            shutil.rmtree(folder, ignore_errors=True)
+    site = _linked(tmp_path, pathlib.Path(basicsr.__file__).parent)  # basicsr's root: the folder above the package
+    result = _run([sys.executable, '-m', 'basicsr.train', '-opt', str(options)], tmp_path, _python_path(site))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert max(int(i) for i in re.findall(r'iter:\s+(\d+),', output)) == 22
+    assert 'training stopped at iteration 22, before train.total_iter 30' in output
+    state = site / 'experiments' / opt['name'] / 'training_states' / '20.state'
+    assert state.is_file()
+    opt['path']['resume_state'] = str(state)
+    options.write_text(yaml.safe_dump(opt))
+    result = _run([sys.executable, '-m', 'basicsr.train', '-opt', str(options)], tmp_path, _python_path(site))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert re.search(r'Resuming training from epoch: \d+, iter: 20\.', output), output[-3000:]
+    assert re.search(r'iter:\s+21,', output)

@@ -1,6 +1,5 @@
 import copy
 import os
-import shutil
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ import basicsr_lmar  # noqa: F401  (registers the plugin)
 from basicsr_lmar.data.skimage_dataset import SkimagePhotoDataset
 from basicsr_lmar.ops.rounding import quantize_8bit
 from basicsr_lmar.options import OptionError
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, linked_package
 
 TINY = REPO_ROOT / 'tests' / 'data_files' / 'train_car_tiny.yml'
 
@@ -125,17 +124,15 @@ def test_train_entry_runs_car(tmp_path):
     options = tmp_path / 'car.yml'
     options.write_text(yaml.safe_dump(opt))
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(REPO_ROOT))
-    root = REPO_ROOT / 'experiments' / opt['name']  # python basicsr_lmar/train.py writes under the repository
-    shutil.rmtree(root, ignore_errors=True)
-    try:
-        result = subprocess.run([sys.executable, str(REPO_ROOT / 'basicsr_lmar' / 'train.py'), '-opt', str(options)],
-                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-        output = result.stdout + result.stderr
-        assert result.returncode == 0, output[-3000:]
-        assert 'l_offset' in output and '# psnr' in output
-        assert (root / 'models' / 'net_sr_latest.pth').is_file() and (root / 'models' / 'net_g_latest.pth').is_file()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    # python basicsr_lmar/train.py writes under the folder above the package: reached through a link here
+    checkout = linked_package(tmp_path / 'checkout', REPO_ROOT / 'basicsr_lmar')
+    root = checkout / 'experiments' / opt['name']
+    result = subprocess.run([sys.executable, str(checkout / 'basicsr_lmar' / 'train.py'), '-opt', str(options)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert 'l_offset' in output and '# psnr' in output
+    assert (root / 'models' / 'net_sr_latest.pth').is_file() and (root / 'models' / 'net_g_latest.pth').is_file()
 
 
 @pytest.mark.parametrize('name', ['train_car_edsr_x2', 'train_car_edsr_x4', 'train_car_bicubic_x4',

@@ -202,3 +202,18 @@ def test_rerun_and_empty_input_say_what_happened(setup, capsys, monkeypatch):
                                     str(setup / 'lr2'), '--device', 'cpu'], capsys)
     assert message.startswith(f'car_rescale.py: error: -i/--input: input folder {setup}/empty has no images (it is '
                               'empty; looked for .png') and message.count('\n') == 1
+
+
+def test_a_damaged_checkpoint_is_named_with_its_size(setup, capsys):
+    """``head -c 20000 net_g.pth > t.pth`` given to --net-g: torch's ``OSError: [Errno 22]`` named the file nowhere."""
+    from tests.scripts.tool_runs import refused
+
+    truncated = setup / 't.pth'
+    truncated.write_bytes((setup / 'net_g.pth').read_bytes()[:20000])
+    message = refused(car_rescale, ['-opt', str(setup / 'opt.yml'), '-i', str(setup / 'hr'), '-o', str(setup / 'lr'),
+                                    '--net-g', str(truncated), '--device', 'cpu'], capsys)
+    assert message == (f'car_rescale.py: error: resampler (--net-g / path.pretrain_network_g): {truncated} is damaged '
+                       '(20000 bytes): its zip archive ends early or is corrupted, so torch cannot read it (an '
+                       'interrupted download, copy or save cuts a file short); copy or download it again, or point '
+                       'resampler (--net-g / path.pretrain_network_g) at another checkpoint.\n')
+    assert not (setup / 'lr').exists()

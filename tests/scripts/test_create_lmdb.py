@@ -1,3 +1,4 @@
+import os
 import pathlib
 import re
 
@@ -10,6 +11,7 @@ from basicsr.data import build_dataset
 from skimage import data
 
 import basicsr_lmar  # noqa: F401
+from basicsr_lmar.data.skimage_photos import load_photo
 from tests.scripts.tool_runs import load_script, run_stock_training
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -63,23 +65,131 @@ def test_folder_mode_for_hr_only_sets(tmp_path):
     output = create_lmdb.main(['folder', str(tmp_path / 'DIV2K' / 'gt'), '--output', str(tmp_path / 'hr.lmdb')])[0]
     lines = (pathlib.Path(output) / 'meta_info.txt').read_text().split()
     assert lines[0::3] == ['0801.png', '0802.png']
+    # worker processes encode the same images in the same order
+    parallel = create_lmdb.main(['folder', str(tmp_path / 'DIV2K' / 'gt'), '--output', str(tmp_path / 'hr2.lmdb'),
+                                 '--workers', '2'])[0]
+    meta = [(pathlib.Path(path) / 'meta_info.txt').read_text() for path in (output, parallel)]
+    assert meta[0] == meta[1]
+    import lmdb
+    values = []
+    for path in (output, parallel):
+        with lmdb.open(path, readonly=True, lock=False) as env, env.begin() as txn:
+            values.append(dict(txn.cursor()))
+    assert values[0] == values[1] and sorted(values[0]) == [b'0801', b'0802']
 
 
-def test_unmatched_files_are_named_before_anything_is_written(uhd_tree):
+def test_unmatched_files_are_named_before_anything_is_written(uhd_tree, capsys):
+    from tests.scripts.tool_runs import refused
+
     (uhd_tree / 'train' / 'gt' / '0002.png').rename(uhd_tree / 'train' / 'gt' / '0002_gt.png')
     with pytest.raises(create_lmdb.DatasetLayoutError) as error:
         create_lmdb.create_paired(str(uhd_tree))
     message = str(error.value)
     assert "1 input(s)" in message and '0002.png' in message and '0002_gt.png' in message
     assert not list(uhd_tree.glob('*.lmdb'))
-    with pytest.raises(SystemExit, match='create_lmdb: .*0002_gt.png'):
-        create_lmdb.main(['paired', str(uhd_tree)])
+    assert refused(create_lmdb, ['paired', str(uhd_tree)], capsys).startswith('create_lmdb.py: error: 1 input(s) in')
 
 
-def test_existing_lmdb_is_not_overwritten(uhd_tree):
+def test_existing_lmdb_is_not_overwritten(uhd_tree, capsys):
+    from tests.scripts.tool_runs import refused
+
     create_lmdb.create_paired(str(uhd_tree), splits=['test'])
-    with pytest.raises(FileExistsError, match='test_input.lmdb'):
-        create_lmdb.create_paired(str(uhd_tree), splits=['test'])
+    assert refused(create_lmdb, ['paired', str(uhd_tree), '--splits', 'test'], capsys) == (
+        f'create_lmdb.py: error: {uhd_tree}/test_input.lmdb already exists; delete it or choose another output '
+        '(--out-root).\n')
+
+
+def _photo_folder(folder, names):
+    """Crops of real photos under the given file names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, name in enumerate(names):
+        crop = load_photo(('astronaut', 'coffee', 'chelsea')[index % 3])[40 * index:40 * index + 40, :48, ::-1]
+        cv2.imwrite(str(folder / name), (crop * 255).round().astype(np.uint8))
+    return folder
+
+
+def _left_behind(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith('.lmdb'))
+
+
+def test_any_unicode_file_name_becomes_a_key_the_datasets_read(tmp_path, capsys):
+    """basicsr's lmdb_util encodes keys as ASCII: these names ended in a UnicodeEncodeError and a half LMDB
+    with a 0-byte meta_info.txt."""
+    names = ['tête.png', 'ü crop 0.png', '日本 crop1.png']
+    folder = _photo_folder(tmp_path / 'DIR', names)
+    written = create_lmdb.main(['folder', str(folder)])
+    assert written == [f'{folder}.lmdb']
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == ("note: 3 key(s) are not ASCII (e.g. 'tête'); they are stored as UTF-8, which the "
+                                   "plugin's datasets read (basicsr's own LMDB reader encodes keys as ASCII and cannot "
+                                   'read them).')
+    meta = (tmp_path / 'DIR.lmdb' / 'meta_info.txt').read_text(encoding='utf-8')
+    assert meta == 'tête.png (40,48,3) 1\nü crop 0.png (40,48,3) 1\n日本 crop1.png (40,48,3) 1\n'
+    common = {'name': 'hr', 'type': 'HROnlyDataset', 'phase': 'val', 'scale': 4}
+    lmdb = build_dataset(dict(common, dataroot_gt=written[0], io_backend={'type': 'lmdb'}))
+    disk = build_dataset(dict(common, dataroot_gt=str(folder)))
+    assert [item['gt_path'] for item in lmdb] == ['tête', 'ü crop 0', '日本 crop1']
+    from_disk = {pathlib.Path(item['gt_path']).stem: item['gt'] for item in disk}
+    for item in lmdb:
+        torch.testing.assert_close(item['gt'], from_disk[item['gt_path']], rtol=0, atol=0)
+    assert _left_behind(tmp_path) == ['DIR.lmdb']
+
+
+def test_names_that_cannot_be_keys_are_refused_before_anything_is_written(tmp_path, capsys):
+    from tests.scripts.tool_runs import refused
+
+    folder = _photo_folder(tmp_path / 'DIR', ['ok.png', 'two\nlines.png'])
+    (folder / 'ok.jpg').write_bytes((folder / 'ok.png').read_bytes())
+    with open(os.path.join(os.fsencode(folder), b'latin1 \xe9t\xe9.png'), 'wb') as handle:  # not UTF-8 bytes
+        handle.write((folder / 'ok.png').read_bytes())
+    assert refused(create_lmdb, ['folder', str(folder)], capsys) == (
+        f"create_lmdb.py: error: '{folder}': 3 file name(s) cannot be LMDB keys: 'latin1 \\udce9t\\udce9.png': its "
+        "bytes b'latin1 \\xe9t\\xe9.png' are not UTF-8 text, 'two\\nlines.png': it holds the control character "
+        "'\\n' (a line of meta_info.txt cannot), 'ok.jpg' and 'ok.png' would share the key 'ok'; rename them.\n")
+    assert _left_behind(tmp_path) == []
+
+
+def test_an_unreadable_image_is_named_before_anything_is_written(tmp_path, capsys):
+    from tests.scripts.tool_runs import refused
+
+    folder = _photo_folder(tmp_path / 'DIR', ['a.png', 'b.png'])
+    (folder / 'b.png').write_bytes(b'\x89PNG\r\n\x1a\n cut short')
+    assert refused(create_lmdb, ['folder', str(folder), '--output', str(tmp_path / 'out' / 'hr.lmdb')], capsys) == (
+        f"create_lmdb.py: error: '{folder}': 1 file(s) are not readable images: 'b.png'; remove or replace them.\n")
+    assert not (tmp_path / 'out').exists()
+    assert refused(create_lmdb, ['folder', str(folder), '--output', str(tmp_path / 'hr')], capsys) == (
+        f'create_lmdb.py: error: --output {tmp_path}/hr: the name of an LMDB folder must end in .lmdb (the datasets '
+        'look for it); add the suffix.\n')
+    assert refused(create_lmdb, ['folder', str(folder / 'a.png')], capsys) == (
+        f"create_lmdb.py: error: '{folder}/a.png' is a file, not a folder of images\n")
+
+
+@pytest.mark.parametrize('stop', [RuntimeError('disk full'), KeyboardInterrupt()])
+def test_a_build_that_stops_leaves_no_lmdb(uhd_tree, monkeypatch, stop):
+    """Paired: the train LMDBs are complete when the test split's first image fails; none of them is left."""
+    encode = create_lmdb.encode_png
+    calls = []
+
+    def failing(path, compress_level):
+        calls.append(path)
+        if f'{os.sep}test{os.sep}' in path:
+            raise stop
+        return encode(path, compress_level)
+
+    monkeypatch.setattr(create_lmdb, 'encode_png', failing)
+    with pytest.raises(type(stop)):
+        create_lmdb.create_paired(str(uhd_tree), out_root=str(uhd_tree / 'lmdb'))
+    assert len(calls) == 7  # 3 train inputs, 3 train GTs, then the failure
+    assert not (uhd_tree / 'lmdb').exists() and _left_behind(uhd_tree) == []
+
+
+def test_a_killed_build_s_hidden_folder_is_removed_by_the_next_build(tmp_path):
+    folder = _photo_folder(tmp_path / 'DIR', ['a.png'])
+    stale = tmp_path / '.DIR.lmdb.partial999999999.lmdb'  # no such process
+    stale.mkdir()
+    (stale / 'data.mdb').write_bytes(b'half')
+    create_lmdb.main(['folder', str(folder)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['DIR', 'DIR.lmdb']
 
 
 def test_a_few_training_iterations_from_the_lmdb(uhd_tree, tmp_path, monkeypatch):

@@ -211,3 +211,40 @@ def test_hcd_refine_wrong_checkpoint_and_unwritable_output_are_named_before_comp
     assert refused(hcd_refine, argv, capsys) == (
         f'hcd_refine.py: error: -o/--output: cannot write to {tmp_path}/lr: permission denied\n')
     assert not (tmp_path / 'lr').exists()
+
+
+@pytest.mark.parametrize('batch_size', [1, 2])
+def test_hcd_refine_bar_ends_on_the_summary_figures(tmp_path, capsys, batch_size):
+    """The bar's last mean gain is the summary's (iterating the bar closed it before the last batch's figures)."""
+    import re
+
+    hcd_refine = load_script('hcd_refine')
+    folder = _folder(tmp_path, 'a.png', 'b.png', 'c.png')
+    gains = hcd_refine.main(['-opt', str(_opt(tmp_path)), '-i', str(folder), '-o', str(tmp_path / 'lr'),
+                             '--device', 'cpu', '--batch-size', str(batch_size)])
+    out, err = capsys.readouterr()
+    summary = re.search(r'mean RGB PSNR gain over the base rescaler: (\S+) dB', out).group(1)
+    shown = re.findall(r'(\d+)/3 \[[^]]*image=(\S+), mean_gain_db=(\S+)\]', err)
+    assert shown[-1] == ('3', 'c.png', summary) == ('3', 'c.png', f'{np.mean(gains):+.3f}')
+
+
+def test_hcd_refine_names_a_damaged_checkpoint(tmp_path, capsys):
+    from basicsr.archs import build_network
+
+    from tests.scripts.tool_runs import refused
+
+    hcd_refine = load_script('hcd_refine')
+    folder = _folder(tmp_path, 'a.png')
+    network = {'type': 'InvRescaleNet', 'scale': 4, 'block_num': [1, 1]}
+    torch.save({'params': build_network(dict(network)).state_dict()}, tmp_path / 'irn.pth')
+    truncated = tmp_path / 't.pth'
+    truncated.write_bytes((tmp_path / 'irn.pth').read_bytes()[:20000])
+    opt = _opt(tmp_path, network_g=network, rescaler={'type': 'IRNRescaler'},
+               path={'pretrain_network_g': str(truncated)})
+    message = refused(hcd_refine, ['-opt', str(opt), '-i', str(folder), '-o', str(tmp_path / 'lr'), '--device', 'cpu'],
+                      capsys)
+    assert message == (f'hcd_refine.py: error: path.pretrain_network_g: {truncated} is damaged (20000 bytes): its zip '
+                       'archive ends early or is corrupted, so torch cannot read it (an interrupted download, copy or '
+                       'save cuts a file short); copy or download it again, or point path.pretrain_network_g at '
+                       'another checkpoint.\n')
+    assert not (tmp_path / 'lr').exists()
