@@ -25,7 +25,12 @@ import copy
 import math
 import os.path as osp
 
+from basicsr_lmar.options import Option, OptionError
+
 SIZE_POLICIES = ('crop', 'refuse', 'pad')
+#: the ``size_policy`` key of the plugin's datasets
+SIZE_POLICY_OPTION = Option('crop', choices=SIZE_POLICIES, doc="an image that is not a multiple of the model's size: "
+                            'crop (logged), refuse, or pad (IRN: the model pads it and crops its result back)')
 
 #: side of the window of basicsr's ``calculate_ssim`` (an 11x11 Gaussian, 'valid' borders)
 SSIM_WINDOW = 11
@@ -191,8 +196,6 @@ def check_dataset_images(rule, dataset, dataset_opt, section, metric=None):
     A training crop (``gt_size``, ``train_size``) must meet the rule itself; whole training images need the
     rule's multiple and minimum (LMAR's working sizes are validation's); validation images also need what
     the metrics score (``metric``: :func:`metric_minimum`)."""
-    from basicsr_lmar.options import OptionError
-
     policy, training = dataset_opt.get('size_policy', 'crop'), dataset_opt['phase'] == 'train'
     crop = _training_crop(dataset, dataset_opt) if training else None
     if crop is not None:

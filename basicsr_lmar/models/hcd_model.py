@@ -201,7 +201,7 @@ class HCDModel(PluginModelMixin, BaseModel):
         # its own loop: basicsr's scores one result per image; HCD scores the base rescaler and every
         # (N_y, N_x) setting, their gains and latency, per image of the batch
         dataset_name = dataloader.dataset.opt['name']
-        metrics = dict(self.options.val.metrics or {})
+        metrics = to_plain(self.options.val.metrics or {})
         sums = OrderedDict()
         self.per_image = []
         pbar = tqdm(total=len(dataloader), unit='image') if self.options.val.pbar else None

@@ -23,6 +23,7 @@ from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 
 from basicsr_lmar.models.model_options import Network, optimizer, scheduler
 from basicsr_lmar.models.rescaling_mixin import RescalingModelMixin
+from basicsr_lmar.ops.latents import LATENT_POLICIES
 from basicsr_lmar.ops.resize import KERNELS
 from basicsr_lmar.options import Option
 from basicsr_lmar.registry import RESCALER_REGISTRY
@@ -54,7 +55,7 @@ class IRNModel(RescalingModelMixin, SRModel):
             'ema_decay': Option(0, min=0, max=0, doc='EMA is not supported by IRNModel'),
         },
         'val': {
-            'z_policy': Option('seeded', choices=('seeded', 'zero', 'random'), doc='latent used to upscale at test'),
+            'z_policy': Option('seeded', choices=LATENT_POLICIES, doc='latent used to upscale at test'),
             'z_seed': Option(0, type=int),
             'gaussian_scale': Option(1.0, min=0),
         },
