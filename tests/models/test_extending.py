@@ -95,8 +95,8 @@ def test_a_subclass_declares_its_key_in_one_line_and_trains_with_it(tmp_path):
         model.feed_data(_hr_batch())
         model.optimize_parameters(it)
     assert {'l_pix', 'l_offset', 'l_tv', 'l_my', 'l_total'} <= set(model.log_dict)
-    assert model.log_dict['l_total'] == pytest.approx(sum(v for k, v in model.log_dict.items()
-                                                         if k.startswith('l_') and k != 'l_total'), rel=1e-5)
+    parts = [value for key, value in model.log_dict.items() if key.startswith('l_') and key != 'l_total']
+    assert model.log_dict['l_total'] == pytest.approx(sum(parts), rel=1e-5)
     assert DOC.MyCARModel.option_schemas['train'].options['my_weight'].doc == 'weight of the LR-to-bicubic L1 loss'
     assert 'my_weight' not in MODEL_REGISTRY.get('CARModel').option_schemas['train'].options  # the base is unchanged
 
