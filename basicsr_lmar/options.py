@@ -1,17 +1,20 @@
 """Option schemas: every arch, loss, dataset and model of the plugin declares its options.
 
 A schema holds, for each key, a default and the constraints a value must meet (type, choices, range,
-or the schema of a registered class for a ``{type: Name, ...}`` section). Its defaults are a yacs
-``CfgNode``; :meth:`OptionSchema.validate` checks an option mapping from a YAML file, stopping with an
-:class:`OptionError` that names the YAML section, the key, the allowed keys (closest match first) and
-the value received, then merges it into the defaults with yacs' strict merge (a key the schema does
-not declare is refused) and returns the result frozen. All of it before anything is built.
+or the schema of a registered class for a ``{type: Name, ...}`` section). :meth:`OptionSchema.validate`
+checks an option mapping from a YAML file, stopping with an :class:`OptionError` that names the YAML
+section, the key, the allowed keys (closest match first) and the value received, and returns the
+values over the defaults as a frozen yacs ``CfgNode``. All of it before anything is built.
 
 Archs and losses are built by BasicSR as ``Class(**options)``. The :func:`configurable` class
 decorator derives their schema from the ``__init__`` signature (its defaults *are* the paper defaults)
 plus declared constraints, and validates every construction, so the stock BasicSR route gets the same
 errors. Models call :func:`validate_registered` on their ``network_*`` and loss sections first, so the
 message names the section (``network_g``) instead of only the class.
+
+This module also owns what every message about names and files needs: :func:`closest_first` (the one
+"did you mean" ordering), :func:`registered` (a name looked up in a registry) and
+:func:`read_option_file` (an option file, read with basicsr's loader).
 
 Example::
 
@@ -23,6 +26,8 @@ Example::
 import difflib
 import functools
 import inspect
+import math
+import os.path as osp
 from collections.abc import Mapping
 
 from yacs.config import CfgNode
@@ -30,15 +35,6 @@ from yacs.config import CfgNode
 from basicsr_lmar.errors import UserError
 
 _REQUIRED = inspect.Parameter.empty
-
-
-class OptionNode(CfgNode):
-    """yacs' ``CfgNode`` for values that YAML has already parsed: a string stays a string (yacs would
-    ``literal_eval`` it when merging, turning a file-name template ``'{}'`` into a dict)."""
-
-    @classmethod
-    def _decode_cfg_value(cls, value):
-        return cls(value) if isinstance(value, dict) else value
 
 
 class OptionError(UserError, ValueError):
@@ -49,7 +45,7 @@ class Option:
     """Constraints (and optionally the default) of one option key.
 
     Args:
-        default: default value; omitted when the default comes from a signature.
+        default: default value; omitted for a required key or when the default comes from a signature.
         type: a type or tuple of types the value must have. Inferred from the default when omitted
             (``float`` accepts ints; ``bool`` accepts only booleans; ``None`` accepts anything).
         choices: allowed values.
@@ -59,24 +55,18 @@ class Option:
         nullable: whether ``None`` (``~`` in YAML) is accepted besides the type.
         registry: for a ``{type: Name, ...}`` section (a loss, an arch): the registry ``Name`` must be in;
             the section is validated against that class's schema (:func:`validate_registered`).
-        schema: for a mapping of options of its own: the :class:`OptionSchema` that validates it (the
-            default is then usually ``None``: the section is optional).
+        schema: for a mapping of options of its own: the :class:`OptionSchema` that validates it.
+        basicsr: a key that basicsr itself reads (``total_iter``, an optimizer's ``lr``): messages name it
+            as ``[section] key`` in plain words (``a whole number``, ``at least 1``), without an owner.
         doc: one line that explains the option; shown in errors.
     """
 
     def __init__(self, default=_REQUIRED, *, type=None, choices=None, min=None, max=None, exclusive_min=False,
-                 length=None, nullable=None, registry=None, schema=None, doc=''):
-        self.default = default
-        self.type = type
+                 length=None, nullable=None, registry=None, schema=None, basicsr=False, doc=''):
+        self.default, self.type, self.min, self.max, self.exclusive_min = default, type, min, max, exclusive_min
         self.choices = tuple(choices) if choices is not None else None
-        self.min = min
-        self.max = max
-        self.exclusive_min = exclusive_min
-        self.length = length
-        self.nullable = nullable
-        self.registry = registry
-        self.schema = schema
-        self.doc = doc
+        self.length, self.nullable, self.registry, self.schema = length, nullable, registry, schema
+        self.basicsr, self.doc = basicsr, doc
 
     def with_default(self, default):
         option = Option.__new__(Option)
@@ -97,55 +87,60 @@ class Option:
         default = self.default
         if default is _REQUIRED or default is None:
             return None
-        if isinstance(default, bool):
-            return (bool, )
-        if isinstance(default, int):
-            return (int, )
-        if isinstance(default, float):
-            return (float, int)
-        if isinstance(default, (list, tuple)):
-            return (list, tuple)
-        if isinstance(default, Mapping):
-            return (Mapping, )
+        for kind, accepted in ((bool, (bool, )), (int, (int, )), (float, (float, int)), ((list, tuple), (list, tuple)),
+                               (Mapping, (Mapping, ))):
+            if isinstance(default, kind):
+                return accepted
         return (type(default), )
 
     def check(self, value):
-        """Returns ``None`` if ``value`` is acceptable, else a phrase describing what was expected."""
+        """``None`` if ``value`` is acceptable, else ``(what was expected, whether the type is wrong)``."""
         nullable = self.nullable if self.nullable is not None else (self.default is None)
         if value is None:
-            return None if nullable else 'a value (not ~/None)'
+            return None if nullable else ('a value (not ~/None)', True)
         expected = self._expected_types()
-        if expected is not None:
-            # bool is a subclass of int; a YAML `true` is never a valid number.
-            if isinstance(value, bool) and bool not in expected:
-                return f'type {_type_names(expected)}'
-            if not isinstance(value, expected):
-                return f'type {_type_names(expected)}'
+        # bool is a subclass of int; a YAML `true` is never a valid number.
+        if expected and (not isinstance(value, expected) or isinstance(value, bool) and bool not in expected):
+            return self._type_phrase(expected), True
         if self.choices is not None and value not in self.choices:
-            return f'one of {list(self.choices)}'
+            return f'one of {list(self.choices)}', False
         if self.length is not None and isinstance(value, (list, tuple)) and len(value) != self.length:
-            return f'a list of length {self.length}'
-        items = value if isinstance(value, (list, tuple)) else [value]
-        for item in items:
+            return f'a list of length {self.length}', False
+        for item in value if isinstance(value, (list, tuple)) else [value]:
             if isinstance(item, (int, float)) and not isinstance(item, bool):
-                if self.min is not None and (item < self.min or (self.exclusive_min and item == self.min)):
-                    return f'a value {">" if self.exclusive_min else ">="} {self.min}' + _upper(self.max)
-                if self.max is not None and item > self.max:
-                    return f'a value <= {self.max}' + (f' and >= {self.min}' if self.min is not None else '')
+                low = self.min is not None and (item < self.min or (self.exclusive_min and item == self.min))
+                if low or (self.max is not None and item > self.max) or not math.isfinite(item):
+                    return self._range_phrase(), False
         return None
 
+    def _type_phrase(self, expected):
+        names = ' or '.join(sorted({t.__name__ for t in expected}))
+        if self.basicsr:
+            return {'int': 'a whole number', 'float or int': 'a number', 'Mapping': 'a mapping'}.get(names, names)
+        return f'type {names}'
 
-def _upper(maximum):
-    return f' and <= {maximum}' if maximum is not None else ''
+    def _range_phrase(self):
+        low, high, above = self.min, self.max, self.exclusive_min
+        if self.basicsr:
+            parts = [] if low is None else ['positive' if above and low == 0 else
+                                            f'{"above" if above else "at least"} {low}']
+            parts += [] if high is None else [f'at most {high}']
+        else:
+            parts = [] if low is None else [f'a value {">" if above else ">="} {low}']
+            parts += [] if high is None else [f'<= {high}' if parts else f'a value <= {high}']
+        return ' and '.join(parts) or 'a finite number'
 
 
-def _type_names(types):
-    return ' or '.join(sorted({t.__name__ for t in types}))
+def closest_first(key, allowed, cutoff=0.0):
+    """``allowed`` sorted by similarity to ``key`` (most similar first, then alphabetically), keeping those at
+    least ``cutoff`` similar (0..1): the one "did you mean" ordering of every message of the plugin."""
+    ratio = {k: difflib.SequenceMatcher(None, str(key).lower(), str(k).lower()).ratio() for k in allowed}
+    return sorted((k for k in ratio if ratio[k] >= cutoff), key=lambda k: (-ratio[k], str(k)))
 
 
-def closest_first(key, allowed):
-    """Allowed keys sorted by similarity to ``key`` (most similar first), then alphabetically."""
-    return sorted(allowed, key=lambda k: (-difflib.SequenceMatcher(None, key.lower(), k.lower()).ratio(), k))
+def _named(section, key):
+    """How a message names a key basicsr reads: ``[train] total_iter``, ``[scale]`` at the top level."""
+    return f'[{section}] {key}' if section else f'[{key}]'
 
 
 def _where(section, owner):
@@ -158,20 +153,18 @@ class OptionSchema:
     """The declared options of one component.
 
     Args:
-        owner: name shown in errors (the class name).
+        owner: name shown in errors (the class name); None for basicsr's own sections.
         options: key -> :class:`Option`, a nested :class:`OptionSchema`, or a plain default value.
         passthrough: keys that are accepted with any value and not validated here (for example the
-            keys BasicSR itself adds to dataset options, such as ``phase`` or ``scale``).
+            keys BasicSR itself adds to dataset options, such as ``phase`` or ``scale``); ``True``: every
+            key the schema does not declare.
     """
 
     def __init__(self, owner, options, passthrough=()):
         self.owner = owner
-        self.options = {}
-        for key, spec in options.items():
-            if not isinstance(spec, (Option, OptionSchema)):
-                spec = Option(spec)
-            self.options[key] = spec
-        self.passthrough = frozenset(passthrough)
+        self.options = {key: spec if isinstance(spec, (Option, OptionSchema)) else Option(spec)
+                        for key, spec in options.items()}
+        self.passthrough = passthrough if passthrough is True else frozenset(passthrough)
 
     @classmethod
     def from_signature(cls, func, owner, constraints=None, passthrough=()):
@@ -180,40 +173,52 @@ class OptionSchema:
         for name, param in inspect.signature(func).parameters.items():
             if name == 'self' or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 continue
-            spec = constraints.pop(name, Option())
-            options[name] = spec.with_default(param.default)
+            options[name] = constraints.pop(name, Option()).with_default(param.default)
         if constraints:
             raise TypeError(f'{owner}: constraints for keys that are not constructor arguments: {sorted(constraints)}')
         return cls(owner, options, passthrough)
 
     @property
     def allowed_keys(self):
-        return sorted(set(self.options) | self.passthrough)
+        return sorted(set(self.options) | (set() if self.passthrough is True else self.passthrough))
 
-    def defaults(self):
-        """The defaults as a yacs ``CfgNode`` (required keys are absent)."""
-        node = OptionNode()
+    def defaults(self, supplied=()):
+        """The defaults as a yacs ``CfgNode`` (required keys and ``supplied`` ones are absent)."""
+        node = CfgNode()
         for key, spec in self.options.items():
             if isinstance(spec, OptionSchema):
                 node[key] = spec.defaults()
-            elif not spec.required:
-                node[key] = _to_cfg_value(spec.default)
+            elif not spec.required and key not in supplied:
+                node[key] = to_node(spec.default)
         return node
 
+    def check_missing(self, opts, section=None, supplied=()):
+        """A required key that ``opts`` lacks is an error (naming a similar key of ``opts``, ``total_iters``)."""
+        for key, spec in self.options.items():
+            given = key in opts and not (spec.basicsr and opts[key] is None) if isinstance(spec, Option) else True
+            if given or not spec.required or key in supplied:
+                continue
+            close = closest_first(key, [k for k in opts if k not in self.options], cutoff=0.75)[:1]
+            hint = f' The file has {close[0]!r}: did you mean {key!r}?' if close else ''
+            if spec.basicsr:
+                raise OptionError(f'{_named(section, key)} is missing: {spec.doc}.{hint}')
+            raise OptionError(f'{_where(section, self.owner)} missing required option {key!r}. Add it to the YAML '
+                              f'section.{hint}')
+
     def check_keys(self, opts, section=None):
+        """A key the schema does not declare is an error that lists the allowed keys, closest first."""
+        if self.passthrough is True:
+            return
         unknown = [key for key in opts if key not in self.options and key not in self.passthrough]
         if unknown:
             key = unknown[0]
             raise OptionError(f'{_where(section, self.owner)} unknown option {key!r} (value {opts[key]!r}). '
                               f'Allowed keys, closest first: {", ".join(closest_first(key, self.allowed_keys))}. '
                               'Fix the spelling or remove the key.')
-        missing = [key for key, spec in self.options.items()
-                   if isinstance(spec, Option) and spec.required and key not in opts]
-        return missing
 
     def check_value(self, key, value, section=None):
         """Raises an :class:`OptionError` unless ``value`` is acceptable for ``key``; returns the value to
-        merge (a validated nested or registered section as a ``CfgNode``, otherwise ``value``)."""
+        keep (a validated nested section as a ``CfgNode``, otherwise ``value``)."""
         spec = self.options.get(key)
         if isinstance(spec, OptionSchema):
             if value is None:
@@ -225,63 +230,56 @@ class OptionSchema:
         if isinstance(spec, Option):
             problem = spec.check(value)
             if problem is not None:
+                what, wrong_type = problem
+                got = f'{value!r} ({type(value).__name__})' if wrong_type or not spec.basicsr else f'{value!r}'
+                if spec.basicsr:
+                    raise OptionError(f'{_named(section, key)} must be {what}; got {got}.')
                 doc = f' ({spec.doc})' if spec.doc else ''
-                raise OptionError(f'{_where(section, self.owner)} option {key!r}{doc} must be {problem}; '
-                                  f'got {value!r} ({type(value).__name__}).')
+                raise OptionError(f'{_where(section, self.owner)} option {key!r}{doc} must be {what}; got {got}.')
             if value is not None and spec.schema is not None:
                 return spec.schema.validate(value, _join(section, key))
             if value is not None and spec.registry is not None:
                 validate_registered(value, _join(section, key), spec.registry)
         return value
 
-    def validate(self, opts, section=None):
-        """Checks ``opts`` and returns it merged over the defaults, as a frozen yacs ``CfgNode``.
+    def validate(self, opts, section=None, supplied=()):
+        """Checks ``opts`` and returns it over the defaults, as a frozen yacs ``CfgNode``.
 
-        ``section`` is the dotted YAML path of ``opts`` (e.g. ``'train.optim_g'``) for messages. The
-        readable checks come first; yacs then merges strictly (any key the schema does not declare is
-        refused, nested schemas merge key by key) and the result is frozen.
+        ``section`` is the dotted YAML path of ``opts`` (e.g. ``'train.optim_g'``) for messages;
+        ``supplied``: required keys that the caller provides itself (not from the YAML). A value replaces
+        its default whole (a section such as ``optim_g: {type: SGD, lr: 0.1}`` does not inherit Adam's
+        ``betas``); a nested schema fills its own defaults.
         """
         if opts is None:
             opts = {}
         if not isinstance(opts, Mapping):
             raise OptionError(f'{_where(section, self.owner)} expects a mapping of options, got {opts!r}.')
-        missing = self.check_keys(opts, section)
-        if missing:
-            raise OptionError(f'{_where(section, self.owner)} missing required option {missing[0]!r}. '
-                              f'Add it to the YAML section.')
-        values = {key: self.check_value(key, value, section) for key, value in opts.items()}
-        merged = self.defaults()
-        override = OptionNode()
-        for key, value in values.items():
-            nested = isinstance(self.options.get(key), OptionSchema) and isinstance(value, Mapping)
-            if not nested:
-                # A value replaces its default whole (a section such as `optim_g: {type: SGD, lr: 0.1}`
-                # must not inherit Adam's `betas` from the default), and its type was checked above
-                # (yacs' own check knows neither `int` for a float option nor a mapping for a `~`
-                # default): the slot is emptied, and yacs fills it.
-                merged[key] = OptionNode(new_allowed=True) if isinstance(value, Mapping) else None
-            override[key] = _to_cfg_value(value)
-        merged.merge_from_other_cfg(override)
-        merged.freeze()
-        return merged
+        self.check_missing(opts, section, supplied)
+        self.check_keys(opts, section)
+        node = self.defaults(supplied)
+        for key, value in opts.items():
+            node[key] = to_node(self.check_value(key, value, section))
+        node.freeze()
+        return node
 
 
 def _join(section, key):
     return f'{section}.{key}' if section else key
 
 
-def _to_cfg_value(value):
-    if isinstance(value, Mapping):
-        node = OptionNode(new_allowed=True)  # the contents of a free-form mapping (a loss section, say)
-        for key, item in value.items():
-            node[key] = _to_cfg_value(item)
-        return node
-    return value
+def to_node(value):
+    """A mapping as a yacs ``CfgNode`` (attribute access; frozen with its parent), anything else as it is."""
+    if isinstance(value, CfgNode) or not isinstance(value, Mapping):
+        return value
+    node = CfgNode()
+    for key, item in value.items():
+        node[key] = to_node(item)
+    return node
 
 
 def to_plain(value):
-    """A validated ``CfgNode`` (or anything inside it) as plain, mutable dicts and lists, for the
-    code that receives options as BasicSR passes them (it pops ``type`` from sections, for one)."""
+    """A validated ``CfgNode`` (or anything inside it) as plain, mutable dicts and lists: the one way back
+    for the code that receives options as BasicSR passes them (its builders pop ``type`` from sections)."""
     if isinstance(value, Mapping):
         return {key: to_plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -304,8 +302,7 @@ def configurable(passthrough=(), **constraints):
         @functools.wraps(init)
         def checked_init(self, *args, **kwargs):
             schema.check_keys(kwargs)
-            bound = signature.bind_partial(self, *args, **kwargs)
-            for key, value in bound.arguments.items():
+            for key, value in signature.bind_partial(self, *args, **kwargs).arguments.items():
                 if key in schema.options:
                     schema.check_value(key, value)
             init(self, *args, **kwargs)
@@ -317,22 +314,75 @@ def configurable(passthrough=(), **constraints):
     return decorate
 
 
-def validate_registered(opts, section, registry, extra_keys=()):
+def registered(registry, name, where, what=None):
+    """``registry.get(name)``; a name it lacks is an :class:`OptionError` naming ``where`` (``'[network_g]
+    type'``) and the closest registered names. ``what`` the registry holds, in words (default: its own)."""
+    if not isinstance(name, str) or name not in registry:
+        what = what or getattr(registry, 'what', None) or f'registered in {registry._name}'
+        known = [key for key, _ in registry]
+        raise OptionError(f'{where} {name!r} is not {what}. Closest: {", ".join(closest_first(name, known)[:5])}.')
+    return registry.get(name)
+
+
+class ClassTable:
+    """Another library's classes by name, looked up like a basicsr registry (``{type: Adam, lr: ...}``).
+
+    ``what``: what it holds, for messages; ``section_schema``: the keys every section of it must have."""
+
+    def __init__(self, name, classes, what, section_schema):
+        self._name, self._classes, self.what, self.section_schema = name, dict(classes), what, section_schema
+
+    def __contains__(self, name):
+        return name in self._classes
+
+    def __iter__(self):
+        return iter(self._classes.items())
+
+    def get(self, name):
+        return self._classes[name]
+
+
+def validate_registered(opts, section, registry, extra_keys=(), supplied=()):
     """Validates an option section of the form ``{type: Name, ...}`` against ``Name``'s schema.
 
     Used by models for ``network_*`` and loss sections so that messages name the YAML section. Classes
-    without a schema (stock BasicSR archs) are accepted as they are.
+    without a schema (stock BasicSR archs) are accepted as they are. ``extra_keys``: keys of the section
+    that are not constructor arguments (the model reads them); ``supplied``: constructor arguments that
+    the caller gives (a rescaler adapter's networks).
     """
     if not isinstance(opts, Mapping) or 'type' not in opts:
         raise OptionError(f'[{section}] needs a mapping with a `type` key naming a registered class; got {opts!r}.')
-    name = opts['type']
-    if name not in registry:
-        known = [key for key, _ in registry]
-        raise OptionError(f'[{section}] type {name!r} is not registered in {registry._name}. '
-                          f'Closest: {", ".join(closest_first(name, known)[:5])}.')
-    cls = registry.get(name)
-    schema = getattr(cls, 'option_schema', None)
+    cls = registered(registry, opts['type'], f'[{section}] type')
+    schema = getattr(cls, 'option_schema', None) or getattr(registry, 'section_schema', None)
     options = {key: value for key, value in opts.items() if key != 'type' and key not in extra_keys}
-    if schema is None:
-        return options
-    return schema.validate(options, section)
+    return options if schema is None else schema.validate(options, section, supplied)
+
+
+def option_file_argument(argv):
+    """The ``-opt`` argument of basicsr's command line ``argv`` (None when absent)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('-opt', type=str)
+    return parser.parse_known_args(argv)[0].opt
+
+
+def read_option_file(path, flag='-opt'):
+    """The mapping in a YAML option file, read with basicsr's ordered loader (as basicsr reads it); a missing,
+    unparsable or non-mapping file is an :class:`OptionError` naming ``flag`` and the file."""
+    import yaml
+    from basicsr.utils.options import ordered_yaml
+
+    if not path:
+        raise OptionError(f'{flag}: give the option file ({flag} options/train_X.yml)')
+    if not osp.isfile(path):
+        raise OptionError(f'{flag} {path}: no such option file')
+    try:
+        with open(path) as handle:
+            opt = yaml.load(handle, Loader=ordered_yaml()[0])
+    except yaml.YAMLError as error:
+        raise OptionError(f'{flag} {path} is not valid YAML: {error}') from None
+    if not isinstance(opt, Mapping):
+        raise OptionError(f'{flag} {path} holds {type(opt).__name__}, not a mapping of option sections (name, '
+                          'model_type, datasets, ...)')
+    return opt

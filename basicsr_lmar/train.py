@@ -18,13 +18,13 @@ from basicsr_lmar.runtime import pipeline
 
 
 def run(argv, root_path=None, is_train=True):
-    """The preflight of ``-opt``, then basicsr's pipeline (``argv`` is what basicsr's parser reads)."""
-    preflight.check_option_file(preflight.option_file_from_argv(argv), is_train)
+    """The preflight of ``-opt``, then basicsr's pipeline (``argv`` is what basicsr's parser reads), which
+    hands the preflight's notices to the model."""
+    checked = preflight.check_option_file(argv, is_train)
     train_module, test_module = pipeline.install(argv)
-    if is_train:
-        train_module.train_pipeline(root_path or os.getcwd())
-    else:
-        test_module.test_pipeline(root_path or os.getcwd())
+    module = train_module if is_train else test_module
+    module.parse_options = preflight.checked_parse_options(module.parse_options, checked)
+    (module.train_pipeline if is_train else module.test_pipeline)(root_path or os.getcwd())
 
 
 def main(root_path=None):

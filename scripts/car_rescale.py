@@ -45,11 +45,13 @@ from basicsr.utils import img2tensor, tensor2img  # noqa: E402
 
 from basicsr_lmar.archs.car_arch import SIZE_MULTIPLE, BicubicUpscaler  # noqa: E402
 from basicsr_lmar.cli.errors import run_main  # noqa: E402
-from basicsr_lmar.cli.folders import (FolderRun, MultipleSizeRule, add_folder_arguments,  # noqa: E402
-                                      add_size_policy_argument, format_size)
-from basicsr_lmar.cli.inputs import default_device, load_weights, read_option_file, resolve_device  # noqa: E402
+from basicsr_lmar.cli.folders import FolderRun, add_folder_arguments, add_size_policy_argument  # noqa: E402
+from basicsr_lmar.cli.inputs import default_device, load_weights, resolve_device  # noqa: E402
 from basicsr_lmar.data.image_files import list_images, read_image_file  # noqa: E402
+from basicsr_lmar.data.size_rules import SizeRule, format_size  # noqa: E402
 from basicsr_lmar.errors import UserError  # noqa: E402
+from basicsr_lmar.models.model_options import check_scale  # noqa: E402
+from basicsr_lmar.options import read_option_file  # noqa: E402
 
 
 def load_networks(opt, net_g_path, net_sr_path, device):
@@ -59,8 +61,7 @@ def load_networks(opt, net_g_path, net_sr_path, device):
     net_g = load_weights(build_network(dict(opt['network_g'])), net_g_path or (opt.get('path') or {}).get(
         'pretrain_network_g'), 'resampler (--net-g / path.pretrain_network_g)')
     scale = net_g.scale
-    if opt.get('scale') is not None and opt['scale'] != scale:
-        raise UserError(f"-opt: scale is {opt['scale']} but network_g has scale {scale}; make them equal")
+    check_scale(opt, scale, 'network_g')
     if opt.get('network_sr'):
         net_sr = load_weights(build_network(dict(opt['network_sr'])), net_sr_path or (opt.get('path') or {}).get(
             'pretrain_network_sr'), 'SR network (--net-sr / path.pretrain_network_sr)')
@@ -117,8 +118,8 @@ def main(argv=None):
     references = {}
     if upscale_only and args.input:
         references = {osp.splitext(osp.basename(p))[0]: p for p in list_images(args.input, '-i/--input: HR folder')}
-    rule = None if upscale_only else MultipleSizeRule(
-        multiple, args.size_policy, f'CARResamplerNet x{scale}')
+    rule = None if upscale_only else SizeRule(multiple, f'CARResamplerNet x{scale}', policy=args.size_policy,
+                                              flag='--size-policy')
     scores = []
     with folder, torch.no_grad():
         jobs = folder.plan({'lr': (args.output, '{stem}.png', '-o/--lr-out'),

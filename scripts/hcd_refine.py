@@ -36,10 +36,12 @@ from basicsr.utils import tensor2img
 
 import basicsr_lmar  # noqa: F401  (registers archs, models, rescaler adapters)
 from basicsr_lmar.cli.errors import run_main
-from basicsr_lmar.cli.folders import FolderRun, MultipleSizeRule, add_folder_arguments, add_size_policy_argument
-from basicsr_lmar.cli.inputs import read_option_file, resolve_device
+from basicsr_lmar.cli.folders import FolderRun, add_folder_arguments, add_size_policy_argument
+from basicsr_lmar.cli.inputs import resolve_device
+from basicsr_lmar.data.size_rules import SizeRule
 from basicsr_lmar.errors import UserError
 from basicsr_lmar.ops.collaborative_downscaling import RECOMMENDED_STOP
+from basicsr_lmar.options import read_option_file
 
 
 def load_model(option_file, steps=None, seed=None, device=None, stop=None):
@@ -82,7 +84,7 @@ def size_rule(model, policy='crop'):
     (CAR: 8), else of its scale."""
     rescaler = model.rescaler
     multiple = getattr(rescaler, 'hr_size_multiple', None) or model.scale
-    return MultipleSizeRule(multiple, policy, f'{type(rescaler).__name__} x{model.scale}')
+    return SizeRule(multiple, f'{type(rescaler).__name__} x{model.scale}', policy=policy, flag='--size-policy')
 
 
 def refine_folder(model, input_folder, output_folder, overwrite=False, save_sr=False, batch_size=1, skip_bad=False,

@@ -33,17 +33,14 @@ from basicsr.archs import build_network  # noqa: E402
 from basicsr.utils.registry import ARCH_REGISTRY  # noqa: E402
 
 from basicsr_lmar.cli.errors import run_main  # noqa: E402
-from basicsr_lmar.cli.folders import FolderRun, add_folder_arguments, format_size  # noqa: E402
-from basicsr_lmar.cli.inputs import default_device, load_weights, read_option_file, resolve_device  # noqa: E402
+from basicsr_lmar.cli.folders import FolderRun, add_folder_arguments  # noqa: E402
+from basicsr_lmar.cli.inputs import default_device, load_weights, resolve_device  # noqa: E402
+from basicsr_lmar.data.size_rules import MIN_WORKING_SIDE, WorkingSizeRule  # noqa: E402
 from basicsr_lmar.errors import UserError  # noqa: E402
 from basicsr_lmar.models.lmar_model import PAPER_REFERENCE_SIZE  # noqa: E402
 from basicsr_lmar.ops.geometry import scaled_target_sizes  # noqa: E402
 from basicsr_lmar.ops.resize import KERNELS  # noqa: E402
-from basicsr_lmar.options import validate_registered  # noqa: E402
-
-# The enhancers pad a smaller input up to 8 pixels (UHDUNet: instance norm at 1/4 resolution; Restormer:
-# three halvings), so below 8 the enhancer would mostly see padding: such a working size is degenerate.
-MIN_WORKING_SIDE = 8
+from basicsr_lmar.options import read_option_file, validate_registered  # noqa: E402
 
 
 def build_networks(opt_path, lmar_path=None, enhancer_path=None, tile_mb=None, device='cpu'):
@@ -88,34 +85,19 @@ def check_size_flags(args):
                             f'{reference[0]} {reference[1]} (LMAR only downscales)')
 
 
-class WorkingSizeRule:
-    """An image's working size (``--size`` or ``--scale``) must be at least ``MIN_WORKING_SIDE`` per side;
-    :meth:`problem` says which flag value would work for that image."""
+def size_rule(args):
+    """An image's working size (``--size`` or ``--scale``) must be at least 8 per side; the message says which
+    flag value would work for that image."""
 
-    def __init__(self, args):
-        self.args = args
-
-    def problem(self, size):
-        args, smallest = self.args, MIN_WORKING_SIDE
-        if min(size) < smallest:
-            return (f'{format_size(size)} (HxW) is smaller than the smallest working size {smallest}x{smallest}; '
-                    'LMAR only downscales')
-        work = working_size(size, args.size, args.scale, args.reference_size)
-        if min(work) >= smallest:
-            return None
-        # round(x) >= 8 exactly when x >= 7.5 (round half to even: round(7.5) = 8)
-        threshold = smallest - 0.5
+    def fix(size):
+        threshold = MIN_WORKING_SIDE - 0.5  # round(x) >= 8 exactly when x >= 7.5 (round half to even)
         if args.scale is not None:
-            fix = f'--scale {math.floor(min(size) / threshold * 100) / 100:g} or less'
-        else:
-            need = [max(given, min(ref, math.ceil(threshold * ref / side)))
-                    for given, ref, side in zip(args.size, args.reference_size, size)]
-            fix = f'--size {need[0]} {need[1]} or more'
-        return (f'{format_size(size)} (HxW) would be enhanced at {format_size(work)}, below the smallest working '
-                f'size {smallest}x{smallest}; use {fix}')
+            return f'--scale {math.floor(min(size) / threshold * 100) / 100:g} or less'
+        need = [max(given, min(ref, math.ceil(threshold * ref / side)))
+                for given, ref, side in zip(args.size, args.reference_size, size)]
+        return f'--size {need[0]} {need[1]} or more'
 
-    def notice(self, size):
-        return None
+    return WorkingSizeRule(lambda size: [working_size(size, args.size, args.scale, args.reference_size)], '', fix)
 
 
 def run(args):
@@ -127,7 +109,7 @@ def run(args):
                        bit_depth=args.bit_depth)
     with folder:
         suffix = args.suffix.replace('{', '{{').replace('}', '}}')
-        jobs = folder.plan({'enhanced': (args.output, '{stem}' + suffix + '.png')}, WorkingSizeRule(args))
+        jobs = folder.plan({'enhanced': (args.output, '{stem}' + suffix + '.png')}, size_rule(args))
         folder.prepare_outputs()
         for job in folder.progress(jobs, 'LMAR'):
             x = folder.read_tensor(job, device)

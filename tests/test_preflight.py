@@ -16,7 +16,7 @@ import yaml
 
 import basicsr_lmar  # noqa: F401  (registration)
 from basicsr_lmar import preflight
-from basicsr_lmar.data.size_rules import PENDING_NOTICES
+from basicsr_lmar.data.size_rules import NOTICES_KEY
 from basicsr_lmar.errors import UserError
 from basicsr_lmar.options import OptionError
 from tests.conftest import REPO_ROOT
@@ -155,8 +155,9 @@ def test_text_that_looks_like_a_number_is_text_where_basicsr_reads_text():
 def test_size_policy_crop_is_logged_and_refuse_names_the_image(tmp_path):
     opt = tiny('car')
     opt['datasets']['val'] = hr_val(tmp_path / 'val', [(16, 16), (21, 29)])
-    assert preflight.check_options(copy.deepcopy(opt), True)
-    notices = list(PENDING_NOTICES)
+    checked = preflight.check_options(copy.deepcopy(opt), True)
+    assert checked
+    notices = checked.notices
     assert notices == ['datasets.val (hr_val): 1 image(s) cropped at the bottom/right to multiples of 8 for CARModel '
                        'x4 (multiples of 8 and of the scale) (size_policy: crop; refuse stops instead): '
                        'img1_21x29.png 21x29 cropped to 16x24']
@@ -179,7 +180,7 @@ def test_lmar_images_smaller_than_the_working_sizes(tmp_path):
 def test_every_plugin_model_declares_its_image_sizes():
     from basicsr.utils.registry import MODEL_REGISTRY
     undeclared = {name for name in preflight.plugin_model_names()
-                  if MODEL_REGISTRY.get(name).image_size_rule.__qualname__.startswith('PluginModelMixin')}
+                  if MODEL_REGISTRY.get(name).image_size_rule.__qualname__.startswith('ModelOptionsMixin')}
     assert undeclared == {'UHDEnhancerModel'}  # enhancement takes any size (its archs pad)
 
 
@@ -279,19 +280,21 @@ def test_irn_pad_policy_scores_every_pixel_and_car_refuses_it(tmp_path, monkeypa
 
     opt = tiny('irn')
     opt['datasets']['val'] = hr_val(tmp_path / 'val', [(21, 29)], size_policy='pad')
-    assert preflight.check_options(copy.deepcopy(opt), False)
-    assert PENDING_NOTICES == ['datasets.val (hr_val): 1 image(s) padded at the bottom/right to multiples of 2 for '
+    checked = preflight.check_options(copy.deepcopy(opt), False)
+    assert checked
+    assert checked.notices == ['datasets.val (hr_val): 1 image(s) padded at the bottom/right to multiples of 2 for '
                                'IRNModel x2 (multiples of the scale), results cropped back (size_policy: pad): '
                                'img0_21x29.png 21x29 padded to 22x30']
     dataset = build_dataset(dict(opt['datasets']['val'], phase='val', scale=2))
     assert dataset[0]['gt'].shape == (3, 21, 29)
     opt.update(is_train=False, dist=False, rank=0, world_size=1)
     opt['path'] = {'visualization': str(tmp_path / 'visualization')}
+    opt[NOTICES_KEY] = checked.notices  # what the preflight's parse_options hands the model
     from basicsr_lmar.models import plugin_mixin
     logged = []
     monkeypatch.setattr(plugin_mixin, 'get_root_logger', lambda: type('Log', (), {'info': logged.append})())
     model = build_model(opt)  # the model logs the preflight's notices (the run's log exists by then)
-    assert logged[0].startswith('datasets.val (hr_val): 1 image(s) padded') and not PENDING_NOTICES
+    assert logged[0].startswith('datasets.val (hr_val): 1 image(s) padded') and logged.count(logged[0]) == 1
     model.feed_data({'gt': dataset[0]['gt'][None]})
     model.test()
     assert model.output.shape == (1, 3, 21, 29) and model.lq.shape == (1, 3, 11, 15)

@@ -47,6 +47,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from basicsr_lmar.archs.irn_arch import DenseSubnet  # the same subnet (Xavier x0.1, last conv zero) as IRN
+from basicsr_lmar.ops.latents import LatentDraws
 from basicsr_lmar.options import Option, configurable
 from basicsr_lmar.registry import RESCALER_REGISTRY
 
@@ -488,37 +489,16 @@ class HCFlowRescaler(nn.Module):
     - ``'random'``: a fresh draw each call (the authors' test); not deterministic.
     """
 
-    Z_POLICIES = ('seeded', 'random')
-
     def __init__(self, network_g, heat=0.0, z_policy='seeded', z_seed=0):
-        super().__init__()
-        if z_policy not in self.Z_POLICIES:
-            raise ValueError(f'HCFlowRescaler: z_policy {z_policy!r} is not one of {list(self.Z_POLICIES)}')
-        if heat < 0:
-            raise ValueError(f'HCFlowRescaler: heat must be >= 0, got {heat}')
-        self.net = network_g
-        self.scale = network_g.scale
-        self.heat = float(heat)
-        self.z_policy = z_policy
-        self.z_seed = z_seed
-        self._cache = {}
+        super().__init__()  # z_policy and heat are checked by the option schema (@configurable)
+        self.net, self.scale = network_g, network_g.scale
+        self.draw = LatentDraws(float(heat), z_policy, z_seed)
 
     def downscale(self, hr):
         return self.net.encode(hr)[0]
 
     def latents(self, lr):
-        shapes = self.net.latent_shapes(lr.shape)
-        if self.heat == 0:
-            return [lr.new_zeros(shape) for shape in shapes]
-        if self.z_policy == 'random':
-            return [self.heat * torch.randn(shape, dtype=lr.dtype, device=lr.device) for shape in shapes]
-        key = (tuple(lr.shape[1:]), lr.dtype, lr.device)
-        if key not in self._cache:
-            generator = torch.Generator().manual_seed(self.z_seed)
-            self._cache[key] = [(self.heat * torch.randn((1, ) + tuple(shape[1:]), generator=generator,
-                                                         dtype=torch.float64)).to(dtype=lr.dtype, device=lr.device)
-                                for shape in shapes]
-        return [z.expand(lr.shape[0], -1, -1, -1) for z in self._cache[key]]
+        return self.draw(self.net.latent_shapes(lr.shape), lr)
 
     def upscale(self, lr):
         return self.net.decode(lr, self.latents(lr))

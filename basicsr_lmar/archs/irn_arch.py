@@ -24,6 +24,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
+from basicsr_lmar.ops.latents import LATENT_POLICIES, LatentDraws
 from basicsr_lmar.options import Option, configurable
 from basicsr_lmar.registry import RESCALER_REGISTRY
 
@@ -172,7 +173,7 @@ class InvRescaleNet(nn.Module):
 
 @RESCALER_REGISTRY.register()
 @configurable(
-    z_policy=Option(choices=('seeded', 'zero', 'random'), doc='latent z used by upscale'),
+    z_policy=Option(choices=LATENT_POLICIES, doc='latent z used by upscale'),
     gaussian_scale=Option(min=0, doc='standard deviation of the sampled z'))
 class IRNRescaler(nn.Module):
     """Rescaler protocol for a trained :class:`InvRescaleNet`.
@@ -188,34 +189,16 @@ class IRNRescaler(nn.Module):
     - ``'random'``: a fresh draw on every call (the authors' test code); not deterministic.
     """
 
-    Z_POLICIES = ('seeded', 'zero', 'random')
-
     def __init__(self, network_g, z_policy='seeded', z_seed=0, gaussian_scale=1.0):
-        super().__init__()
-        if z_policy not in self.Z_POLICIES:
-            raise ValueError(f'IRNRescaler: z_policy {z_policy!r} is not one of {list(self.Z_POLICIES)}')
-        self.net = network_g
-        self.scale = network_g.scale
-        self.z_policy = z_policy
-        self.z_seed = z_seed
-        self.gaussian_scale = gaussian_scale
-        self._z_cache = {}
+        super().__init__()  # z_policy is checked by the option schema (@configurable)
+        self.net, self.scale = network_g, network_g.scale
+        self.draw = LatentDraws(gaussian_scale, z_policy, z_seed)
 
     def downscale(self, hr):
         return self.net.downscale(hr)[0]
 
     def latent(self, lr):
-        n, c, h, w = self.net.latent_shape(lr.shape)
-        if self.z_policy == 'zero':
-            return lr.new_zeros((n, c, h, w))
-        if self.z_policy == 'random':
-            return self.gaussian_scale * torch.randn((n, c, h, w), dtype=lr.dtype, device=lr.device)
-        key = (c, h, w, lr.dtype, lr.device)
-        if key not in self._z_cache:
-            generator = torch.Generator().manual_seed(self.z_seed)
-            z = torch.randn((1, c, h, w), generator=generator, dtype=torch.float64)
-            self._z_cache[key] = (self.gaussian_scale * z).to(dtype=lr.dtype, device=lr.device)
-        return self._z_cache[key].expand(n, -1, -1, -1)
+        return self.draw([self.net.latent_shape(lr.shape)], lr)[0]
 
     def upscale(self, lr):
         return self.net.upscale(lr, self.latent(lr))[:, :lr.shape[1]]

@@ -29,6 +29,8 @@ from collections import OrderedDict
 
 import torch
 
+from basicsr_lmar.checkpoints.irn import unwrap_checkpoint
+
 _LAYER = re.compile(r'^flow\.layers\.(\d+)\.(.+)$')
 _COND = re.compile(r'^flow\.level(\d+)_condFlow\.(.+)$')
 _RRDB = re.compile(r'^RRDB_trunk([01])\.(\d+)\.RDB([123])\.conv([1-5])\.(weight|bias)$')
@@ -58,14 +60,6 @@ def haar_filters(channels, dtype=torch.float32):
     return filters.repeat(channels, 1, 1, 1)
 
 
-def _unwrap(checkpoint):
-    if isinstance(checkpoint, dict) and not any(torch.is_tensor(v) for v in checkpoint.values()):
-        for key in ('params', 'state_dict', 'model', 'netG'):
-            if key in checkpoint:
-                return checkpoint[key]
-    return checkpoint
-
-
 def _fail(key, why):
     raise KeyError(f'convert_official_hcflow: {why} ({key!r}); expected the keys of the authors\' '
                    'HCFlowNet_Rescaling (flow.layers.N..., flow.levelL_condFlow...). Is this an HCFlow rescaling '
@@ -75,7 +69,7 @@ def _fail(key, why):
 def convert_official_hcflow_state_dict(checkpoint):
     """Returns ``(state_dict, network_options)`` for :class:`HCFlowNet` from the authors' checkpoint."""
     source = OrderedDict(
-        (k[len('module.'):] if k.startswith('module.') else k, v) for k, v in _unwrap(checkpoint).items())
+        (k[len('module.'):] if k.startswith('module.') else k, v) for k, v in unwrap_checkpoint(checkpoint).items())
     layers, conds = {}, {}
     for key, tensor in source.items():
         match = _LAYER.match(key)

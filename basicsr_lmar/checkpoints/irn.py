@@ -29,9 +29,11 @@ def haar_filters(channels, dtype=torch.float32):
     return filters.repeat(channels, 1, 1, 1)
 
 
-def _unwrap(checkpoint):
+def unwrap_checkpoint(checkpoint):
+    """The state dict inside a training checkpoint of the authors' code (``params``, ``state_dict``, ``model``,
+    ``netG``), or the checkpoint itself."""
     if isinstance(checkpoint, dict) and not any(torch.is_tensor(v) for v in checkpoint.values()):
-        for key in ('params', 'state_dict', 'model'):
+        for key in ('params', 'state_dict', 'model', 'netG'):
             if key in checkpoint:
                 return checkpoint[key]
     return checkpoint
@@ -43,7 +45,7 @@ def convert_official_irn_state_dict(checkpoint):
     ``network_options`` holds ``in_channels``, ``scale``, ``block_num`` and ``growth`` inferred from the
     tensors, ready for the ``network_g`` YAML section.
     """
-    source = _unwrap(checkpoint)
+    source = unwrap_checkpoint(checkpoint)
     converted = OrderedDict()
     haar_steps, block_steps = {}, set()
     for key, tensor in source.items():

@@ -4,7 +4,8 @@
     add_folder_arguments(parser, 'folder of HR images', 'folder for the LR PNGs')   # -i/-o, --skip-bad, ...
     run = FolderRun('car_rescale', args.input, skip_bad=args.skip_bad, overwrite=args.overwrite,
                     bit_depth=args.bit_depth)
-    jobs = run.plan({'lr': (args.output, '{stem}.png')}, size_rule=MultipleSizeRule(8, 'crop', 'CAR x4'))
+    rule = SizeRule(8, 'CAR x4', policy=args.size_policy, flag='--size-policy')   # basicsr_lmar.data.size_rules
+    jobs = run.plan({'lr': (args.output, '{stem}.png')}, size_rule=rule)
     run.prepare_outputs()                       # created and probed for writing; nothing computed yet
     for job in run.progress(jobs):
         rgb = run.read(job)                     # None when --skip-bad skipped it
@@ -16,8 +17,8 @@ What the layer guarantees, before the first image is computed (:meth:`FolderRun.
 :meth:`FolderRun.prepare_outputs`):
 
 - the input folder exists and holds images (one line otherwise); every image's header is read and its
-  size checked against the tool's :class:`MultipleSizeRule` (or any object with ``problem(size)`` and
-  ``notice(size)``); unreadable or unusable images stop the run, all named in one message, or with
+  size checked against the tool's :class:`~basicsr_lmar.data.size_rules.SizeRule` (or any object with
+  ``problem(size)`` and ``notice(size)``); unreadable or unusable images stop the run, all named in one message, or with
   ``--skip-bad`` are listed and left out;
 - two inputs that would write the same output, an output that would overwrite an input, and an output
   folder that is the input folder are refused;
@@ -31,7 +32,6 @@ and a file that passed the header check but does not decode is named (or skipped
 If the run ends with an error, output folders it created and left empty are removed.
 """
 import errno
-import math
 import os
 import os.path as osp
 import sys
@@ -41,15 +41,10 @@ from dataclasses import dataclass, field
 
 from basicsr_lmar.data.image_files import (OUTPUT_BIT_DEPTHS, ImageFileError, ImageFileWarning, list_images,
                                            probe_image_size, read_image_file, write_image_file)
+from basicsr_lmar.data.size_rules import SIZE_POLICIES, format_size
 from basicsr_lmar.errors import UserError
 
-SIZE_POLICIES = ('refuse', 'crop', 'pad')
 LISTED = 8  # names shown in one message before "... and N more"
-
-
-def format_size(size):
-    """``(h, w)`` as ``'HxW'``, the order of the tools' ``--size H W`` flags."""
-    return f'{size[0]}x{size[1]}'
 
 
 def listing(lines, limit=LISTED):
@@ -86,71 +81,6 @@ def add_size_policy_argument(parser, requirement, default='crop'):
                         help=f'an image whose height or width is not a multiple of {requirement}: refuse it, crop '
                         'it at the bottom/right, or pad it there (reflection) and crop the outputs back to its size; '
                         f'each crop or pad is listed before computing (default: {default})')
-
-
-class MultipleSizeRule:
-    """Heights and widths must be multiples of ``multiple`` and at least ``minimum`` (default: one multiple).
-
-    ``policy`` says what happens to other sizes: ``refuse`` them (naming the file and size), ``crop`` the
-    bottom/right to the multiple, or ``pad`` the bottom/right (reflection; replication for tiny images)
-    and crop the outputs back with :meth:`restore`. ``requirement`` says who needs it, in words, for
-    the messages (``'CARResamplerNet x4'``).
-    """
-
-    def __init__(self, multiple, policy, requirement, minimum=None):
-        if policy not in SIZE_POLICIES:
-            raise ValueError(f'size policy {policy!r} is not one of {SIZE_POLICIES}')
-        self.multiple = multiple
-        self.minimum = minimum if minimum is not None else multiple
-        self.policy = policy
-        self.requirement = requirement
-
-    def fitted(self, size):
-        if self.policy == 'pad':
-            return tuple(max(math.ceil(s / self.multiple) * self.multiple, self.minimum) for s in size)
-        if self.policy == 'crop':
-            return tuple(s - s % self.multiple for s in size)
-        return tuple(size)
-
-    def problem(self, size):
-        """Why an image of ``size`` = (h, w) cannot be processed, or None."""
-        if min(size) < self.minimum:
-            return (f'{format_size(size)} (HxW) is smaller than the minimum {self.minimum}x{self.minimum} of '
-                    f'{self.requirement}')
-        if self.policy == 'refuse' and any(s % self.multiple for s in size):
-            nearest = format_size(tuple(s - s % self.multiple for s in size))
-            return (f'{format_size(size)} (HxW) is not a multiple of {self.multiple}, which {self.requirement} '
-                    f'needs; crop it (to {nearest}) or pad it, or pass --size-policy crop or pad')
-        return None
-
-    def notice(self, size):
-        """How an image of ``size`` is changed before the network sees it (None when it is not)."""
-        fitted = self.fitted(size)
-        if fitted == tuple(size):
-            return None
-        if self.policy == 'crop':
-            return f'{format_size(size)} cropped to {format_size(fitted)}'
-        return f'{format_size(size)} padded to {format_size(fitted)}, outputs cropped back'
-
-    def fit(self, x):
-        """``x`` (N, C, H, W) at the size the network accepts."""
-        from basicsr_lmar.ops.geometry import crop_to_multiple
-        from basicsr_lmar.ops.padding import pad_to_multiple
-
-        if self.policy == 'pad':
-            return pad_to_multiple(x, self.multiple, self.minimum)[0]
-        if self.policy == 'crop':
-            return crop_to_multiple(x, self.multiple)
-        return x  # refuse: problem() let only multiples through
-
-    def restore(self, y, size):
-        """An output on the grid of the input cropped back to the input's ``size`` (``pad`` policy)."""
-        return y[..., :size[0], :size[1]] if self.policy == 'pad' else y
-
-    def describe(self):
-        verb = {'refuse': 'refused as not', 'crop': 'cropped at the bottom/right to',
-                'pad': 'padded at the bottom/right to'}[self.policy]
-        return f'{verb} multiples of {self.multiple} for {self.requirement} (--size-policy {self.policy})'
 
 
 @dataclass
@@ -384,22 +314,20 @@ def prepare_output_folder(folder, flag='-o/--output'):
             raise UserError(f'{flag} {folder} is a file, not a folder; choose a folder for the outputs')
         raise UserError(f'{flag} {folder}: cannot create it, {ancestor} is a file, not a folder')
     created = []
-    for path in reversed(missing):
-        try:
-            os.mkdir(path)
-        except FileExistsError:
-            continue
-        except OSError as error:
-            for made in reversed(created):
-                os.rmdir(made)
-            raise UserError(f'{flag} {folder}: cannot write to {osp.dirname(path) or "."}: {_reason(error)}') from None
-        created.append(path)
     try:
+        for path in reversed(missing):
+            failed = f'{flag} {folder}: cannot write to {osp.dirname(path) or "."}'
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                continue
+            created.append(path)
+        failed = f'{flag}: cannot write to {folder}'
         handle, probe = tempfile.mkstemp(prefix='.write-probe-', dir=folder)
     except OSError as error:
         for made in reversed(created):
             os.rmdir(made)
-        raise UserError(f'{flag}: cannot write to {folder}: {_reason(error)}') from None
+        raise UserError(f'{failed}: {_reason(error)}') from None
     os.close(handle)
     os.remove(probe)
     return created

@@ -1,29 +1,10 @@
-"""What a tool reads besides its images: the option file, the checkpoints and the device, each checked
-with an error that names the flag or option key at fault (:class:`~basicsr_lmar.errors.UserError`)."""
-import os.path as osp
-
+"""What a tool reads besides its images and its option file (:func:`basicsr_lmar.options.read_option_file`):
+the checkpoints and the device, each checked with an error that names the flag or option key at fault
+(:class:`~basicsr_lmar.errors.UserError`)."""
 import torch
-import yaml
 
 from basicsr_lmar.checkpoints.state_dicts import load_network_weights
 from basicsr_lmar.errors import UserError
-
-
-def read_option_file(path, flag='-opt'):
-    """The mapping in a YAML option file (basicsr's ordered loader); a missing, unparsable or non-mapping
-    file is a :class:`UserError` naming ``flag`` and the file."""
-    from basicsr.utils.options import ordered_yaml
-
-    if not osp.isfile(path):
-        raise UserError(f'{flag} {path}: no such option file')
-    with open(path) as handle:
-        try:
-            opt = yaml.load(handle, Loader=ordered_yaml()[0])
-        except yaml.YAMLError as error:
-            raise UserError(f'{flag} {path} is not valid YAML: {error}') from None
-    if not isinstance(opt, dict):
-        raise UserError(f'{flag} {path} holds {type(opt).__name__}, not a mapping of option sections')
-    return opt
 
 
 def load_weights(net, path, where, param_key='params'):
@@ -36,8 +17,6 @@ def load_weights(net, path, where, param_key='params'):
     """
     if not path:
         raise UserError(f'{where}: no checkpoint given; set the option or pass the flag')
-    if not osp.isfile(path):
-        raise UserError(f'{where}: checkpoint {path} does not exist')
     load_network_weights(net, path, strict=True, param_key=param_key, where=where)
     return net
 

@@ -26,7 +26,7 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from basicsr_lmar.data.dataset_options import dataset_schema, section_of
 from basicsr_lmar.data.image_io import (META_INFO, describe_images, folder_paths, image_sizes, lmdb_index,
                                         make_file_client, meta_info_names, read_image)
-from basicsr_lmar.data.size_rules import SIZE_POLICIES
+from basicsr_lmar.data.size_rules import SIZE_POLICY_OPTION
 from basicsr_lmar.options import Option, OptionError
 
 SCHEMA = dataset_schema('HROnlyDataset', {
@@ -37,9 +37,7 @@ SCHEMA = dataset_schema('HROnlyDataset', {
     'use_hflip': Option(True),
     'use_rot': Option(True),
     'scale': Option(1, type=int, min=1),
-    'size_policy': Option('crop', choices=SIZE_POLICIES,
-                          doc="an image that is not a multiple of the model's size: crop (logged), refuse, or pad "
-                          '(IRN: the model pads it and crops its result back)'),
+    'size_policy': SIZE_POLICY_OPTION,
 })
 
 

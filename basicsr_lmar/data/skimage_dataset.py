@@ -20,7 +20,7 @@ from torch.utils import data
 
 from basicsr.utils.registry import DATASET_REGISTRY
 from basicsr_lmar.data.dataset_options import dataset_schema, section_of
-from basicsr_lmar.data.size_rules import SIZE_POLICIES
+from basicsr_lmar.data.size_rules import SIZE_POLICY_OPTION
 from basicsr_lmar.data.skimage_photos import SPLITS, load_photo, photo_names
 from basicsr_lmar.ops.resize import resize
 from basicsr_lmar.options import Option, OptionError
@@ -40,9 +40,7 @@ SCHEMA = dataset_schema('SkimagePhotoDataset', {
     'gain': Option([0.4, 0.7], type=(list, tuple), length=2, min=0.0, max=1.0, doc='low-light gain range'),
     'noise_sigma': Option(0.01, min=0.0, doc='low-light Gaussian noise std in [0, 1] units'),
     'seed': Option(0, type=int, min=0),
-    'size_policy': Option('crop', choices=SIZE_POLICIES,
-                          doc="a photo that is not a multiple of the model's size: crop (logged), refuse, or pad "
-                          '(IRN: the model pads it and crops its result back)'),
+    'size_policy': SIZE_POLICY_OPTION,
 })
 
 

@@ -37,7 +37,7 @@ from PIL import Image
 from basicsr_lmar.data.dataset_options import dataset_schema, section_of
 from basicsr_lmar.data.image_io import (META_INFO, DataError, describe_images, folder_paths, image_sizes, lmdb_keys,
                                         make_file_client, meta_info_names, read_image)
-from basicsr_lmar.data.size_rules import SIZE_POLICIES
+from basicsr_lmar.data.size_rules import SIZE_POLICY_OPTION
 from basicsr_lmar.options import Option, OptionError
 
 TRAIN_TRANSFORMS = ('resize', 'crop', 'none')
@@ -57,9 +57,7 @@ OPTION_SCHEMA = dataset_schema(
         'gt_size': Option(None, type=int, min=1, doc='basicsr name of train_size for crops (square)'),
         'use_hflip': Option(False, doc='random horizontal flips'),
         'use_rot': Option(False, doc='random 90-degree rotations and vertical flips'),
-        'size_policy': Option('crop', choices=SIZE_POLICIES,
-                              doc="an image that is not a multiple of the model's size: crop (logged), refuse, or pad "
-                              '(IRN: the model pads it and crops its result back)'),
+        'size_policy': SIZE_POLICY_OPTION,
     })
 
 

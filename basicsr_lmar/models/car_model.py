@@ -2,47 +2,31 @@
 
 Per iteration, on HR crops only: ``maps = network_g(hr)`` (:class:`CARResamplerNet`), ``lr =
 clamp(adaptive_resample(hr, maps), 0, 1)``, 8-bit quantisation (soft rounding in training, hard rounding
-at test), ``sr = network_sr(lr)``; loss ``L1(sr, hr) + lambda * L_offset + gamma_tv * L_TV``; one Adam
-updates both networks. With ``network_sr: ~`` and ``upscaler: bicubic`` the upscaler is a fixed
-differentiable bicubic (:class:`BicubicUpscaler`) and only the resampler learns.
+at test), ``sr = network_sr(lr)``; loss ``L1(sr, hr) + lambda * L_offset + gamma_tv * L_TV``, the L1
+without ``train.loss_crop_border`` pixels at each border (0: none). ``train.optim_g`` (Adam) updates both
+networks, or, with ``train.optim_sr``, the resampler alone and ``optim_sr`` the SR network (a learning
+rate of its own; the scheduler steps both). With ``network_sr: ~`` and ``upscaler: bicubic`` the upscaler
+is a fixed differentiable bicubic (:class:`BicubicUpscaler`) and only the resampler learns.
 
 Validation is basicsr's (SRModel): each HR image is cropped to a multiple of 8 and of the scale at the
 top-left, the SR result is saved and scored with the configured basicsr metrics (the options use
 PSNR/SSIM on Y with ``crop_border = scale``, as the paper); with ``save_img`` the 8-bit LR PNG is saved
 beside it (``*_lr.png``).
 """
-from collections import OrderedDict
-
 import torch
-from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
-from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
 
 from basicsr_lmar.archs.car_arch import SIZE_MULTIPLE, BicubicUpscaler, CARResamplerNet
-from basicsr_lmar.data.size_rules import ImageSizeRule, lcm
-from basicsr_lmar.models.plugin_mixin import Network, PluginModelMixin, train_schema, val_schema
+from basicsr_lmar.data.size_rules import SizeRule, lcm
+from basicsr_lmar.models.model_options import LOSS_CROP_BORDER, Network, declared_scale, optimizer, scheduler
+from basicsr_lmar.models.plugin_mixin import PluginModelMixin
 from basicsr_lmar.ops.geometry import crop_to_multiple
 from basicsr_lmar.options import Option, OptionError, OptionSchema
 
 ROUNDING_MODES = ('soft', 'ste', 'none')
 
-TRAIN_SCHEMA = train_schema('CARModel', {
-    'optim_g': Option({'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.999], 'eps': 1e-6}, type=dict,
-                      doc='one Adam over both networks'),
-    'scheduler': Option({'type': 'MultiStepLR', 'milestones': [], 'gamma': 0.5}, type=dict),
-    'pixel_opt': Option({'type': 'L1Loss', 'loss_weight': 1.0}, type=dict, registry=LOSS_REGISTRY),
-    'offset_opt': Option(None, type=dict, registry=LOSS_REGISTRY, doc='CAROffsetLoss section (lambda = loss_weight)'),
-    'tv_opt': Option(None, type=dict, registry=LOSS_REGISTRY, doc='PartialTVLoss section (gamma_tv = loss_weight)'),
-    'lr_rounding': Option('soft', choices=ROUNDING_MODES,
-                          doc='8-bit quantisation of the LR in training: soft | ste (straight-through) | none'),
-    'soft_round_alpha': Option(1.0, min=0.0, max=1.0, exclusive_min=True,
-                               doc='soft rounding x - a sin(2 pi x)/(2 pi) on the 8-bit grid; 1 = flat at integers'),
-    'ema_decay': Option(0, min=0, max=0, doc='EMA is not supported by CARModel'),
-})
-
-VAL_SCHEMA = val_schema('CARModel', {})
-
+#: the top-level key CARModel reads besides its sections
 MODEL_SCHEMA = OptionSchema('CARModel', {
     'upscaler': Option(None, choices=('bicubic', ), nullable=True, doc='fixed upscaler when network_sr is ~'),
 })
@@ -57,7 +41,21 @@ class CARModel(PluginModelMixin, SRModel):
         'network_sr': Network('the SR network trained with it, e.g. {type: EDSR, upscale: 4} (or `network_sr: ~` '
                               'with `upscaler: bicubic`)', required=False),
     }
-    option_schemas = {'train': TRAIN_SCHEMA, 'val': VAL_SCHEMA}
+    declared_options = {'train': {
+        'optim_g': optimizer({'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.999], 'eps': 1e-6},
+                             doc='optimizer of network_g, and of network_sr unless optim_sr is set'),
+        'optim_sr': optimizer(None, doc='optimizer of network_sr (its own learning rate); ~: optim_g updates both'),
+        'scheduler': scheduler({'type': 'MultiStepLR', 'milestones': [], 'gamma': 0.5}),
+        'pixel_opt': Option({'type': 'L1Loss', 'loss_weight': 1.0}, type=dict, registry=LOSS_REGISTRY),
+        'offset_opt': Option(None, type=dict, registry=LOSS_REGISTRY, doc='CAROffsetLoss (lambda = loss_weight)'),
+        'tv_opt': Option(None, type=dict, registry=LOSS_REGISTRY, doc='PartialTVLoss section (gamma_tv = loss_weight)'),
+        'loss_crop_border': LOSS_CROP_BORDER,
+        'lr_rounding': Option('soft', choices=ROUNDING_MODES,
+                              doc='8-bit quantisation of the LR in training: soft | ste (straight-through) | none'),
+        'soft_round_alpha': Option(1.0, min=0.0, max=1.0, exclusive_min=True,
+                                   doc='soft rounding x - a sin(2 pi x)/(2 pi) on the 8-bit grid; 1: flat at integers'),
+        'ema_decay': Option(0, min=0, max=0, doc='EMA is not supported by CARModel'),
+    }}
 
     @classmethod
     def validate_options(cls, opt):
@@ -66,9 +64,6 @@ class CARModel(PluginModelMixin, SRModel):
         if not issubclass(ARCH_REGISTRY.get(options.network_g.type), CARResamplerNet):
             raise OptionError(f'[network_g] type must be CARResamplerNet (or a subclass); got '
                               f'{options.network_g.type!r}.')
-        if options.network_g.scale != opt.get('scale'):
-            raise OptionError(f'[network_g] scale {options.network_g.scale} differs from the top-level scale '
-                              f'{opt.get("scale")}; set both to the same factor.')
         if opt.get('network_sr'):
             if opt.get('upscaler'):
                 raise OptionError('[upscaler] is only used with `network_sr: ~`; remove one of the two.')
@@ -79,17 +74,20 @@ class CARModel(PluginModelMixin, SRModel):
         for key, expected in (('offset_opt', 'CAROffsetLoss'), ('tv_opt', 'PartialTVLoss')):
             if train is not None and train[key] is not None and train[key].type != expected:
                 raise OptionError(f'[train.{key}] type must be {expected}; got {train[key].type!r}.')
+        if train is not None and train.optim_sr is not None and not opt.get('network_sr'):
+            raise OptionError('[train] optim_sr is set but network_sr is ~: the fixed bicubic upscaler has no '
+                              'parameters; remove optim_sr.')
         return options
 
     @classmethod
     def image_size_rule(cls, opt):
-        scale = opt.get('scale') or 4
-        multiple = lcm(SIZE_MULTIPLE, scale)
-        return ImageSizeRule(multiple, multiple, f'CARModel x{scale} (multiples of {SIZE_MULTIPLE} and of the scale)')
+        scale = declared_scale(opt)
+        return SizeRule(lcm(SIZE_MULTIPLE, scale), f'CARModel x{scale} (multiples of {SIZE_MULTIPLE} and of the scale)',
+                        can_pad=False)
 
     def build_networks(self):
-        self.scale = self.opt['scale']
         self.net_g = self.build_trainable_network('network_g')
+        self.scale = self.get_bare_model(self.net_g).scale
         self.sr_trainable = bool(self.opt.get('network_sr'))
         if self.sr_trainable:
             self.net_sr = self.build_trainable_network('network_sr')
@@ -97,24 +95,12 @@ class CARModel(PluginModelMixin, SRModel):
             self.net_sr = BicubicUpscaler(scale=self.scale).to(self.device)
 
     # ------------------------------------------------------------------ training
-    def init_training_settings(self):
-        self.net_g.train()
-        self.net_sr.train(self.sr_trainable)
-        train = self.options.train
-        self.cri_pix = build_loss(dict(train.pixel_opt)).to(self.device)
-        self.cri_offset = build_loss(dict(train.offset_opt)).to(self.device) if train.offset_opt else None
-        self.cri_tv = build_loss(dict(train.tv_opt)).to(self.device) if train.tv_opt else None
-        self.setup_optimizers()
-        self.setup_schedulers()
-
-    def setup_optimizers(self):
-        # one optimizer over both networks (SRModel's covers net_g only)
-        optim_opt = dict(self.options.train.optim_g)
-        params = [p for p in self.net_g.parameters() if p.requires_grad]
+    def optimizer_networks(self):
+        # optim_g updates both networks unless optim_sr gives network_sr its own
+        networks = {'g': [self.net_g]}
         if self.sr_trainable:
-            params += [p for p in self.net_sr.parameters() if p.requires_grad]
-        self.optimizer_g = self.get_optimizer(optim_opt.pop('type'), params, **optim_opt)
-        self.optimizers.append(self.optimizer_g)
+            networks.setdefault('sr' if self.options.train.optim_sr is not None else 'g', []).append(self.net_sr)
+        return networks
 
     def feed_data(self, data):
         # HR only (training crops are multiples already; validation images are cropped top-left)
@@ -138,20 +124,15 @@ class CARModel(PluginModelMixin, SRModel):
                              f'{tuple(hr_shape)}: set its upscale factor to the top-level scale {self.scale}.')
         return sr
 
-    def optimize_parameters(self, current_iter):
+    def training_losses(self, current_iter):
         self.lq, (kernels, offsets_h, offsets_v) = self.downscale(self.gt, self.options.train.lr_rounding)
         self.output = self.upscale(self.lq, self.gt.shape)
-        loss_dict = OrderedDict()
-        l_total = loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
+        losses = self.pixel_losses(self.output, self.gt)
         if self.cri_offset is not None:
-            loss_dict['l_offset'] = self.cri_offset(offsets_h, offsets_v)
-            l_total = l_total + loss_dict['l_offset']
+            losses['l_offset'] = self.cri_offset(offsets_h, offsets_v)
         if self.cri_tv is not None:
-            loss_dict['l_tv'] = self.cri_tv(kernels, offsets_h, offsets_v)
-            l_total = l_total + loss_dict['l_tv']
-        loss_dict['l_total'] = l_total
-        self.guarded_step(l_total, self.optimizer_g)
-        self.log_losses({key: value.detach() for key, value in loss_dict.items()})
+            losses['l_tv'] = self.cri_tv(kernels, offsets_h, offsets_v)
+        return losses
 
     # ------------------------------------------------------------------ test / validation
     def _eval_mode(self, compute):
@@ -173,13 +154,6 @@ class CARModel(PluginModelMixin, SRModel):
     def test_lr(self):
         """The 8-bit LR of ``self.gt`` (hard rounding), what a user stores."""
         return self._eval_mode(lambda: self.downscale(self.gt, 'round')[0])
-
-    @master_only
-    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        # basicsr's loop writes the SR result; the 8-bit LR, CAR's product, is written beside it
-        super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
-        if save_img:
-            self.save_lr_images(dataloader, current_iter)
 
     def save(self, epoch, current_iter):
         if self.sr_trainable:

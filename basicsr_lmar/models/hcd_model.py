@@ -26,26 +26,28 @@ they are cropped to a multiple of the scale (bottom/right), like ``GTmod`` folde
 import inspect
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from os import path as osp
 
 import torch
 from basicsr.metrics import calculate_metric
+from basicsr.models.base_model import BaseModel
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from tqdm import tqdm
 
-from basicsr_lmar.data.size_rules import ImageSizeRule, lcm
-from basicsr_lmar.models.plugin_mixin import PluginModelMixin, val_schema
+from basicsr_lmar.data.size_rules import SizeRule, lcm
+from basicsr_lmar.models.model_options import check_scale, declared_scale
+from basicsr_lmar.models.plugin_mixin import PluginModelMixin
 from basicsr_lmar.ops.collaborative_downscaling import NORMS, check_stop_options, collaborative_downscale
 from basicsr_lmar.ops.geometry import crop_to_multiple
 from basicsr_lmar.ops.rounding import quantize
-from basicsr_lmar.options import Option, OptionError, OptionSchema, closest_first
+from basicsr_lmar.options import Option, OptionError, to_plain, validate_registered
 from basicsr_lmar.registry import RESCALER_REGISTRY
 
-HCD_SCHEMA = OptionSchema(
-    'HCDModel', {
+HCD_OPTIONS = {
         'steps_hr': Option(15, type=int, min=0, doc='N_y, gradient steps on the HR image'),
         'steps_lr': Option(15, type=int, min=0, doc='N_x, gradient steps on the LR image'),
         'epsilon': Option(0.3, min=0, doc='radius of the per-image perturbation ball'),
@@ -68,11 +70,9 @@ HCD_SCHEMA = OptionSchema(
                                 doc='window (steps) of the stopping rule; ~ for the recommended one'),
         'stop_min_steps': Option(None, type=int, min=0, nullable=True,
                                  doc='steps every image takes before the stopping rule may stop it; ~ for none'),
-    })
+}
 
 STOP_KEYS = ('stop_tolerance', 'stop_gain_fraction', 'stop_patience', 'stop_min_steps')
-
-VAL_SCHEMA = val_schema('HCDModel', {})
 
 
 def _higher_is_better(metric_opt):
@@ -80,11 +80,12 @@ def _higher_is_better(metric_opt):
 
 
 @MODEL_REGISTRY.register()
-class HCDModel(PluginModelMixin, SRModel):
-    """Test-time collaborative downscaling around any registered rescaler adapter."""
+class HCDModel(PluginModelMixin, BaseModel):
+    """Test-time collaborative downscaling around any registered rescaler adapter (never trains, so basicsr's
+    BaseModel: nothing of SRModel's training or its one-result validation applies)."""
 
     network_sections = None  # the rescaler adapter's constructor says which (validate_options)
-    option_schemas = {'hcd': HCD_SCHEMA, 'val': VAL_SCHEMA}
+    declared_options = {'hcd': HCD_OPTIONS}
 
     @classmethod
     def validate_options(cls, opt):
@@ -96,14 +97,13 @@ class HCDModel(PluginModelMixin, SRModel):
             check_stop_options(**{key: options.hcd[key] for key in STOP_KEYS})
         except ValueError as error:
             raise OptionError(f'[hcd] {error}') from None
-        rescaler_cls, _ = cls._rescaler_class(opt)
+        rescaler_cls, networks, _ = cls._rescaler(opt)
         params = inspect.signature(rescaler_cls.__init__).parameters
-        wanted = [key for key in params if key.startswith('network_')]
         for key in sorted(k for k in opt if k.startswith('network_') and opt[k] is not None):
-            if key not in wanted:
+            if key not in networks:
                 raise OptionError(f'[{key}] is not used by rescaler {rescaler_cls.__name__}, which takes '
-                                  f'{wanted or "no networks"}; remove the section or pick another adapter.')
-        missing = [key for key in wanted if opt.get(key) is None and params[key].default is inspect.Parameter.empty]
+                                  f'{networks or "no networks"}; remove the section or pick another adapter.')
+        missing = [key for key in networks if opt.get(key) is None and params[key].default is inspect.Parameter.empty]
         if missing:
             raise OptionError(f'[{missing[0]}] rescaler {rescaler_cls.__name__} needs a network section '
                               f'{missing[0]!r}.')
@@ -112,41 +112,31 @@ class HCDModel(PluginModelMixin, SRModel):
     @classmethod
     def image_size_rule(cls, opt):
         from basicsr_lmar.archs.car_arch import SIZE_MULTIPLE, CARRescaler
-        rescaler_cls, _ = cls._rescaler_class(opt)
-        scale = opt.get('scale') or (opt.get('network_g') or {}).get('scale') or 4
+        rescaler_cls = RESCALER_REGISTRY.get(opt['rescaler']['type'])
+        scale = declared_scale(opt)
         multiple = lcm(SIZE_MULTIPLE, scale) if issubclass(rescaler_cls, CARRescaler) else scale
-        return ImageSizeRule(multiple, multiple, f'HCDModel x{scale} with {rescaler_cls.__name__} (multiples of '
-                             f'{multiple})')
+        return SizeRule(multiple, f'HCDModel x{scale} with {rescaler_cls.__name__} (multiples of {multiple})',
+                        can_pad=False)
 
     @staticmethod
-    def _rescaler_class(opt):
-        """The adapter class named by ``rescaler.type`` and its options (validated against its schema)."""
+    def _rescaler(opt):
+        """The adapter class named by ``rescaler.type``, the names of its networks (the model's ``network_*``
+        sections) and its other options, validated against its schema."""
         section = opt.get('rescaler')
-        if not isinstance(section, dict) or 'type' not in section:
-            known = ', '.join(sorted(key for key, _ in RESCALER_REGISTRY))
-            raise OptionError('[rescaler] needs a mapping with a `type` naming a rescaler adapter, e.g. '
-                              f'{{type: IRNRescaler}}; registered: {known}.')
-        name = section['type']
-        if name not in RESCALER_REGISTRY:
-            known = [key for key, _ in RESCALER_REGISTRY]
-            raise OptionError(f'[rescaler] type {name!r} is not a registered rescaler adapter. '
-                              f'Closest: {", ".join(closest_first(name, known)[:5])}.')
-        cls = RESCALER_REGISTRY.get(name)
-        options = {key: value for key, value in section.items() if key != 'type'}
-        schema = getattr(cls, 'option_schema', None)
-        if schema is not None:
-            stray = [key for key in options if key.startswith('network_')]
-            if stray:
-                raise OptionError(f'[rescaler] {stray[0]!r} is a network; give it as a top-level YAML section.')
-            schema.check_keys(options, 'rescaler')
-            for key, value in options.items():
-                schema.check_value(key, value, 'rescaler')
-        return cls, options
+        rescaler_cls = RESCALER_REGISTRY.get(section['type']) if isinstance(section, Mapping) and \
+            section.get('type') in RESCALER_REGISTRY else None
+        networks = [key for key in inspect.signature(rescaler_cls.__init__).parameters
+                    if key.startswith('network_')] if rescaler_cls else []
+        stray = [key for key in (section or {}) if isinstance(key, str) and key.startswith('network_')]
+        if stray:
+            raise OptionError(f'[rescaler] {stray[0]!r} is a network; give it as a top-level YAML section.')
+        options = validate_registered(section, 'rescaler', RESCALER_REGISTRY, supplied=networks)
+        return rescaler_cls, networks, to_plain(options)
 
     # ------------------------------------------------------------------ building
     def build_networks(self):
         """The frozen networks of the rescaler adapter (``network_*`` sections, as ``net_*``) and the adapter."""
-        cls, options = self._rescaler_class(self.opt)
+        cls, _, options = self._rescaler(self.opt)
         networks = {}
         for key in sorted(k for k in self.opt if k.startswith('network_') and self.opt[k] is not None):
             net = self.build_frozen_network(key, required=False)
@@ -160,9 +150,7 @@ class HCDModel(PluginModelMixin, SRModel):
             rescaler = rescaler.to(self.device).eval()
         self.rescaler = rescaler
         self.scale = rescaler.scale
-        if self.opt.get('scale') is not None and self.opt['scale'] != self.scale:
-            raise OptionError(f"[scale] is {self.opt['scale']} but the rescaler has scale {self.scale}; "
-                              'make them equal.')
+        check_scale(self.opt, self.scale, 'rescaler')
         hcd = self.options.hcd
         main = (hcd.steps_hr, hcd.steps_lr)
         listed = [(n, n) for n in (hcd.steps_list or [])]
@@ -213,7 +201,7 @@ class HCDModel(PluginModelMixin, SRModel):
         # its own loop: basicsr's scores one result per image; HCD scores the base rescaler and every
         # (N_y, N_x) setting, their gains and latency, per image of the batch
         dataset_name = dataloader.dataset.opt['name']
-        metrics = dict(self.options.val.metrics or {})
+        metrics = to_plain(self.options.val.metrics or {})
         sums = OrderedDict()
         self.per_image = []
         pbar = tqdm(total=len(dataloader), unit='image') if self.options.val.pbar else None
@@ -257,7 +245,7 @@ class HCDModel(PluginModelMixin, SRModel):
             pbar.close()
         self.metric_results = OrderedDict((key, value / max(count, 1)) for key, value in sums.items())
         logger.info(f'HCD on {dataset_name}: means over images; gains are HCD - base')
-        self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+        SRModel._log_validation_metric_values(self, current_iter, dataset_name, tb_logger)  # basicsr's log
 
     def _names(self, data, idx):
         for key in ('gt_path', 'lq_path'):
@@ -272,6 +260,3 @@ class HCDModel(PluginModelMixin, SRModel):
         suffix = self.options.val.suffix or self.opt['name']
         imwrite(tensor2img([lq]), osp.join(folder, f'{name}_{suffix}_LR_{tag}.png'))
         imwrite(sr_img, osp.join(folder, f'{name}_{suffix}_SR_{tag}.png'))
-
-    def save(self, epoch, current_iter):
-        raise RuntimeError('HCDModel has no weights of its own to save; it is test-time only.')

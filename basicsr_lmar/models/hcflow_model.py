@@ -19,45 +19,15 @@ Test / validation: LR = Q(forward(gt)); SR = reverse(LR) at each heat of ``val.h
 than one heat, basicsr's loop runs once per heat and reports the dataset as ``<name>_heat<h>``; images
 are written for the first heat. Only ``gt`` is read from the data.
 """
-from collections import OrderedDict
-
 import torch
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 
-from basicsr_lmar.models.plugin_mixin import Network, train_schema, val_schema
+from basicsr_lmar.models.model_options import Network, optimizer, scheduler
 from basicsr_lmar.models.rescaling_mixin import RescalingModelMixin
 from basicsr_lmar.ops.resize import KERNELS
-from basicsr_lmar.ops.rounding import quantize_ste
 from basicsr_lmar.options import Option, OptionError
 from basicsr_lmar.registry import RESCALER_REGISTRY
-
-HCFLOW_TRAIN_SCHEMA = train_schema(
-    'HCFlowModel', {
-        'optim_g': Option({'type': 'Adam', 'lr': 2.5e-4, 'weight_decay': 0, 'betas': [0.9, 0.99]},
-                          doc='optimizer of network_g'),
-        'scheduler': Option({'type': 'MultiStepLR', 'milestones': [100000, 200000, 300000, 400000, 450000],
-                             'gamma': 0.5}),
-        'lr_fit_opt': Option({'type': 'MSELoss', 'loss_weight': 0.05}, nullable=True, registry=LOSS_REGISTRY,
-                             doc='LR output vs bicubic-downscaled GT'),
-        'latent_opt': Option({'type': 'LatentMeanSquareLoss', 'loss_weight': 1e-5}, nullable=True,
-                             registry=LOSS_REGISTRY, doc='mean square of the latents'),
-        'reconstruction_opt': Option({'type': 'L1Loss', 'loss_weight': 1.0}, nullable=True, registry=LOSS_REGISTRY,
-                                     doc='HR reconstruction from the 8-bit LR and sampled latents'),
-        'eps_std': Option(1.0, min=0, doc='heat of the latents sampled for the reconstruction loss'),
-        'grad_clip_value': Option(5.0, min=0, exclusive_min=True, nullable=True,
-                                  doc='clip every gradient to [-v, v] first; ~ disables'),
-        'grad_clip_norm': Option(100.0, min=0, exclusive_min=True, nullable=True,
-                                 doc='then clip the total gradient norm; ~ disables'),
-        'lr_kernel': Option('bicubic', choices=KERNELS, doc='kernel of the LR target resize'),
-        'amp': Option('none', choices=('none', ), doc="not supported: the flow's inverse needs fp32"),
-        'ema_decay': Option(0, min=0, max=0, doc='EMA is not supported by HCFlowModel'),
-    })
-
-HCFLOW_VAL_SCHEMA = val_schema('HCFlowModel', {
-    'heats': Option([0.0, 1.0], type=(list, tuple), min=0, doc='latent heats to validate at (the authors: 0, 1)'),
-    'z_seed': Option(0, type=int, doc='seed of the latents drawn at heat > 0'),
-})
 
 
 def _cross_process_mean(tensor):
@@ -94,7 +64,32 @@ class HCFlowModel(RescalingModelMixin, SRModel):
     """HCFlow rescaling: trains ``network_g`` (an ``HCFlowNet``) on HR images."""
 
     network_sections = {'network_g': Network('the flow, {type: HCFlowNet, scale: 4}')}
-    option_schemas = {'train': HCFLOW_TRAIN_SCHEMA, 'val': HCFLOW_VAL_SCHEMA}
+    declared_options = {
+        'train': {
+            'optim_g': optimizer({'type': 'Adam', 'lr': 2.5e-4, 'weight_decay': 0, 'betas': [0.9, 0.99]},
+                                 doc='optimizer of network_g'),
+            'scheduler': scheduler({'type': 'MultiStepLR', 'milestones': [100000, 200000, 300000, 400000, 450000],
+                                    'gamma': 0.5}),
+            'lr_fit_opt': Option({'type': 'MSELoss', 'loss_weight': 0.05}, nullable=True, registry=LOSS_REGISTRY,
+                                 doc='LR output vs bicubic-downscaled GT'),
+            'latent_opt': Option({'type': 'LatentMeanSquareLoss', 'loss_weight': 1e-5}, nullable=True,
+                                 registry=LOSS_REGISTRY, doc='mean square of the latents'),
+            'reconstruction_opt': Option({'type': 'L1Loss', 'loss_weight': 1.0}, nullable=True, registry=LOSS_REGISTRY,
+                                         doc='HR reconstruction from the 8-bit LR and sampled latents'),
+            'eps_std': Option(1.0, min=0, doc='heat of the latents sampled for the reconstruction loss'),
+            'grad_clip_value': Option(5.0, min=0, exclusive_min=True, nullable=True,
+                                      doc='clip every gradient to [-v, v] first; ~ disables'),
+            'grad_clip_norm': Option(100.0, min=0, exclusive_min=True, nullable=True,
+                                     doc='then clip the total gradient norm; ~ disables'),
+            'lr_kernel': Option('bicubic', choices=KERNELS, doc='kernel of the LR target resize'),
+            'amp': Option('none', choices=('none', ), doc="not supported: the flow's inverse needs fp32"),
+            'ema_decay': Option(0, min=0, max=0, doc='EMA is not supported by HCFlowModel'),
+        },
+        'val': {
+            'heats': Option([0.0, 1.0], type=(list, tuple), min=0, doc='latent heats to validate at (authors: 0, 1)'),
+            'z_seed': Option(0, type=int, doc='seed of the latents drawn at heat > 0'),
+        },
+    }
 
     @classmethod
     def validate_options(cls, opt):
@@ -111,16 +106,7 @@ class HCFlowModel(RescalingModelMixin, SRModel):
 
     def init_training_settings(self):
         super().init_training_settings()
-        # the authors' clipping, by value then by norm, between backward and step (guarded_step's backward)
-        self.optimizer_g.register_step_pre_hook(self._clip_gradients)
-
-    def _clip_gradients(self, optimizer, args, kwargs):
-        train = self.options.train
-        parameters = [p for p in self.net_g.parameters() if p.grad is not None]
-        if train.grad_clip_value is not None:
-            torch.nn.utils.clip_grad_value_(parameters, train.grad_clip_value)
-        if train.grad_clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(parameters, train.grad_clip_norm)
+        self.clip_gradients(self.options.train.grad_clip_value, self.options.train.grad_clip_norm)  # the authors'
 
     def initialise_actnorm(self):
         """ActNorm data init from this batch if the network is fresh (never after load/resume); returns
@@ -130,27 +116,17 @@ class HCFlowModel(RescalingModelMixin, SRModel):
             return 0
         return net.initialise_actnorm(self.gt, reduce=_cross_process_mean)
 
-    def optimize_parameters(self, current_iter):
+    def training_losses(self, current_iter):
         self.initialise_actnorm()
-        train = self.options.train
         lr, latents = self.net_g(self.gt)
-        loss_dict = OrderedDict()
-        if 'lr_fit' in self.losses:
-            loss_dict['l_lr_fit'] = self.losses['lr_fit'](lr, self.lr_target(self.gt).detach())
-        if 'latent' in self.losses:
-            loss_dict['l_latent'] = self.losses['latent'](latents)
-        if 'reconstruction' in self.losses:
-            # latents drawn for the global batch (the same samples however the batch is split over ranks)
-            sampled = [
-                train.eps_std * self.global_batch_randn(z.shape[0], z.shape[1:], current_iter, stream).to(z.dtype)
-                for stream, z in enumerate(latents)
-            ]
-            sr = self.net_g(quantize_ste(lr), rev=True, latents=sampled)
-            loss_dict['l_reconstruction'] = self.losses['reconstruction'](sr, self.gt)
-        total = sum(loss_dict.values())
-        self.guarded_step(total, self.optimizer_g)
-        loss_dict['l_total'] = total
-        self.log_losses(OrderedDict((key, value.detach()) for key, value in loss_dict.items()))
+
+        def reconstruct(lr_8bit):  # latents drawn for the global batch (the same however it is split over ranks)
+            return self.net_g(lr_8bit, rev=True, latents=[
+                self.options.train.eps_std * self.global_batch_randn(z.shape[0], z.shape[1:], current_iter,
+                                                                     stream).to(z.dtype)
+                for stream, z in enumerate(latents)])
+
+        return self.rescaling_losses(lr, latents, reconstruct)
 
     def rescaler(self, heat=None):
         """The trained net in the rescaler protocol at ``heat`` (default: the one being validated)."""
@@ -158,11 +134,12 @@ class HCFlowModel(RescalingModelMixin, SRModel):
                                                        self.val_heat if heat is None else heat, 'seeded',
                                                        self.options.val.z_seed)
 
-    def validate_reconstructions(self, dataloader, current_iter, tb_logger, save_img):
+    def validate_results(self, dataloader, current_iter, tb_logger, save_img):
+        # basicsr's loop once per heat, each reported as <dataset>_heat<h>; images for the first heat
         heats = list(self.options.val.heats)
         name = dataloader.dataset.opt['name']
         for index, heat in enumerate(heats):
             self.val_heat = heat
             loader = dataloader if len(heats) == 1 else _RenamedLoader(dataloader, f'{name}_heat{heat:g}')
-            super().validate_reconstructions(loader, current_iter, tb_logger, save_img and index == 0)
+            super().validate_results(loader, current_iter, tb_logger, save_img and index == 0)
         self.val_heat = heats[0]

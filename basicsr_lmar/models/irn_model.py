@@ -17,44 +17,16 @@ Test: LR = Q(down(gt)); SR = up(LR) with the z policy of ``val.z_policy`` (``see
 ``gt`` is read from the data, so any dataset yielding HR images works (a paired dataset's ``lq`` is
 ignored: the LR target is computed from the GT).
 """
-from collections import OrderedDict
-
 import torch
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 
-from basicsr_lmar.models.plugin_mixin import Network, train_schema, val_schema
+from basicsr_lmar.models.model_options import Network, optimizer, scheduler
 from basicsr_lmar.models.rescaling_mixin import RescalingModelMixin
+from basicsr_lmar.ops.latents import LATENT_POLICIES
 from basicsr_lmar.ops.resize import KERNELS
-from basicsr_lmar.ops.rounding import quantize_ste
 from basicsr_lmar.options import Option
 from basicsr_lmar.registry import RESCALER_REGISTRY
-
-IRN_TRAIN_SCHEMA = train_schema(
-    'IRNModel', {
-        'optim_g': Option({'type': 'Adam', 'lr': 2e-4, 'weight_decay': 1e-5, 'betas': [0.9, 0.999]},
-                          doc='optimizer of network_g'),
-        'scheduler': Option({'type': 'MultiStepLR', 'milestones': [100000, 200000, 300000, 400000], 'gamma': 0.5}),
-        'lr_fit_opt': Option({'type': 'PerImageSumLoss', 'criterion': 'l2', 'loss_weight': 16.0}, nullable=True,
-                             registry=LOSS_REGISTRY, doc='LR output vs bicubic-downscaled GT'),
-        'latent_opt': Option({'type': 'LatentGaussianLoss', 'loss_weight': 1.0}, nullable=True,
-                             registry=LOSS_REGISTRY, doc='pushes z towards N(0, 1)'),
-        'reconstruction_opt': Option({'type': 'PerImageSumLoss', 'criterion': 'charbonnier', 'loss_weight': 1.0},
-                                     nullable=True, registry=LOSS_REGISTRY,
-                                     doc='HR reconstruction from quantised LR and sampled z'),
-        'gaussian_scale': Option(1.0, min=0, doc='std of the z sampled for the reconstruction loss'),
-        'gradient_clipping': Option(10.0, min=0, nullable=True, doc='max gradient norm; ~ disables'),
-        'lr_kernel': Option('bicubic', choices=KERNELS, doc='kernel of the LR target resize'),
-        'amp': Option('none', choices=('none', ),
-                      doc="not supported: IRN's invertible coupling blocks need fp32 to stay invertible"),
-        'ema_decay': Option(0, min=0, max=0, doc='EMA is not supported by IRNModel'),
-    })
-
-IRN_VAL_Z_SCHEMA = val_schema('IRNModel', {
-    'z_policy': Option('seeded', choices=('seeded', 'zero', 'random'), doc='latent used to upscale at test'),
-    'z_seed': Option(0, type=int),
-    'gaussian_scale': Option(1.0, min=0),
-})
 
 
 @MODEL_REGISTRY.register()
@@ -62,30 +34,49 @@ class IRNModel(RescalingModelMixin, SRModel):
     """Invertible rescaling: trains ``network_g`` (an ``InvRescaleNet``) on HR images."""
 
     network_sections = {'network_g': Network('the invertible rescaling network, {type: InvRescaleNet, scale: 4}')}
-    option_schemas = {'train': IRN_TRAIN_SCHEMA, 'val': IRN_VAL_Z_SCHEMA}
+    declared_options = {
+        'train': {
+            'optim_g': optimizer({'type': 'Adam', 'lr': 2e-4, 'weight_decay': 1e-5, 'betas': [0.9, 0.999]},
+                                 doc='optimizer of network_g'),
+            'scheduler': scheduler({'type': 'MultiStepLR', 'milestones': [100000, 200000, 300000, 400000],
+                                    'gamma': 0.5}),
+            'lr_fit_opt': Option({'type': 'PerImageSumLoss', 'criterion': 'l2', 'loss_weight': 16.0}, nullable=True,
+                                 registry=LOSS_REGISTRY, doc='LR output vs bicubic-downscaled GT'),
+            'latent_opt': Option({'type': 'LatentGaussianLoss', 'loss_weight': 1.0}, nullable=True,
+                                 registry=LOSS_REGISTRY, doc='pushes z towards N(0, 1)'),
+            'reconstruction_opt': Option({'type': 'PerImageSumLoss', 'criterion': 'charbonnier', 'loss_weight': 1.0},
+                                         nullable=True, registry=LOSS_REGISTRY,
+                                         doc='HR reconstruction from quantised LR and sampled z'),
+            'gaussian_scale': Option(1.0, min=0, doc='std of the z sampled for the reconstruction loss'),
+            'gradient_clipping': Option(10.0, min=0, nullable=True, doc='max gradient norm; ~ disables'),
+            'lr_kernel': Option('bicubic', choices=KERNELS, doc='kernel of the LR target resize'),
+            'amp': Option('none', choices=('none', ),
+                          doc="not supported: IRN's invertible coupling blocks need fp32 to stay invertible"),
+            'ema_decay': Option(0, min=0, max=0, doc='EMA is not supported by IRNModel'),
+        },
+        'val': {
+            'z_policy': Option('seeded', choices=LATENT_POLICIES, doc='latent used to upscale at test'),
+            'z_seed': Option(0, type=int),
+            'gaussian_scale': Option(1.0, min=0),
+        },
+    }
     can_pad = True  # upstream IRN users asked for it (IRN issue #46): size_policy: pad
 
-    def optimize_parameters(self, current_iter):
+    def init_training_settings(self):
+        super().init_training_settings()
+        self.clip_gradients(max_norm=self.options.train.gradient_clipping or None)
+
+    def training_losses(self, current_iter):
         out = self.net_g(self.gt)
         channels = self.gt.shape[1]
         lr, z = out[:, :channels], out[:, channels:]
-        total = 0
-        loss_dict = OrderedDict()
-        if 'lr_fit' in self.losses:
-            loss_dict['l_lr_fit'] = self.losses['lr_fit'](lr, self.lr_target(self.gt).detach())
-        if 'latent' in self.losses:
-            loss_dict['l_latent'] = self.losses['latent'](z)
-        if 'reconstruction' in self.losses:
-            # z drawn for the global batch (same samples however the batch is split over ranks)
+
+        def reconstruct(lr_8bit):  # z drawn for the global batch (the same samples however it is split over ranks)
             noise = self.global_batch_randn(z.shape[0], z.shape[1:], current_iter).to(z.dtype)
             sampled_z = self.options.train.gaussian_scale * noise
-            hr = self.net_g(torch.cat((quantize_ste(lr), sampled_z), dim=1), rev=True)[:, :channels]
-            loss_dict['l_reconstruction'] = self.losses['reconstruction'](hr, self.gt)
-        total = sum(loss_dict.values())
-        self.guarded_step(total, self.optimizer_g, parameters=list(self.net_g.parameters()),
-                          clip_grad_norm=self.options.train.gradient_clipping or None)
-        loss_dict['l_total'] = total
-        self.log_losses(OrderedDict((key, value.detach()) for key, value in loss_dict.items()))
+            return self.net_g(torch.cat((lr_8bit, sampled_z), dim=1), rev=True)[:, :channels]
+
+        return self.rescaling_losses(lr, z, reconstruct)
 
     def rescaler(self):
         """The trained net in the rescaler protocol, with the validation z policy."""

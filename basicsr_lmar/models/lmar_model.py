@@ -21,12 +21,9 @@ LMAR, and writes a table shaped like Table 1 (markdown + CSV) and a PSNR-vs-size
 import csv
 import os
 from collections import OrderedDict
-from copy import deepcopy
 from os import path as osp
 
 import torch
-from basicsr.archs import build_network
-from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, imwrite, tensor2img
@@ -35,7 +32,8 @@ from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 
 from basicsr_lmar.archs.feature_hooks import FeatureHook
 from basicsr_lmar.data.size_rules import WorkingSizeRule
-from basicsr_lmar.models.plugin_mixin import Network, PluginModelMixin, train_schema, val_schema
+from basicsr_lmar.models.model_options import Network, optimizer, scheduler
+from basicsr_lmar.models.plugin_mixin import PluginModelMixin
 from basicsr_lmar.ops.geometry import scaled_target_sizes
 from basicsr_lmar.ops.resize import KERNELS
 from basicsr_lmar.options import Option, OptionError
@@ -44,41 +42,6 @@ from basicsr_lmar.options import Option, OptionError
 PAPER_TARGET_SIZES = ((2160, 3840), (1440, 2560), (1080, 1920), (1200, 1600), (720, 1280), (540, 960), (432, 768))
 PAPER_REFERENCE_SIZE = (2160, 3840)
 PAPER_RESIZERS = ('nearest', 'bilinear', 'bicubic', 'lanczos2', 'lanczos3')
-
-TRAIN_SCHEMA = train_schema(
-    'LMARModel.train', {
-        'optim_g': Option({'type': 'Adam', 'lr': 4e-4, 'betas': [0.9, 0.999]}, type=dict),
-        'optim_d': Option({'type': 'Adam', 'lr': 2e-4, 'betas': [0.9, 0.999]}, type=dict),
-        'scheduler': Option({'type': 'MultiStepLR', 'milestones': [], 'gamma': 0.75}, type=dict),
-        'rc_opt': Option({'type': 'ResamplingConsistencyLoss', 'loss_weight': 1.0}, type=dict, registry=LOSS_REGISTRY,
-                         doc='resampling consistency loss (eq. 10), required'),
-        'fa_opt': Option(None, type=dict, registry=LOSS_REGISTRY, doc='attention transfer loss (eq. 11); ~ to disable'),
-        'gan_opt': Option(None, type=dict, registry=LOSS_REGISTRY, doc="basicsr GANLoss (eq. 12-13); ~ to disable"),
-        'edge_opt': Option(None, type=dict, registry=LOSS_REGISTRY, doc='FeatureEdgeLoss (released code only)'),
-        'scale_sampling': Option('uniform', choices=('uniform', 'lattice8', 'lattice8_full'),
-                                 doc='uniform: r ~ U(scale_range); lattice8: released code, square sizes step 8; '
-                                 'lattice8_full: lattice8 plus the crop size itself (r = 1)'),
-        'scale_range': Option([1.0, 4.0], length=2, min=1.0, doc='[min, max] downscaling factor r'),
-        'resizers': Option(None, type=(list, tuple),
-                           doc='kernels to draw the resizer D/U from, one per iteration; ~ = network_g.resize_kernel'),
-        'net_d_iters': Option(1, type=int, min=1),
-        'net_d_init_iters': Option(0, type=int, min=0),
-        'log_plain_baseline': Option(True, type=bool, doc='also log L_rc of the plain downscale (no grad)'),
-        'ema_decay': Option(0.0, type=(int, float), min=0, max=1,
-                            doc='exponential moving average of network_g (BasicSR '
-                            "convention): validation, test and the saved 'params_ema' use it; 0 = off"),
-    })
-
-VAL_SCHEMA = val_schema(
-    'LMARModel.val', {
-        'target_sizes': Option(None, type=(list, tuple), doc='[[h, w], ...] working sizes; ~ = Tables 1-3'),
-        'reference_size': Option(list(PAPER_REFERENCE_SIZE), length=2, min=1,
-                                 doc='input size the target sizes refer to; others are scaled'),
-        'resizers': Option(list(PAPER_RESIZERS), type=(list, tuple), doc=f'kernels from {list(KERNELS)}'),
-        'metrics': Option({'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False}}, type=dict,
-                          doc='basicsr metrics, e.g. {psnr: {type: calculate_psnr, crop_border: 0}}'),
-        'save_table': Option(True, type=bool, doc='write the markdown/CSV table and the PSNR plot'),
-    })
 
 
 def working_sizes(input_size, target_sizes=None, reference_size=PAPER_REFERENCE_SIZE):
@@ -126,7 +89,39 @@ class LMARModel(PluginModelMixin, SRModel):
                                     model_keys=('feature_layer', )),
         'network_d': Network('the discriminator of train.gan_opt, {type: LMARPatchDiscriminator}', required=False),
     }
-    option_schemas = {'train': TRAIN_SCHEMA, 'val': VAL_SCHEMA}
+    declared_options = {
+        'train': {
+            'optim_g': optimizer({'type': 'Adam', 'lr': 4e-4, 'betas': [0.9, 0.999]}, doc='optimizer of network_g'),
+            'optim_d': optimizer({'type': 'Adam', 'lr': 2e-4, 'betas': [0.9, 0.999]}, doc='optimizer of network_d'),
+            'scheduler': scheduler({'type': 'MultiStepLR', 'milestones': [], 'gamma': 0.75}),
+            'rc_opt': Option({'type': 'ResamplingConsistencyLoss', 'loss_weight': 1.0}, registry=LOSS_REGISTRY,
+                             doc='resampling consistency loss (eq. 10), required'),
+            'fa_opt': Option(None, type=dict, registry=LOSS_REGISTRY, doc='attention transfer loss (eq. 11); ~: off'),
+            'gan_opt': Option(None, type=dict, registry=LOSS_REGISTRY, doc="basicsr GANLoss (eq. 12-13); ~ to disable"),
+            'edge_opt': Option(None, type=dict, registry=LOSS_REGISTRY, doc='FeatureEdgeLoss (released code only)'),
+            'scale_sampling': Option('uniform', choices=('uniform', 'lattice8', 'lattice8_full'),
+                                     doc='uniform: r ~ U(scale_range); lattice8: released code, square sizes step 8; '
+                                     'lattice8_full: lattice8 plus the crop size itself (r = 1)'),
+            'scale_range': Option([1.0, 4.0], length=2, min=1.0, doc='[min, max] downscaling factor r'),
+            'resizers': Option(None, type=(list, tuple),
+                               doc='kernels to draw D/U from, one per iteration; ~: network_g.resize_kernel'),
+            'net_d_iters': Option(1, type=int, min=1),
+            'net_d_init_iters': Option(0, type=int, min=0),
+            'log_plain_baseline': Option(True, type=bool, doc='also log L_rc of the plain downscale (no grad)'),
+            'ema_decay': Option(0.0, type=(int, float), min=0, max=1,
+                                doc='exponential moving average of network_g (BasicSR '
+                                "convention): validation, test and the saved 'params_ema' use it; 0 = off"),
+        },
+        'val': {
+            'target_sizes': Option(None, type=(list, tuple), doc='[[h, w], ...] working sizes; ~ = Tables 1-3'),
+            'reference_size': Option(list(PAPER_REFERENCE_SIZE), length=2, min=1,
+                                     doc='input size the target sizes refer to; others are scaled'),
+            'resizers': Option(list(PAPER_RESIZERS), type=(list, tuple), doc=f'kernels from {list(KERNELS)}'),
+            'metrics': Option({'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': False}},
+                              doc='basicsr metrics, e.g. {psnr: {type: calculate_psnr, crop_border: 0}}'),
+            'save_table': Option(True, type=bool, doc='write the markdown/CSV table and the PSNR plot'),
+        },
+    }
 
     @classmethod
     def validate_options(cls, opt):
@@ -145,9 +140,6 @@ class LMARModel(PluginModelMixin, SRModel):
                 raise OptionError('[train] resizers is empty; list at least one kernel, or ~ for '
                                   'network_g.resize_kernel')
             check_resize_kernels(train.resizers, 'train')
-        if train.ema_decay >= 1:
-            raise OptionError(f'[train] ema_decay {train.ema_decay} must be below 1 (1 never moves the average); '
-                              'BasicSR uses 0.999, 0 turns EMA off')
         if train.gan_opt is not None and opt.get('network_d') is None:
             raise OptionError('[train] gan_opt is set but network_d is missing; add a network_d section '
                               '(type: LMARPatchDiscriminator) or set gan_opt: ~')
@@ -159,8 +151,10 @@ class LMARModel(PluginModelMixin, SRModel):
     @classmethod
     def image_size_rule(cls, opt):
         val = opt.get('val') or {}
-        return WorkingSizeRule(val.get('target_sizes') or PAPER_TARGET_SIZES,
-                               val.get('reference_size') or PAPER_REFERENCE_SIZE, 'LMARModel validation')
+        sizes, reference = val.get('target_sizes') or PAPER_TARGET_SIZES, val.get('reference_size') or \
+            PAPER_REFERENCE_SIZE
+        return WorkingSizeRule(lambda size: working_sizes(size, sizes, reference), 'LMARModel validation',
+                               lambda size: 'larger images or larger val.target_sizes')
 
     def build_networks(self):
         self.net_g = self.build_trainable_network('network_g')
@@ -178,44 +172,9 @@ class LMARModel(PluginModelMixin, SRModel):
         self.net_d = self.build_trainable_network('network_d') if gan else None
 
     # -- set-up ----------------------------------------------------------------------------------
-    def init_training_settings(self):
-        train = self.options.train
-        self.net_g.train()
-        if train.ema_decay > 0:
-            self.net_g_ema = self._build_ema_network()
-        self.cri_rc = build_loss(to_dict(train.rc_opt)).to(self.device)
-        self.cri_fa = build_loss(to_dict(train.fa_opt)).to(self.device) if train.fa_opt else None
-        self.cri_edge = build_loss(to_dict(train.edge_opt)).to(self.device) if train.edge_opt else None
-        self.cri_gan = build_loss(to_dict(train.gan_opt)).to(self.device) if train.gan_opt else None
-        if self.net_d is not None:
-            self.net_d.train()
-        self.setup_optimizers()
-        self.setup_schedulers()
-
-    def _build_ema_network(self):
-        """The EMA copy of network_g: from ``params_ema`` of path.pretrain_network_g (the run's own checkpoint
-        on resume; a checkpoint without EMA falls back to ``params``), else a copy of network_g."""
-        net = build_network(deepcopy(self.network_options['network_g'])).to(self.device)
-        load_path = self.opt['path'].get('pretrain_network_g')
-        if load_path is not None:
-            self.load_network(net, load_path, self.opt['path'].get('strict_load_g', True), 'params_ema',
-                              option_key='path.pretrain_network_g')
-        else:
-            net.load_state_dict(self.resampler.state_dict())
-        net.eval()
-        net.requires_grad_(False)
-        return net
-
-    def setup_optimizers(self):
-        # one optimizer per network updated in alternation (SRModel's covers net_g only)
-        optim_g = to_dict(self.options.train.optim_g)
-        params_g = [p for p in self.net_g.parameters() if p.requires_grad]
-        self.optimizer_g = self.get_optimizer(optim_g.pop('type'), params_g, **optim_g)
-        self.optimizers.append(self.optimizer_g)
-        if self.net_d is not None:
-            optim_d = to_dict(self.options.train.optim_d)
-            self.optimizer_d = self.get_optimizer(optim_d.pop('type'), self.net_d.parameters(), **optim_d)
-            self.optimizers.append(self.optimizer_d)
+    def optimizer_networks(self):
+        # one optimizer per network, updated in alternation
+        return {'g': [self.net_g], **({'d': [self.net_d]} if self.net_d is not None else {})}
 
     # -- helpers -----------------------------------------------------------------------------------
     @property
@@ -382,11 +341,6 @@ class LMARModel(PluginModelMixin, SRModel):
         if self.net_d is not None:
             self.save_network(self.net_d, 'net_d', current_iter)
         super().save(epoch, current_iter)  # net_g (+ params_ema), the training state; never the frozen enhancer
-
-
-def to_dict(section):
-    """A validated section as the mutable dict that basicsr's builders pop ``type`` from."""
-    return {key: deepcopy(value) for key, value in section.items()}
 
 
 class LMARValidationTable:

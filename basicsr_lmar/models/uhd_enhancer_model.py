@@ -1,30 +1,20 @@
 """BasicSR's ``SRModel`` at scale 1 for the UHD enhancers, with the plugin's additions.
 
-Training, validation, EMA and saving are SRModel's; :class:`PluginModelMixin` adds validated options
-(a misspelt key or value is named with the allowed ones), the non-finite-step guard, ``train.amp``,
-atomic checkpoints and exact-resume training states. One addition of its own: ``val.tile: {size: 1024,
+Validation, testing and saving are SRModel's; its losses (``pixel_opt``, ``perceptual_opt``) train through
+:class:`PluginModelMixin`'s step (validated options, the non-finite-step guard, ``train.amp``, EMA, atomic
+checkpoints and exact-resume training states). One addition of its own: ``val.tile: {size: 1024,
 overlap: 64}`` runs validation/testing tile by tile with :func:`basicsr_lmar.ops.tiled_forward.tiled_forward`,
 bounding memory at the cost of exactness (instance norm statistics differ per tile;
 ``docs/enhancers.md``). Without ``tile`` the whole frame goes through the network at once, as in SRModel.
 """
-from collections import OrderedDict
-
 import torch
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import LOSS_REGISTRY, MODEL_REGISTRY
 
-from basicsr_lmar.models.plugin_mixin import Network, PluginModelMixin, train_schema, val_schema
-from basicsr_lmar.options import Option, OptionError, OptionSchema
+from basicsr_lmar.models.model_options import Network, optimizer, scheduler
+from basicsr_lmar.models.plugin_mixin import PluginModelMixin
 from basicsr_lmar.ops.tiled_forward import tiled_forward
-
-TRAIN_SCHEMA = train_schema(
-    'UHDEnhancerModel', {
-        'ema_decay': Option(0.0, min=0, max=1, doc='EMA decay of net_g (0: no EMA)'),
-        'optim_g': Option(type=dict, doc='optimiser: {type: Adam, lr: ...}'),
-        'scheduler': Option(type=dict, doc='{type: MultiStepLR, milestones: [...], gamma: ...}'),
-        'pixel_opt': Option(None, type=dict, registry=LOSS_REGISTRY, doc='pixel loss, e.g. {type: L1Loss}'),
-        'perceptual_opt': Option(None, type=dict, registry=LOSS_REGISTRY, doc='perceptual loss'),
-    })
+from basicsr_lmar.options import Option, OptionError, OptionSchema
 
 TILE_SCHEMA = OptionSchema(
     'UHDEnhancerModel', {
@@ -32,17 +22,22 @@ TILE_SCHEMA = OptionSchema(
         'overlap': Option(64, type=(int, list), min=0, doc='pixels shared by neighbouring tiles'),
     })
 
-VAL_SCHEMA = val_schema('UHDEnhancerModel', {
-    'tile': Option(None, schema=TILE_SCHEMA, doc='tiled validation/testing: {size: 1024, overlap: 64}'),
-})
-
 
 @MODEL_REGISTRY.register()
 class UHDEnhancerModel(PluginModelMixin, SRModel):
     """SRModel for scale-1 enhancement with validated options and optional tiled inference (``val.tile``)."""
 
     network_sections = {'network_g': Network('the enhancer to train, e.g. {type: UHDUNet, model_channel: 16}')}
-    option_schemas = {'train': TRAIN_SCHEMA, 'val': VAL_SCHEMA}
+    declared_options = {
+        'train': {
+            'ema_decay': Option(0.0, min=0, max=1, doc='EMA decay of net_g (0: no EMA)'),
+            'optim_g': optimizer(doc='optimiser: {type: Adam, lr: ...}'),
+            'scheduler': scheduler(),
+            'pixel_opt': Option(None, type=dict, registry=LOSS_REGISTRY, doc='pixel loss, e.g. {type: L1Loss}'),
+            'perceptual_opt': Option(None, type=dict, registry=LOSS_REGISTRY, doc='perceptual loss'),
+        },
+        'val': {'tile': Option(None, schema=TILE_SCHEMA, doc='tiled validation/testing: {size: 1024, overlap: 64}')},
+    }
 
     @classmethod
     def validate_options(cls, opt):
@@ -57,22 +52,11 @@ class UHDEnhancerModel(PluginModelMixin, SRModel):
                 raise OptionError(f'[val.tile] overlap {tile.overlap} must be smaller than size {tile.size}')
         return options
 
-    def optimize_parameters(self, current_iter):
-        # SRModel's losses, with the plugin's guarded step (a non-finite loss skips the step on every
-        # rank) and train.amp
+    def training_losses(self, current_iter):
         with self.autocast():
             self.output = self.net_g(self.lq)
         self.output = self.output.float()
-        loss_dict = OrderedDict()
-        if self.cri_pix:
-            loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
-        if self.cri_perceptual:
-            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
-            loss_dict.update({k: v for k, v in (('l_percep', l_percep), ('l_style', l_style)) if v is not None})
-        self.guarded_step(sum(loss_dict.values()), self.optimizer_g)
-        self.log_losses({key: value.detach() for key, value in loss_dict.items()})
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
+        return self.pixel_losses(self.output, self.gt)
 
     def test(self):
         tile = self.options.val.tile

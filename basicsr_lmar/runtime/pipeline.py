@@ -3,7 +3,7 @@ basicsr's pipeline before running it.
 
 - distributed initialisation through :func:`basicsr_lmar.runtime.dist.init_dist` (gloo on CPU, NCCL on
   GPU, ``dist_params.backend`` overrides; basicsr 1.4.2 passes ``dist_params`` only to slurm, so the
-  backend is read from the option file here);
+  backend is read from the option file here, with :func:`basicsr_lmar.options.read_option_file`);
 - exact, CPU-capable resume and whole batches in every epoch, so that the run reaches
   ``train.total_iter`` (:mod:`basicsr_lmar.runtime.resume`).
 
@@ -11,23 +11,9 @@ The stock ``python -m basicsr.train`` route is left as basicsr ships it, plus th
 and the crash repairs of :mod:`basicsr_lmar.runtime.compat`: single-process training and resume work
 there; use the plugin's entry for torchrun/gloo, for exact resume and for exact iteration counts.
 """
-import argparse
-
-import yaml
-
+from basicsr_lmar.options import option_file_argument, read_option_file
 from basicsr_lmar.runtime import resume
 from basicsr_lmar.runtime.dist import init_dist
-
-
-def _backend_from_options(argv):
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument('-opt', type=str)
-    args, _ = parser.parse_known_args(argv)
-    if not args.opt:
-        return None
-    with open(args.opt) as handle:
-        opt = yaml.safe_load(handle) or {}
-    return (opt.get('dist_params') or {}).get('backend')
 
 
 def install(argv=None):
@@ -36,10 +22,9 @@ def install(argv=None):
     import basicsr.train as train_module
     import basicsr.utils.options as options_module
 
-    backend = _backend_from_options(argv)
-
-    def init_dist_with_backend(launcher, **kwargs):
-        kwargs.setdefault('backend', backend)
+    def init_dist_with_backend(launcher, **kwargs):  # called by parse_options, after the preflight read the file
+        opt = read_option_file(option_file_argument(argv))
+        kwargs.setdefault('backend', (opt.get('dist_params') or {}).get('backend'))
         init_dist(launcher, **kwargs)
 
     options_module.init_dist = init_dist_with_backend

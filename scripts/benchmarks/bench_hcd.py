@@ -59,7 +59,7 @@ def train_irn(seconds, patch, batch, block_num, growth, seed=0):
         'network_g': {'type': 'InvRescaleNet', 'scale': 4, 'block_num': list(block_num), 'growth': growth},
         'path': {},
         'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3, 'weight_decay': 1e-5, 'betas': [0.9, 0.999]},
-                  'scheduler': {'type': 'MultiStepLR', 'milestones': [10**9], 'gamma': 0.5}},
+                  'scheduler': {'type': 'MultiStepLR', 'milestones': [10**9], 'gamma': 0.5}, 'total_iter': 10**9},
         'val': {'z_policy': 'seeded', 'z_seed': 0},
     }
     model = build_model(opt)

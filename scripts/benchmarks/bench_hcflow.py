@@ -56,7 +56,7 @@ def train_hcflow(network_g, seconds, patch, batch, lr, seed=0, max_iters=None):
         'name': 'bench_hcflow', 'model_type': 'HCFlowModel', 'num_gpu': 0, 'dist': False, 'rank': 0, 'world_size': 1,
         'is_train': True, 'scale': 4, 'network_g': dict(network_g), 'path': {},
         'train': {'optim_g': {'type': 'Adam', 'lr': lr, 'weight_decay': 0, 'betas': [0.9, 0.99]},
-                  'scheduler': {'type': 'MultiStepLR', 'milestones': [10**9], 'gamma': 0.5}},
+                  'scheduler': {'type': 'MultiStepLR', 'milestones': [10**9], 'gamma': 0.5}, 'total_iter': 10**9},
         'val': {'heats': [0.0]},
     }
     model = build_model(opt)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from basicsr_lmar.cli import folders
-from basicsr_lmar.cli.folders import FolderRun, MultipleSizeRule, prepare_output_folder
+from basicsr_lmar.cli.folders import FolderRun, prepare_output_folder
+from basicsr_lmar.data.size_rules import SizeRule
 from basicsr_lmar.data.image_files import ImageFileError
 from basicsr_lmar.errors import UserError
 
@@ -46,7 +47,7 @@ def test_bad_images_are_all_named_before_anything_is_computed(tmp_path):
     _image(inputs / 'good.png')
     _image(inputs / 'tiny.png', 3, 5)
     (inputs / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n cut short')
-    rule = MultipleSizeRule(4, 'crop', 'TestNet x4')
+    rule = SizeRule(4, 'TestNet x4', flag='--size-policy')
     run, _ = _run(inputs)
     with pytest.raises(UserError) as info:
         run.plan({'out': (str(tmp_path / 'out'), '{stem}.png')}, size_rule=rule)
@@ -205,12 +206,12 @@ def test_writer_keeps_the_input_bit_depth_unless_told(tmp_path):
 
 
 def test_size_rule_policies():
-    refuse = MultipleSizeRule(8, 'refuse', 'CARResamplerNet x4')
+    refuse = SizeRule(8, 'CARResamplerNet x4', policy='refuse', flag='--size-policy')
     assert refuse.problem((32, 48)) is None
     assert refuse.problem((36, 52)) == ('36x52 (HxW) is not a multiple of 8, which CARResamplerNet x4 needs; crop it '
                                         '(to 32x48) or pad it, or pass --size-policy crop or pad')
-    crop = MultipleSizeRule(8, 'crop', 'CARResamplerNet x4')
-    pad = MultipleSizeRule(8, 'pad', 'CARResamplerNet x4')
+    crop = SizeRule(8, 'CARResamplerNet x4', policy='crop', flag='--size-policy')
+    pad = SizeRule(8, 'CARResamplerNet x4', policy='pad', flag='--size-policy')
     for rule in (refuse, crop, pad):  # too small under every policy
         assert rule.problem((5, 5)) == '5x5 (HxW) is smaller than the minimum 8x8 of CARResamplerNet x4'
     assert crop.problem((36, 52)) is None and crop.notice((36, 52)) == '36x52 cropped to 32x48'
@@ -223,4 +224,4 @@ def test_size_rule_policies():
     torch.testing.assert_close(padded[..., 36:, :52], x[..., 31:35, :].flip(-2))  # reflected, not zeros
     torch.testing.assert_close(pad.restore(padded, (36, 52)), x)
     with pytest.raises(ValueError, match='size policy'):
-        MultipleSizeRule(8, 'stretch', 'x')
+        SizeRule(8, 'x', policy='stretch')

@@ -86,7 +86,6 @@ def test_the_preflight_names_the_crop_on_the_displayed_axes(tmp_path):
     import yaml
 
     from basicsr_lmar import preflight
-    from basicsr_lmar.data.size_rules import PENDING_NOTICES
     from tests.conftest import REPO_ROOT
 
     folder = tmp_path / 'val'
@@ -94,11 +93,10 @@ def test_the_preflight_names_the_crop_on_the_displayed_axes(tmp_path):
     oriented_png(folder / 'phone.png', 6, size=(48, 65))
     opt = yaml.safe_load((REPO_ROOT / 'tests' / 'data_files' / 'train_irn_tiny.yml').read_text())
     opt['datasets']['val'] = {'name': 'phone', 'type': 'HROnlyDataset', 'dataroot_gt': str(folder)}
-    assert preflight.check_options(opt, is_train=True)
-    assert PENDING_NOTICES == ['datasets.val (phone): 1 image(s) cropped at the bottom/right to multiples of 2 for '
+    checked = preflight.check_options(opt, is_train=True)
+    assert checked.notices == ['datasets.val (phone): 1 image(s) cropped at the bottom/right to multiples of 2 for '
                                'IRNModel x2 (multiples of the scale) (size_policy: crop; refuse stops instead): '
                                'phone.png 65x48 cropped to 64x48']
-    PENDING_NOTICES.clear()
 
 
 def test_a_folder_tool_writes_the_turned_image(tmp_path, capsys):

@@ -149,3 +149,67 @@ def test_shipped_options_validate(name):
     if opt['is_train']:
         assert opt['datasets']['train']['gt_size'] == {2: 96, 4: 192}[scale]
         assert opt['train']['optim_g']['betas'] == [0.9, 0.999] and opt['train']['optim_g']['eps'] == 1e-6
+
+
+def test_optim_sr_gives_the_sr_network_its_own_optimizer_scheduler_and_resumable_state(tmp_path):
+    """train.optim_sr: optimizer_g updates network_g alone, optimizer_sr network_sr at its own learning rate;
+    basicsr builds a scheduler per optimizer and the training state carries both, in that order."""
+    opt = tiny_opt(tmp_path)
+    opt['train']['optim_sr'] = {'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.999]}
+    opt['train']['scheduler']['milestones'] = [2]
+    torch.manual_seed(0)
+    model = MODEL_REGISTRY.get('CARModel')(copy.deepcopy(opt))
+    assert model.optimizers == [model.optimizer_g, model.optimizer_sr] and len(model.schedulers) == 2
+    ids = lambda net: {id(p) for p in net.parameters()}  # noqa: E731
+    assert {id(p) for group in model.optimizer_g.param_groups for p in group['params']} == ids(model.net_g)
+    assert {id(p) for group in model.optimizer_sr.param_groups for p in group['params']} == ids(model.net_sr)
+    before = [[p.detach().clone() for p in net.parameters()] for net in (model.net_g, model.net_sr)]
+    for it in (1, 2, 3):
+        model.update_learning_rate(it)
+        model.feed_data(hr_batch())
+        model.optimize_parameters(it)
+    for net, old in zip((model.net_g, model.net_sr), before):
+        assert any(not torch.equal(a, b) for a, b in zip(old, net.parameters()))  # both networks trained
+    assert [o.param_groups[0]['lr'] for o in model.optimizers] == [5e-4, 5e-5]  # halved at the milestone
+    (tmp_path / 'states').mkdir()
+    model.save_training_state(0, 3)
+    state = torch.load(tmp_path / 'states' / '3.state', weights_only=False)
+    resumed = MODEL_REGISTRY.get('CARModel')(copy.deepcopy(opt))
+    resumed.resume_training(state)
+    assert [o.param_groups[0]['lr'] for o in resumed.optimizers] == [5e-4, 5e-5]
+    assert resumed.optimizer_sr.state_dict()['state'].keys() == model.optimizer_sr.state_dict()['state'].keys()
+    opt['network_sr'], opt['upscaler'] = None, 'bicubic'
+    with pytest.raises(OptionError, match=r'\[train\] optim_sr is set but network_sr is ~'):
+        MODEL_REGISTRY.get('CARModel')(opt)
+
+
+def test_without_optim_sr_one_optimizer_updates_both_networks(tmp_path):
+    model = MODEL_REGISTRY.get('CARModel')(tiny_opt(tmp_path))
+    assert model.optimizers == [model.optimizer_g] and not hasattr(model, 'optimizer_sr')
+    assert len(model.optimizer_g.param_groups[0]['params']) == len(list(model.net_g.parameters())) + len(
+        list(model.net_sr.parameters()))
+
+
+def test_loss_crop_border_leaves_the_border_out_of_the_pixel_loss(tmp_path):
+    opt = tiny_opt(tmp_path)
+    opt['train']['loss_crop_border'] = 4
+    model = MODEL_REGISTRY.get('CARModel')(opt)
+    output = torch.rand(1, 3, 32, 32, requires_grad=True)
+    gt = torch.rand(1, 3, 32, 32)
+    loss = model.pixel_losses(output, gt)['l_pix']
+    torch.testing.assert_close(loss, (output[..., 4:-4, 4:-4] - gt[..., 4:-4, 4:-4]).abs().mean())
+    loss.backward()
+    inner = torch.zeros_like(gt, dtype=torch.bool)
+    inner[..., 4:-4, 4:-4] = True
+    assert output.grad[~inner].abs().max() == 0 and output.grad[inner].abs().min() > 0
+    model.feed_data(hr_batch())
+    model.optimize_parameters(1)
+    assert {'l_pix', 'l_offset', 'l_tv', 'l_total'} <= set(model.log_dict)
+    opt = tiny_opt(tmp_path)
+    opt['train']['loss_crop_border'] = 16
+    with pytest.raises(OptionError, match=r'\[train\] loss_crop_border 16 leaves nothing of the 32x32 training crop '
+                                          r'\(datasets.train.gt_size\); use at most 15'):
+        MODEL_REGISTRY.get('CARModel')(opt)
+    opt['train']['loss_crop_border'] = -1
+    with pytest.raises(OptionError, match=r"\[train\].*'loss_crop_border'.*>= 0"):
+        MODEL_REGISTRY.get('CARModel')(opt)

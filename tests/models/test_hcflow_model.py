@@ -12,11 +12,13 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from skimage import data
 
 import basicsr_lmar  # noqa: F401
-from basicsr_lmar.models.hcd_model import HCD_SCHEMA
-from basicsr_lmar.models.hcflow_model import HCFLOW_TRAIN_SCHEMA, HCFLOW_VAL_SCHEMA
+from basicsr_lmar.models.hcd_model import HCDModel
+from basicsr_lmar.models.hcflow_model import HCFlowModel
 from basicsr_lmar.options import OptionError, validate_registered
 from basicsr_lmar.registry import RESCALER_REGISTRY
 
+HCD_SCHEMA = HCDModel.option_schemas['hcd']
+HCFLOW_TRAIN_SCHEMA, HCFLOW_VAL_SCHEMA = HCFlowModel.option_schemas['train'], HCFlowModel.option_schemas['val']
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TINY_NET = {'type': 'HCFlowNet', 'scale': 4, 'flow_steps': [2, 2], 'prior_steps': [1, 1], 'growth': 4, 'rrdb_nf': 8,
             'rrdb_gc': 4, 'rrdb_blocks': 1, 'hidden': 8}

@@ -14,11 +14,13 @@ from skimage import data
 
 import basicsr_lmar  # noqa: F401
 from basicsr_lmar.archs.irn_arch import InvRescaleNet
-from basicsr_lmar.models.hcd_model import HCD_SCHEMA
-from basicsr_lmar.models.irn_model import IRN_TRAIN_SCHEMA, IRN_VAL_Z_SCHEMA
+from basicsr_lmar.models.hcd_model import HCDModel
+from basicsr_lmar.models.irn_model import IRNModel
 from basicsr_lmar.options import validate_registered
 from basicsr_lmar.registry import RESCALER_REGISTRY
 
+HCD_SCHEMA = HCDModel.option_schemas['hcd']
+IRN_TRAIN_SCHEMA, IRN_VAL_Z_SCHEMA = IRNModel.option_schemas['train'], IRNModel.option_schemas['val']
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 

@@ -68,3 +68,16 @@ def test_irn_option_errors(tmp_path):
     opt['network_g']['growht'] = 8
     with pytest.raises(OptionError, match=r'\[network_g\].*growht'):
         build_model(opt)
+
+
+def test_loss_crop_border_leaves_the_hr_border_out_of_the_reconstruction_loss(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(_opt(tmp_path, train={'loss_crop_border': 3}))
+    seen = []
+    loss = model.cri_reconstruction
+    model.cri_reconstruction = lambda hr, gt: seen.append((hr.shape, gt.shape)) or loss(hr, gt)
+    model.feed_data({'gt': _patches()})
+    model.optimize_parameters(1)
+    assert seen == [((2, 3, 26, 26), (2, 3, 26, 26))] and 'l_reconstruction' in model.log_dict
+    with pytest.raises(OptionError, match=r"\[train\].*'loss_crop_border'"):
+        build_model(_opt(tmp_path, train={'loss_crop_border': 1.5}))

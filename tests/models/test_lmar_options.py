@@ -7,11 +7,12 @@ from basicsr.utils.options import ordered_yaml
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY
 
 import basicsr_lmar  # noqa: F401
-from basicsr_lmar.models.lmar_model import TRAIN_SCHEMA, VAL_SCHEMA, working_sizes
+from basicsr_lmar.models.lmar_model import LMARModel, working_sizes
 from basicsr_lmar.ops.resize import KERNELS
 from basicsr_lmar.options import validate_registered
 
 OPTIONS = pathlib.Path(__file__).resolve().parents[2] / 'options'
+TRAIN_SCHEMA, VAL_SCHEMA = LMARModel.option_schemas['train'], LMARModel.option_schemas['val']
 FILES = sorted(p.name for p in OPTIONS.glob('*lmar_*.yml') if 'enhancer' not in p.name)
 
 

@@ -7,13 +7,13 @@ import torch
 from basicsr.models.sr_model import SRModel
 
 from basicsr_lmar.checkpoints.state_dicts import CheckpointMismatchError, atomic_torch_save
-from basicsr_lmar.models.plugin_mixin import NonFiniteLossError, PluginModelMixin, train_schema
+from basicsr_lmar.models.plugin_mixin import PluginModelMixin
+from basicsr_lmar.models.training_guards import NonFiniteLossError
 from basicsr_lmar.options import OptionError
 
 
 class ProbeModel(PluginModelMixin, SRModel):
     """The mixin on basicsr's SRModel with nothing of its own (net_g built, no losses)."""
-    option_schemas = {'train': train_schema('ProbeModel', {})}
 
     def init_training_settings(self):
         pass
