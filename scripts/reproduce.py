@@ -196,35 +196,22 @@ def produced_weights(steps):
 
 
 def preflight(steps, root):
-    """Every step's options through the entries' preflight before anything runs. Weights that an earlier step
-    writes do not exist yet: the preflight sees an existing stand-in file there (it checks only that they are
-    files); the step's own process checks the real file when it starts."""
+    """Every step's options through the entries' preflight before anything runs or any folder is created.
+    Weights are looked up under ``root``, where the steps run; those that an earlier step writes do not exist
+    yet: the preflight sees an existing stand-in file there (it checks only that they are files), and the
+    step's own process checks the real file when it starts."""
     from basicsr_lmar import preflight as checks
 
     produced = produced_weights(steps)
     for step in steps:
         opt = copy.deepcopy(step.opt)
         for key, value in opt.get('path', {}).items():
-            if key.startswith('pretrain_network') and value in produced:
-                opt['path'][key] = option_path(step.arm)
-        with working_directory(root):
-            try:
-                checks.check_options(opt, step.training)
-            except UserError as error:
-                raise ReproductionError(f'{relative(option_path(step.arm))}: {error}') from None
-
-
-class working_directory:
-
-    def __init__(self, path):
-        self.path, self.previous = path, None
-
-    def __enter__(self):
-        self.previous = os.getcwd()
-        os.chdir(self.path)
-
-    def __exit__(self, *exc):
-        os.chdir(self.previous)
+            if key.startswith('pretrain_network') and isinstance(value, str):
+                opt['path'][key] = option_path(step.arm) if value in produced else osp.join(root, value)
+        try:
+            checks.check_options(opt, step.training)
+        except UserError as error:
+            raise ReproductionError(f'{relative(option_path(step.arm))}: {error}') from None
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -739,9 +726,9 @@ def main(argv=None):
     if args.threads < 1:
         raise ReproductionError(f'--threads {args.threads}: give 1 or more')
     root = osp.abspath(args.output_root)
-    os.makedirs(root, exist_ok=True)
     for name in args.names:  # every arm's options checked before the first one runs
         preflight(plan(REPRODUCTIONS[name], args, root)[1], root)
+    os.makedirs(root, exist_ok=True)
     for name in args.names:
         run_reproduction(REPRODUCTIONS[name], args, root)
     return 0
