@@ -267,8 +267,10 @@ def train_step(step, root, threads, logs):
     weights = weights_path(step.opt)
     if not osp.isfile(osp.join(root, weights)):
         raise RuntimeError(f'{step.arm}: training ended without {weights}')
+    data = step.opt['datasets']['train']
     return {'option_file': relative(option_path(step.arm)), 'kind': 'train', 'name': step.opt['name'],
             'model': step.opt['model_type'], 'iterations': step.opt['train']['total_iter'],
+            'batch': data['batch_size_per_gpu'], 'crop': data.get('gt_size'), 'split': data.get('split'),
             'wall_seconds': wall, 'cpu_seconds': cpu,
             'weights': {'path': weights, 'sha256': sha256(osp.join(root, weights))}}
 
@@ -285,9 +287,10 @@ def test_step(step, root, threads, logs, iterations):
         if key.startswith('pretrain_network') and value:
             weights[key[len('pretrain_'):]] = {'path': value, 'sha256': sha256(osp.join(root, value)),
                                                'iterations': iterations.get(value)}
+    settings = {'hcd': step.opt['hcd']} if step.opt.get('hcd') else {}  # what the per-image keys name
     return {'option_file': relative(option_path(step.arm)), 'kind': 'test', 'name': step.opt['name'],
             'model': step.opt['model_type'], 'weights': weights, 'wall_seconds': wall, 'cpu_seconds': cpu,
-            **evaluation}
+            **settings, **evaluation}
 
 
 def commit():
@@ -535,8 +538,8 @@ def render_rescaler(network, option_train, option_test):
         ours = split_images(test, 'test')
         base = split_images(bicubic, 'test')
         parameters = test['parameters']['net_g']
-        measured = (f"small {network} ×4 ({parameters:,} parameters), {train['iterations']:,} iterations of 8 crops "
-                    f"of 48×48, on the test split ({len(ours)} photos): Y-PSNR {mean(i['psnr'] for i in ours):.2f} dB"
+        measured = (f"small {network} ×4 ({parameters:,} parameters), {train['iterations']:,} iterations of "
+                    f"{train['batch']} crops of {train['crop']}×{train['crop']}, on the test split ({len(ours)} photos): Y-PSNR {mean(i['psnr'] for i in ours):.2f} dB"
                     f" / SSIM {mean(i['ssim'] for i in ours):.4f}; bicubic↓↑ "
                     f"{mean(i['psnr_base'] for i in base):.2f} dB / {mean(i['ssim_base'] for i in base):.4f}")
         if all(gain > 0 for gain in gains['test']):
@@ -557,12 +560,14 @@ def render_hcd(network, trained_by):
     def render(result, results):
         check_same_weights(result, results, trained_by)
         fixed, stop = arm(result, f'hcd_{trained_by}.yml'), arm(result, f'hcd_{trained_by}_stop.yml')
+        n = fixed['hcd']['steps_hr']  # N_y = N_x: the setting the paper reports
+        tag = f'hcd{n}'
         images = split_images(fixed, 'test')
         stopped = {image['name']: image for image in split_images(stop, 'test')}
-        gains = [image['psnr_gain_hcd15'] for image in images]
-        stop_gains = [stopped[image['name']]['psnr_gain_hcd15'] for image in images]
+        gains = [image[f'psnr_gain_{tag}'] for image in images]
+        stop_gains = [stopped[image['name']][f'psnr_gain_{tag}'] for image in images]
         iterations = fixed['weights']['network_g']['iterations']
-        measured = (f"HCD N = 15 on the small {network} ×4 of `{trained_by}` ({iterations:,} iterations), test split "
+        measured = (f"HCD N = {n} on the small {network} ×4 of `{trained_by}` ({iterations:,} iterations), test split "
                     f"({len(images)} photos): mean Y-PSNR gain {signed(mean(gains), 3)} dB, {sum(g > 0 for g in gains)}"
                     f"/{len(gains)} improved; with the stopping rule {signed(mean(stop_gains), 3)} dB")
         if all(gain > 0 for gain in gains):
@@ -573,14 +578,14 @@ def render_hcd(network, trained_by):
         steps = sorted({int(key[len('psnr_gain_hcd'):]) for key in images[0]
                         if re.fullmatch(r'psnr_gain_hcd\d+', key)})
         per_image = '\n'.join(
-            f"| {image['name']} | {image['psnr_base']:.3f} | {image['psnr_hcd15']:.3f} | "
-            f"{signed(image['psnr_gain_hcd15'], 3)} | {signed(stopped[image['name']]['psnr_gain_hcd15'], 3)} | "
-            f"{signed(image['ssim_gain_hcd15'], 4)} |" for image in images)
-        curve = '\n'.join(f"| {n} | {signed(mean(image[f'psnr_gain_hcd{n}'] for image in images), 3)} | "
-                          f"{signed(min(image[f'psnr_gain_hcd{n}'] for image in images), 3)} |" for n in steps)
+            f"| {image['name']} | {image['psnr_base']:.3f} | {image[f'psnr_{tag}']:.3f} | "
+            f"{signed(image[f'psnr_gain_{tag}'], 3)} | {signed(stopped[image['name']][f'psnr_gain_{tag}'], 3)} | "
+            f"{signed(image[f'ssim_gain_{tag}'], 4)} |" for image in images)
+        curve = '\n'.join(f"| {k} | {signed(mean(image[f'psnr_gain_hcd{k}'] for image in images), 3)} | "
+                          f"{signed(min(image[f'psnr_gain_hcd{k}'] for image in images), 3)} |" for k in steps)
         return (row(REPRODUCTIONS[result['reproduction']].claim, measured, result['reproduction'], status) + '\n'
                 'Per test photo, Y-PSNR (dB, crop border 4) of the reconstruction of the stored 8-bit LR:\n\n'
-                '| photo | base | HCD N = 15 | gain | gain, stopping rule | SSIM gain |\n|---|---|---|---|---|---|\n'
+                f'| photo | base | HCD N = {n} | gain | gain, stopping rule | SSIM gain |\n|---|---|---|---|---|---|\n'
                 + per_image + '\n\nGain against N (N_x = N_y = N; the paper\'s Table 3):\n\n'
                 '| N | mean gain (dB) | smallest gain (dB) |\n|---|---|---|\n' + curve + '\n\n'
                 + commit_line(result))
