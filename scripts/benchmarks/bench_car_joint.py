@@ -21,7 +21,7 @@ adaptivity:
   weight 1/k^2 (a constant kernel gives 0, and so does a fixed periodic pattern);
 * offset: the mean offset length in HR pixels.
 
-Departure from the naive set-up (docs/benchmarks.md ## CAR joint): the kernel head keeps PyTorch's default
+Departure from the naive set-up: the kernel head keeps PyTorch's default
 (kaiming-uniform) weights and only its bias starts at the box kernel (``--init-weight-scale 1``); a 1e-2 scale
 made the kernels content-blind. ``--signed`` uses ``CARResamplerNet(signed_kernels=True)``.
 
