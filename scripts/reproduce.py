@@ -46,7 +46,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from basicsr_lmar.errors import UserError  # noqa: E402  (no torch import)
+from basicsr_lmar.errors import UserError  # noqa: E402
 
 OPTIONS = osp.join(REPO, 'options', 'repro')
 PAGE = osp.join(REPO, 'docs', 'results.md')
@@ -676,7 +676,7 @@ def list_reproductions():
     lines = []
     for reproduction in REPRODUCTIONS.values():
         needs = f" (loads the networks of {', '.join(reproduction.needs)})" if reproduction.needs else ''
-        lines.append(f'{reproduction.name}: {reproduction.what}{needs}')
+        lines.append(f'{reproduction.name} ({reproduction.method}): {reproduction.what}{needs}')
         for name in reproduction.arms:
             opt = load_options(option_path(name))
             kind = f"train, {opt['train']['total_iter']} iterations" if is_training(opt) else 'test'

@@ -32,7 +32,7 @@ def test_every_option_file_is_an_arm_and_every_arm_a_file(reproduce):
     assert arms == set(OPTION_FILES)
     listing = reproduce.list_reproductions()
     for name, reproduction in reproduce.REPRODUCTIONS.items():
-        assert f'{name}: ' in listing
+        assert f'{name} ({reproduction.method}): ' in listing
         for needed in reproduction.needs:
             assert list(reproduce.REPRODUCTIONS).index(needed) < list(reproduce.REPRODUCTIONS).index(name)
     for arm in OPTION_FILES:
