@@ -608,7 +608,6 @@ def lmar_gains(images, metric='psnr'):
 
 def render_lmar(result, results):
     test, bottleneck = arm(result, 'lmar_test.yml'), arm(result, 'lmar_bottleneck_test.yml')
-    iterations = {arm_['name']: arm_['iterations'] for arm_ in arms(result, 'train')}
     rows = lmar_gains(split_images(test, 'test'))
     full, downscaled = rows[0], rows[1:]
     gains = [lmar - plain for _, plain, lmar in downscaled]
@@ -617,8 +616,8 @@ def render_lmar(result, results):
                   for label, found in (('head', test), ('bottleneck', bottleneck))}
     chosen = {label: mean(lmar - plain for _, plain, lmar in rows_[1:]) for label, rows_ in validation.items()}
     measured = (f"tiny CNN-I enhancer ({test['parameters']['net_enhancer']:,} parameters, "
-                f"{iterations['repro_lmar_enhancer']} iterations) and LMAR resampler ({iterations['repro_lmar']} "
-                f"iterations) on darkened photos at 384×576, test split ({len(split_images(test, 'test'))} photos), "
+                f"{arm(result, 'lmar_enhancer.yml')['iterations']} iterations) and LMAR resampler "
+                f"({arm(result, 'lmar.yml')['iterations']} iterations) on darkened photos at 384×576, test split ({len(split_images(test, 'test'))} photos), "
                 f"mean of 5 resizers: Y-PSNR gain over the plain pipeline {signed(min(gains))} to "
                 f"{signed(max(gains))} dB at the {len(gains)} downscaled working sizes, {signed(full[2] - full[1])} dB "
                 'at full size')
