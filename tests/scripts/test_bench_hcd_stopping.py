@@ -54,7 +54,7 @@ def test_tiny_side_by_side_and_grid(bench, tmp_path, capsys):
             '--repeats', '1', '--irn-weights', str(weights)]
     summaries = bench.main(argv + ['--stop-min-steps', '4'])  # the minimum equals N: the rule never fires
     out = capsys.readouterr().out
-    assert '3 crops of 32x32' in out and 'TARGET small IRN x4, z = 0, batch of 3' in out
+    assert '3 crops of 32x32' in out and 'small IRN x4, z = 0, batch of 3: stopping / fixed N=4 time ratio' in out
     for mode, (ratio, difference, steps_hr, steps_lr) in summaries['irn'].items():
         assert np.isfinite(ratio) and ratio > 0 and np.isfinite(difference), mode
         assert steps_hr == steps_lr == 4, mode
