@@ -500,6 +500,10 @@ def check_same_weights(result, results, needed):
                     f"recorded; rerun python scripts/reproduce.py {result['reproduction']} after {needed}")
 
 
+def border(test_arm):
+    return test_arm['metrics']['psnr']['crop_border']
+
+
 def command(name):
     return f'`python scripts/reproduce.py {name}`'
 
@@ -539,18 +543,20 @@ def render_rescaler(network, option_train, option_test, paper_training):
         base = split_images(bicubic, 'test')
         parameters = test['parameters']['net_g']
         measured = (f"small {network} ×4 ({parameters:,} parameters), {train['iterations']:,} iterations of "
-                    f"{train['batch']} crops of {train['crop']}×{train['crop']}, on the test split ({len(ours)} photos): Y-PSNR {mean(i['psnr'] for i in ours):.2f} dB"
-                    f" / SSIM {mean(i['ssim'] for i in ours):.4f}; bicubic↓↑ "
-                    f"{mean(i['psnr_base'] for i in base):.2f} dB / {mean(i['ssim_base'] for i in base):.4f}")
+                    f"{train['batch']} crops of {train['crop']}×{train['crop']}, on the test split ({len(ours)} "
+                    f"photos): Y-PSNR {mean(i['psnr'] for i in ours):.2f} dB / SSIM {mean(i['ssim'] for i in ours):.4f}"
+                    f"; bicubic↓↑ {mean(i['psnr_base'] for i in base):.2f} dB / "
+                    f"{mean(i['ssim_base'] for i in base):.4f}")
         if all(gain > 0 for gain in gains['test']):
             status = (f"partly: above bicubic↓↑ on every test photo ({signed(mean(gains['test']))} dB); the "
                       f"paper's figure needs {paper_training}, not run here")
         else:
             status = (f"not shown: not above bicubic↓↑ on every test photo (mean {signed(mean(gains['test']))} dB)")
         return (row(REPRODUCTIONS[result['reproduction']].claim, measured, result['reproduction'], status) + '\n'
-                + f'Per photo, Y-PSNR (dB) / SSIM, crop border 4, reconstruction of the stored 8-bit LR:\n\n'
-                f'| split | photo | {network} ×4 | bicubic↓↑ | {network} − bicubic (dB) |\n|---|---|---|---|---|\n'
-                + '\n'.join(lines) + '\n\n' + commit_line(result))
+                + f'Per photo, Y-PSNR (dB) / SSIM, crop border {border(test)}, reconstruction of the stored 8-bit '
+                'LR:\n\n'
+                f'| split | photo | {network} ×4 | bicubic↓↑ | {network} − bicubic (dB) |\n'
+                '|---|---|---|---|---|\n' + '\n'.join(lines) + '\n\n' + commit_line(result))
 
     return render
 
@@ -584,7 +590,8 @@ def render_hcd(network, trained_by):
         curve = '\n'.join(f"| {k} | {signed(mean(image[f'psnr_gain_hcd{k}'] for image in images), 3)} | "
                           f"{signed(min(image[f'psnr_gain_hcd{k}'] for image in images), 3)} |" for k in steps)
         return (row(REPRODUCTIONS[result['reproduction']].claim, measured, result['reproduction'], status) + '\n'
-                'Per test photo, Y-PSNR (dB, crop border 4) of the reconstruction of the stored 8-bit LR:\n\n'
+                f'Per test photo, Y-PSNR (dB, crop border {border(fixed)}) of the reconstruction of the stored 8-bit '
+                'LR:\n\n'
                 f'| photo | base | HCD N = {n} | gain | gain, stopping rule | SSIM gain |\n|---|---|---|---|---|---|\n'
                 + per_image + '\n\nGain against N (N_x = N_y = N; the paper\'s Table 3):\n\n'
                 '| N | mean gain (dB) | smallest gain (dB) |\n|---|---|---|\n' + curve + '\n\n'
@@ -594,34 +601,39 @@ def render_hcd(network, trained_by):
 
 
 def lmar_gains(images, metric='psnr'):
-    """Per working size (largest first): mean over resizers and images of plain and LMAR values."""
-    table = {}
+    """Per working size (largest first): mean over resizers and images of plain and LMAR values; and the
+    resizers."""
+    table, kernels = {}, []
     for image in images:
         for key, value in image.items():
             if key == 'name' or not key.startswith(metric + '_'):
                 continue
             size, kernel, mode = key[len(metric) + 1:].rsplit('_', 2)
             table.setdefault(size, {}).setdefault(mode, []).append(value)
+            if kernel not in kernels:
+                kernels.append(kernel)
     sizes = sorted(table, key=lambda s: -int(s.split('x')[0]) * int(s.split('x')[1]))
-    return [(size, mean(table[size]['plain']), mean(table[size]['lmar'])) for size in sizes]
+    return [(size, mean(table[size]['plain']), mean(table[size]['lmar'])) for size in sizes], kernels
 
 
 def render_lmar(result, results):
     test, bottleneck = arm(result, 'lmar_test.yml'), arm(result, 'lmar_bottleneck_test.yml')
-    rows = lmar_gains(split_images(test, 'test'))
+    images = split_images(test, 'test')
+    rows, kernels = lmar_gains(images)
     full, downscaled = rows[0], rows[1:]
     gains = [lmar - plain for _, plain, lmar in downscaled]
     above = sum(gain > 0 for gain in gains)
-    validation = {label: lmar_gains(split_images(found, 'validation'))
+    validation = {label: lmar_gains(split_images(found, 'validation'))[0]
                   for label, found in (('head', test), ('bottleneck', bottleneck))}
     chosen = {label: mean(lmar - plain for _, plain, lmar in rows_[1:]) for label, rows_ in validation.items()}
+    full_size = full[0].replace('x', '×')
     measured = (f"tiny CNN-I enhancer ({test['parameters']['net_enhancer']:,} parameters, "
                 f"{arm(result, 'lmar_enhancer.yml')['iterations']} iterations) and LMAR resampler "
-                f"({arm(result, 'lmar.yml')['iterations']} iterations) on darkened photos at 384×576, test split ({len(split_images(test, 'test'))} photos), "
-                f"mean of 5 resizers: Y-PSNR gain over the plain pipeline {signed(min(gains))} to "
-                f"{signed(max(gains))} dB at the {len(gains)} downscaled working sizes, {signed(full[2] - full[1])} dB "
-                'at full size')
-    scope = ("a tiny enhancer on darkened photos; the paper's enhancers and UHD data are not run here")
+                f"({arm(result, 'lmar.yml')['iterations']} iterations) on darkened photos at {full_size}, test "
+                f"split ({len(images)} photos), mean of {len(kernels)} resizers: Y-PSNR gain over the plain pipeline "
+                f"{signed(min(gains))} to {signed(max(gains))} dB at the {len(gains)} downscaled working sizes, "
+                f"{signed(full[2] - full[1])} dB at full size")
+    scope = "a tiny enhancer on darkened photos; the paper's enhancers and UHD data are not run here"
     full_gain = full[2] - full[1]
     if above == len(gains) and full_gain > 0:
         status = f'partly: above the plain pipeline at every working size, with {scope}'
@@ -632,8 +644,8 @@ def render_lmar(result, results):
         status = f'not shown: above the plain pipeline at {above} of {len(gains)} downscaled sizes'
     lines = '\n'.join(f'| {size} | {plain:.2f} | {lmar:.2f} | {signed(lmar - plain)} |' for size, plain, lmar in rows)
     return (row(REPRODUCTIONS['lmar'].claim, measured, 'lmar', status) + '\n'
-            'Test split, Y-PSNR (dB) at full size, mean over the 5 resizers (nearest, bilinear, bicubic, lanczos2, '
-            'lanczos3) and the photos, per working size (the paper\'s seven, scaled to 384×576):\n\n'
+            f'Test split, Y-PSNR (dB) at full size, mean over the {len(kernels)} resizers ({", ".join(kernels)}) and '
+            f'the photos, per working size (the paper\'s {len(rows)}, scaled to {full_size}):\n\n'
             '| working size | plain | with LMAR | gain |\n|---|---|---|---|\n' + lines + '\n\n'
             'The enhancer feature LMAR matches, chosen on the validation split (mean gain at the downscaled sizes): '
             f"its output (`feature_layer: head`, the shipped choice) {signed(chosen['head'])} dB, its bottleneck "
