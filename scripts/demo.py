@@ -2,8 +2,8 @@
 
 Runs the LMAR demo (:mod:`scripts.lmar_demo`): pretrains a tiny UHD U-Net enhancer on synthetic
 low-light crops, trains an LMAR resampler in front of it through the plugin's BasicSR entry, and
-prints the with/without-LMAR table over working sizes and resizers; the table (markdown, CSV), the
-PSNR-vs-size plot and example images are saved under ``results/lmar_demo/``.
+prints the with/without-LMAR table of the test photos over working sizes and resizers; the table
+(markdown, CSV), the PSNR-vs-size plot and example images are saved under ``results/lmar_demo/``.
 """
 import os
 import runpy

@@ -21,11 +21,11 @@ adaptivity:
   weight 1/k^2 (a constant kernel gives 0, and so does a fixed periodic pattern);
 * offset: the mean offset length in HR pixels.
 
-Departure from the naive set-up (docs/benchmarks.md ## CAR joint): the kernel head keeps PyTorch's default
+Departure from the naive set-up: the kernel head keeps PyTorch's default
 (kaiming-uniform) weights and only its bias starts at the box kernel (``--init-weight-scale 1``); a 1e-2 scale
 made the kernels content-blind. ``--signed`` uses ``CARResamplerNet(signed_kernels=True)``.
 
-Levers of (b) (issue 15's recipe search, docs/benchmarks.md): ``--lr-sr-joint`` sets the SR network's lr in
+Levers of (b): ``--lr-sr-joint`` sets the SR network's lr in
 (b)'s joint phase only (a lower one keeps the pre-trained SR network close while the LR changes);
 ``--car-warmup F`` spends the first share F of (b)'s budget (CPU time, or ``--iters``) training the
 ResamplerNet alone against the frozen pre-trained SR network (the SR parameters get no gradient), then the

@@ -93,8 +93,8 @@ def initialise_heads(net, kind, scale, peak=1.0, floor=1e-3, weight_scale=1e-2):
     """Starts the kernel head at ``initial_kernel(kind, floor, peak)`` (its last conv's bias, with the
     conv's weights scaled by ``weight_scale``) and the offset heads at ~0.
 
-    Beware the head's clamp to [1e-6, 1]: it passes no gradient outside that range. Measured here
-    (docs/benchmarks.md ## CAR): from every start tried (this default; peak 0.5 / floor 5e-3 / weight
+    Beware the head's clamp to [1e-6, 1]: it passes no gradient outside that range. Measured with this
+    script: from every start tried (this default; peak 0.5 / floor 5e-3 / weight
     scale 0.1; peak 0.5 / floor 0.02-0.05 / weight scale 1 at lr 1e-4-3e-4; random heads; with or without
     ``--clamp-barrier``; a sigmoid before the clamp, ``--kernel-activation sigmoid``) the reduced network
     goes within a few hundred iterations to one constant kernel (from the box starts: the central 3x3
@@ -143,7 +143,7 @@ def teacher_kernels(hr, scale, steps):
     """Per-pixel CAR kernels (zero offsets) that move the box kernel's LR towards the crop's least-squares
     LR: ``steps`` rounds of a per-pixel exact line search along sum_c (s_i,c - LR_c) (LR*_c - LR_c) (s_i:
     the kernel element's sample), clipped to >= 0 and renormalised. No network: a teacher signal whose
-    pixel-to-pixel variation depends on the content at first order (see docs/benchmarks.md ## CAR)."""
+    pixel-to-pixel variation depends on the content at first order."""
     k = 3 * scale + 1
     n, channels, height, width = hr.shape
     target = least_squares_lr(hr, scale).clamp(0, 1)

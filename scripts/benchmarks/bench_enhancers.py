@@ -87,10 +87,11 @@ def psnr(a, b):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_weights = osp.join(os.environ.get('BASICSR_LMAR_REFERENCE', osp.join(REPO, os.pardir, 'shared',
-                                                                                 'reference')),
-                               'lmar_official', 'base_model.bin')
-    parser.add_argument('--weights', default=default_weights if osp.isfile(default_weights) else None)
+    reference = os.environ.get('BASICSR_LMAR_REFERENCE')  # a folder holding the authors' release
+    default_weights = osp.join(reference, 'lmar_official', 'base_model.bin') if reference else None
+    parser.add_argument('--weights', default=default_weights if default_weights and osp.isfile(default_weights)
+                        else None, help="the authors' CNN-I weights (base_model.bin of github.com/YPatrickW/LMAR, "
+                        'pretrained_models); default $BASICSR_LMAR_REFERENCE/lmar_official/base_model.bin')
     parser.add_argument('--size', type=int, nargs=2, default=[2160, 3840])
     parser.add_argument('--tile', type=int, default=1024)
     parser.add_argument('--overlap', type=int, default=64)

@@ -4,14 +4,16 @@
     python scripts/benchmarks/bench_hcd_cost.py --threads 1 2 --skip-paper-irn --profile [--channels-last]
     python scripts/benchmarks/bench_hcd_cost.py --threads 1 --authors-code /tmp/hcd_authors --size 128
 
-1. Batching: 4 images of 64x64 (the first four held-out crops of ``bench_hcd.py``) refined with N_x = N_y = 15
-   in one batch vs one at a time, for three rescalers: a small IRN x4 (``block_num [1, 1]``, growth 16, as
-   trained by ``bench_hcd.py``), the paper's IRN x4 (``[8, 8]``, growth 32) and bicubic down/up. Timing does
-   not depend on the weights, so the IRNs are randomly initialised and perturbed (their last convs start at
-   zero). Reports the throughput ratio and whether the stored 8-bit LRs are identical (seed 0, z = 0).
+1. Batching: 4 images of 64x64 (the first four fixed crops of the test photos, ``heldout.TEST_CROPS``) refined
+   with N_x = N_y = 15 in one batch vs one at a time, for three rescalers: the small IRN x4 that
+   ``scripts/reproduce.py irn_x4`` trains (``--irn-weights``, default where it saves them), the paper's IRN x4
+   (``[8, 8]``, growth 32) and bicubic down/up. No paper-size IRN is trained here and timing does not depend on
+   the weights, so that one is randomly initialised and perturbed (its last convs start at zero);
+   ``--random-weights`` does the same for the small one. Reports the throughput ratio and whether the stored
+   8-bit LRs are identical (seed 0, z = 0).
 2. ``--authors-code DIR``: DIR holds a module ``authors_code`` with the authors' IRN arch and their
-   ``attack_pgd_sr`` / ``attack_pgd`` / ``Quantization`` / ``Model`` (``xubingna/HCD``, a copy kept outside
-   this repository, with ``Model.gaussian_batch`` returning zeros: z = 0 as ours). One image of
+   ``attack_pgd_sr`` / ``attack_pgd`` / ``Quantization`` / ``Model`` (from the authors' repository
+   ``xubingna/HCD``, kept outside this one, with ``Model.gaussian_batch`` returning zeros: z = 0 as ours). One image of
    ``--size`` squared (chelsea) through the paper's IRN x4, N_x = N_y = ``--steps``, same global seed;
    prints both times, the ratio and how many stored LR values differ, and the cost model: F, one forward
    of down + up, and B, its backward to the input, timed on our net; per step ours costs F + B and the
@@ -28,11 +30,12 @@ import numpy as np
 import torch
 
 import basicsr_lmar  # noqa: F401
-from bench_hcd import held_out  # the held-out crops of the quality benchmark (this folder)
 from basicsr_lmar.archs.irn_arch import InvRescaleNet
 from basicsr_lmar.ops.collaborative_downscaling import collaborative_downscale
 from basicsr_lmar.ops.rounding import quantize
 from basicsr_lmar.registry import RESCALER_REGISTRY
+from heldout import test_crops  # this folder
+from reproduced import default_weights, load_network
 
 
 def perturbed_irn(block_num, growth, seed=0):
@@ -102,7 +105,7 @@ def side_by_side(authors_dir, size, steps):
     state, options = convert_official_irn_state_dict(theirs.state_dict())
     ours = InvRescaleNet(**options).eval()
     ours.load_state_dict(state, strict=True)
-    hr = held_out(size)[0][1][None].contiguous()  # chelsea@60,120
+    hr = test_crops(size)[0][1][None].contiguous()  # chelsea@60,120
     with torch.no_grad():
         forward_diff = float((ours(hr) - theirs(hr)).abs().max())
     model = authors.Model(theirs)
@@ -149,7 +152,7 @@ def side_by_side(authors_dir, size, steps):
           f'{psnr[0]:.3f} / {psnr[1]:.3f} | {forward_s:.2f} s / {backward_s:.2f} s | {floor:.2f} |', flush=True)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--threads', type=int, nargs='+', default=[1])
     parser.add_argument('--steps', type=int, default=15, help='N_x = N_y')
@@ -161,22 +164,28 @@ def main():
     parser.add_argument('--profile', action='store_true',
                         help='batching: also profile the small IRN (convolution time per image, one at a time vs '
                              'batched)')
+    parser.add_argument('--irn-weights', metavar='PATH', default=default_weights('irn_x4.yml'),
+                        help='the small IRN x4 (default: where scripts/reproduce.py irn_x4 saves it)')
+    parser.add_argument('--random-weights', action='store_true',
+                        help='a randomly initialised small IRN instead (timing does not depend on the weights)')
     parser.add_argument('--authors-code', help="folder with authors_code.py (the authors' functions)")
     parser.add_argument('--size', type=int, default=128, help='image side for the side-by-side run')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(f'torch {torch.__version__}')
     if not args.skip_batching:
-        images = torch.stack([hr for _, hr in held_out(64)[:4]]).contiguous()
+        images = torch.stack([hr for _, hr in test_crops(64)[:4]]).contiguous()
         memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
         images = images.contiguous(memory_format=memory_format)
 
-        def irn(block_num, growth):
-            net = perturbed_irn(block_num, growth).to(memory_format=memory_format)
-            return RESCALER_REGISTRY.get('IRNRescaler')(net, z_policy='zero')
+        def irn(net):
+            return RESCALER_REGISTRY.get('IRNRescaler')(net.to(memory_format=memory_format), z_policy='zero')
 
-        rescalers = [('IRN x4 small ([1, 1], growth 16)', irn([1, 1], 16))]
+        small = perturbed_irn([1, 1], 16) if args.random_weights else load_network(
+            'irn_x4.yml', args.irn_weights, '--irn-weights', 'irn_x4')
+        trained = 'random' if args.random_weights else 'trained'
+        rescalers = [(f'IRN x4 small ([1, 1], growth 16, {trained})', irn(small))]
         if not args.skip_paper_irn:
-            rescalers.append(('IRN x4 paper ([8, 8], growth 32)', irn([8, 8], 32)))
+            rescalers.append(('IRN x4 paper ([8, 8], growth 32, random)', irn(perturbed_irn([8, 8], 32))))
         rescalers.append(('bicubic down / up x4', RESCALER_REGISTRY.get('BicubicSRRescaler')(None, scale=4)))
         layout = ', channels-last' if args.channels_last else ''
         print(f'\n4 images of 64x64{layout}, N_x = N_y = {args.steps}, best of {args.repeats}\n')
@@ -205,4 +214,6 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    from basicsr_lmar.cli.errors import run_main
+
+    run_main(main)

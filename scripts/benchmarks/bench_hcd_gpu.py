@@ -1,9 +1,9 @@
 """HCD on a GPU: N_x = N_y = 15 gradient steps per image on a 128x128 and a 512x512 image, time and peak memory.
 
 ``collaborative_downscale`` (the op HCDModel and scripts/hcd_refine.py call) on one image of each size
-(scikit-image's held-out ``chelsea``, resized), for three rescalers at x4: the paper's IRN (``block_num
-[8, 8]``, growth 32), a small IRN (``[1, 1]``, growth 16, as trained by bench_hcd.py) and bicubic down / up.
-Timing does not depend on the weights, so the IRNs are randomly initialised and perturbed
+(the test photo ``chelsea``, resized), for three rescalers at x4: the paper's IRN (``block_num [8, 8]``,
+growth 32), a small IRN (``[1, 1]``, growth 16, the shape that ``scripts/reproduce.py irn_x4`` trains) and
+bicubic down / up. Timing does not depend on the weights, so the IRNs are randomly initialised and perturbed
 (``bench_hcd_cost.perturbed_irn``). Median of ``--repeat`` runs after a warm-up (CUDA events); peak memory
 is ``torch.cuda.max_memory_allocated`` above the models and the image during one refinement.
 

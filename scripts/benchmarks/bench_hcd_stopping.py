@@ -1,61 +1,57 @@
 """HCD with the per-image stopping rule vs the paper's fixed N = 15: time ratio and gain difference, side by side.
 
-    # choose the rule on the validation split (a grid of rules, IRN and CAR):
-    python scripts/benchmarks/bench_hcd_stopping.py --split validation --grid \\
-        --irn-weights /work/artifacts/irn_x4_bench.pth --car-checkpoint /work/artifacts/car_bicubic_x4.pth
-    # report the chosen rule (collaborative_downscaling.RECOMMENDED_STOP) on the test split:
-    python scripts/benchmarks/bench_hcd_stopping.py --split test --rescalers irn car hcflow \\
-        --irn-weights /work/artifacts/irn_x4_bench.pth --car-checkpoint /work/artifacts/car_bicubic_x4.pth
+    # the networks: python scripts/reproduce.py irn_x4 hcflow_x4 (their weights are the defaults below)
+    # choose the rule on the validation split (a grid of rules):
+    python scripts/benchmarks/bench_hcd_stopping.py --split validation --grid --crops-per-image 8
+    # time the chosen rule (collaborative_downscaling.RECOMMENDED_STOP) on the test split:
+    python scripts/benchmarks/bench_hcd_stopping.py --split test --rescalers irn hcflow
 
-Rescalers (``--rescalers``, default ``irn car hcflow``):
+Rescalers (``--rescalers``, default ``irn hcflow``; ``car`` with ``--car-checkpoint``):
 
-- ``irn``: the small IRN x4 of ``bench_hcd.py`` (``train_irn``: ``block_num [1, 1]``, growth 16, trained with
-  ``IRNModel`` on the training photos), z = 0 as there. ``--irn-weights PATH`` loads it when PATH exists;
-  otherwise it is trained for ``--train-seconds`` and saved to ``--save-weights PATH`` (or to
-  ``--irn-weights PATH``).
+- ``irn``: the small IRN x4 of ``scripts/reproduce.py irn_x4`` (``options/repro/irn_x4.yml``), z = 0 as there;
+  ``--irn-weights PATH`` (default: where that run saves it);
+- ``hcflow``: the small HCFlow x4 of ``scripts/reproduce.py hcflow_x4``, heat 0; ``--hcflow-weights PATH``;
 - ``car``: CAR-down + bicubic-up from a checkpoint of ``bench_car_quality.py --save-weights``
-  (``bench_hcd.load_car_rescaler``); skipped with a message when ``--car-checkpoint`` is absent.
-- ``hcflow``: ``HCFlowNet`` + ``HCFlowRescaler`` (issue 16) from ``--hcflow-weights``; skipped with a message
-  when the arch or the weights are absent.
+  (``--car-checkpoint``).
 
-Images: 128x128 crops (``--size``). Test split: the six crops of ``bench_hcd.HELD_OUT`` (chelsea, coffee), the
-crops of the project's HCD ablations; validation split and ``--heldout DIR``: two crops per image at fixed
-relative positions (``crop_positions``), ``--crops-per-image K`` (up to 8) for a larger set.
+Images: 128x128 crops (``--size``). Test split: the six fixed crops of the test photos (``heldout.TEST_CROPS``);
+validation split and ``--heldout DIR``: two crops per image at fixed relative positions (``crop_positions``),
+``--crops-per-image K`` (up to 8) for a larger set.
 
 Per rescaler, in one process, the fixed-N run (paper defaults: l2, eps 0.3, alpha 20/255, seed 0, last
 iterate) and the stopping run (same, with the rule; at most N steps per stage) are timed alternately,
 ``--repeats`` times each, best time kept, in two modes: one image at a time (batch 1, as HCDModel's default
 test loader) and all crops in one batch (the images that stop leave the batch). Printed: mean PSNR-Y gain
 (crop border 4, on the stored 8-bit LR) of both, their difference, the time ratio, the mean gradient steps
-per stage, and fixed N = 5 for reference (the ablation's saturation point). ``--grid`` also runs a grid of
-rules (batched, one timing) to choose from.
+per stage, and fixed N = 5 for reference. ``--grid`` also runs a grid of rules (batched, one timing) to choose
+from; ``--n-curve`` the gain of fixed N for several N (what any rule that stops by N steps can reach). The gains
+of the chosen rule on the whole test photos are a figure of ``scripts/reproduce.py hcd_irn_x4`` /
+``hcd_hcflow_x4`` (docs/results.md).
 """
 import argparse
-import inspect
-import os
 import os.path as osp
 import subprocess
 import sys
 import time
 
-import numpy as np
-import torch
-
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-import basicsr_lmar  # noqa: F401,E402
-from basicsr_lmar.checkpoints.state_dicts import atomic_torch_save, read_checkpoint  # noqa: E402
-from basicsr_lmar.ops.collaborative_downscaling import RECOMMENDED_STOP, collaborative_downscale  # noqa: E402
-from basicsr_lmar.registry import RESCALER_REGISTRY  # noqa: E402
-from bench_hcd import HELD_OUT, base_psnr, load_car_rescaler, psnr_y, to_tensor, train_irn  # noqa: E402
-from heldout import add_heldout_arguments, evaluation_images  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from basicsr.metrics import calculate_psnr  # noqa: E402
+from basicsr.utils import tensor2img  # noqa: E402
 
-IRN_OPTIONS = dict(block_num=[1, 1], growth=16)
+import basicsr_lmar  # noqa: F401,E402
+from basicsr_lmar.ops.collaborative_downscaling import RECOMMENDED_STOP, collaborative_downscale  # noqa: E402
+from basicsr_lmar.ops.rounding import quantize  # noqa: E402
+from basicsr_lmar.registry import RESCALER_REGISTRY  # noqa: E402
+from heldout import add_heldout_arguments, evaluation_images, test_crops  # noqa: E402
+from reproduced import default_weights, load_network  # noqa: E402
+
 FIXED = dict(epsilon=0.3, step_size=20 / 255, norm='l2', seed=0)
-# candidate rules for --grid (patience, tolerance, gain fraction, minimum steps). The first grid (session 6:
-# W 1-3 x loss tolerance or gain fraction, no minimum) chose W=1, f=0.1, which missed on the test split's IRN;
-# this one adds a minimum number of steps per stage, the lever that fixed-N curve points to (docs/benchmarks.md).
+# candidate rules for --grid (patience, tolerance, gain fraction, minimum steps): gain fractions with and without
+# a minimum number of steps per stage, and a longer window
 GRID = [(1, None, f, m) for m in (0, 3, 4, 5, 6) for f in (0.05, 0.1, 0.2)] + \
        [(2, None, f, m) for m in (0, 4, 5) for f in (0.1, 0.2)]
 # top-left corners of the crops, as fractions of the free range: the first two are the default (two per image)
@@ -71,12 +67,22 @@ def crop_positions(height, width, size, count=2):
                    for fy, fx in CROP_FRACTIONS[:count]})
 
 
+def to_tensor(image):
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+
+
+def psnr_y(output, gt, border=4):
+    return calculate_psnr(tensor2img([output]), tensor2img([gt]), crop_border=border, test_y_channel=True)
+
+
+def base_psnr(rescaler, hr):
+    with torch.no_grad():
+        return psnr_y(rescaler.upscale(quantize(rescaler.downscale(hr))).clamp(0, 1), hr)
+
+
 def benchmark_images(args):
     if not args.heldout and args.split == 'test' and args.size == 128 and args.crops_per_image == 2:
-        from basicsr_lmar.data.skimage_photos import load_photo
-        images = [(f'{name}@{y},{x}', to_tensor(load_photo(name))[:, y:y + 128, x:x + 128])
-                  for name, (y, x) in HELD_OUT]
-        return images, 'test split: the six 128x128 crops of bench_hcd.HELD_OUT (chelsea, coffee)'
+        return test_crops(128), 'test split: the six 128x128 crops of heldout.TEST_CROPS (chelsea, coffee)'
     photos, label = evaluation_images(args)
     if not args.heldout and args.split == 'test':
         label += ' (crops at crop_positions: --size is not 128 or --crops-per-image is not 2)'
@@ -96,57 +102,39 @@ def benchmark_images(args):
 
 # ---------------------------------------------------------------------------------------------- rescalers
 def irn_rescaler(args):
-    from basicsr.utils.registry import ARCH_REGISTRY
-    path = args.irn_weights
-    if path and osp.isfile(path):
-        checkpoint = read_checkpoint(path, '--irn-weights')
-        options = {key: value for key, value in checkpoint['network_g'].items() if key != 'type'}
-        net = ARCH_REGISTRY.get('InvRescaleNet')(**options)
-        net.load_state_dict(checkpoint['params'], strict=True)
-        print(f'IRN x4 from {path}: {options}, {checkpoint.get("iterations", "?")}', flush=True)
-    else:
-        net = train_irn(args.train_seconds, patch=48, batch=8, block_num=IRN_OPTIONS['block_num'],
-                        growth=IRN_OPTIONS['growth'])
-        target = args.save_weights or path
-        if target:
-            os.makedirs(osp.dirname(osp.abspath(target)), exist_ok=True)
-            atomic_torch_save({'params': {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                               'network_g': dict(type='InvRescaleNet', scale=4, **IRN_OPTIONS),
-                               'iterations': f'bench_hcd.train_irn, {args.train_seconds:.0f} s wall clock'}, target)
-            print(f'saved the IRN to {target}', flush=True)
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
+    net = load_network('irn_x4.yml', args.irn_weights, '--irn-weights', 'irn_x4')
+    print(f'IRN x4 from {args.irn_weights}', flush=True)
     return RESCALER_REGISTRY.get('IRNRescaler')(net, z_policy='zero', z_seed=0)
 
 
-def car_rescaler(args):
-    if not args.car_checkpoint or not osp.isfile(args.car_checkpoint):
-        return None, (f'no CAR checkpoint ({args.car_checkpoint or "--car-checkpoint not given"}); make one with '
-                      'scripts/benchmarks/bench_car_quality.py --save-weights PATH')
-    return load_car_rescaler(args.car_checkpoint), None
-
-
 def hcflow_rescaler(args):
+    net = load_network('hcflow_x4.yml', args.hcflow_weights, '--hcflow-weights', 'hcflow_x4')
+    print(f'HCFlow x4 from {args.hcflow_weights}', flush=True)
+    return RESCALER_REGISTRY.get('HCFlowRescaler')(net, heat=0.0)
+
+
+def car_rescaler(args):
+    """CARRescaler (bicubic upscaler) from a checkpoint of ``bench_car_quality.py --save-weights``."""
     from basicsr.utils.registry import ARCH_REGISTRY
-    if 'HCFlowNet' not in ARCH_REGISTRY or 'HCFlowRescaler' not in RESCALER_REGISTRY:
-        return None, 'HCFlowNet / HCFlowRescaler are not registered on this branch (issue 16 items 1-3)'
-    if not args.hcflow_weights or not osp.isfile(args.hcflow_weights):
-        return None, f'no HCFlow weights at {args.hcflow_weights} (issue 16 item 5 writes them)'
-    checkpoint = read_checkpoint(args.hcflow_weights, '--hcflow-weights')
-    options, state = {}, checkpoint
-    if isinstance(checkpoint, dict) and 'params' in checkpoint:
-        state = checkpoint['params']
-        options = {key: value for key, value in (checkpoint.get('network_g') or {}).items() if key != 'type'}
-    net = ARCH_REGISTRY.get('HCFlowNet')(**options)
-    net.load_state_dict({(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}, strict=True)
+
+    from basicsr_lmar.checkpoints.state_dicts import read_checkpoint
+    from basicsr_lmar.errors import UserError
+
+    if not args.car_checkpoint:
+        raise UserError('--rescalers car needs --car-checkpoint PATH (bench_car_quality.py --save-weights PATH)')
+    checkpoint = read_checkpoint(args.car_checkpoint, '--car-checkpoint')
+    options = {key: value for key, value in checkpoint['network_g'].items() if key != 'type'}
+    net = ARCH_REGISTRY.get('CARResamplerNet')(**options)
+    net.load_state_dict(checkpoint['params'], strict=True)
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    cls = RESCALER_REGISTRY.get('HCFlowRescaler')
-    kwargs = {'heat': 0.0} if 'heat' in inspect.signature(cls.__init__).parameters else {}
-    print(f'HCFlow x4 from {args.hcflow_weights}: {options or "default options"}, rescaler {kwargs}', flush=True)
-    return cls(net, **kwargs), None
+    print(f'CAR resampler from {args.car_checkpoint}: {options}', flush=True)
+    return RESCALER_REGISTRY.get('CARRescaler')(net, None)
+
+
+RESCALERS = {'irn': (irn_rescaler, 'small IRN x4, z = 0'), 'hcflow': (hcflow_rescaler, 'small HCFlow x4, heat 0'),
+             'car': (car_rescaler, 'CAR x4 under bicubic upscaling')}
 
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -233,9 +221,8 @@ def side_by_side(label, rescaler, images, rule, repeats, steps):
         f'{name} {fixed:+.3f}/{stop:+.3f}' for (name, _), fixed, stop in
         zip(images, rows[('one image at a time', fixed_name)][1], stop_gains)) + ' (fixed/stopping gain, dB)')
     for mode, (ratio, difference, _, _) in summary.items():
-        met = ratio <= 0.40 and difference >= -0.02
-        print(f'TARGET {label}, {mode}: time ratio {ratio:.2f} (<= 0.40), gain difference {difference:+.3f} dB '
-              f'(>= -0.02): {"met" if met else "NOT met"}')
+        print(f'{label}, {mode}: stopping / fixed N={steps} time ratio {ratio:.2f}, gain difference '
+              f'{difference:+.3f} dB')
     return summary
 
 
@@ -296,7 +283,7 @@ def n_curve(label, rescaler, images, n_values, steps):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_heldout_arguments(parser)
-    parser.add_argument('--rescalers', nargs='+', default=['irn', 'car', 'hcflow'], choices=('irn', 'car', 'hcflow'))
+    parser.add_argument('--rescalers', nargs='+', default=['irn', 'hcflow'], choices=tuple(RESCALERS))
     parser.add_argument('--size', type=int, default=128, help='crop size (a multiple of 8)')
     parser.add_argument('--steps', type=int, default=15, help='N of the fixed arm and the cap of the stopping arm')
     parser.add_argument('--stop-patience', type=int, default=RECOMMENDED_STOP['stop_patience'])
@@ -314,12 +301,11 @@ def main(argv=None):
                         help='also the mean gain of fixed N for these N (last and best iterate)')
     parser.add_argument('--repeats', type=int, default=2, help='timings per arm (interleaved), best kept')
     parser.add_argument('--threads', type=int, default=1)
-    parser.add_argument('--irn-weights', metavar='PATH', help='the small IRN: loaded when PATH exists, else trained '
-                        'and saved there')
-    parser.add_argument('--save-weights', metavar='PATH', help='where to save an IRN trained here')
-    parser.add_argument('--train-seconds', type=float, default=600, help='IRN training budget (wall clock)')
+    parser.add_argument('--irn-weights', metavar='PATH', default=default_weights('irn_x4.yml'),
+                        help='the small IRN x4 (default: where scripts/reproduce.py irn_x4 saves it)')
+    parser.add_argument('--hcflow-weights', metavar='PATH', default=default_weights('hcflow_x4.yml'),
+                        help='the small HCFlow x4 (default: where scripts/reproduce.py hcflow_x4 saves it)')
     parser.add_argument('--car-checkpoint', metavar='PATH', help='bench_car_quality.py --save-weights output')
-    parser.add_argument('--hcflow-weights', metavar='PATH', default='/work/artifacts/hcflow_x4_mini.pth')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rule = dict(stop_patience=args.stop_patience, stop_tolerance=args.stop_tolerance,
@@ -329,23 +315,15 @@ def main(argv=None):
     print(f'torch {torch.__version__}, {args.threads} thread(s); images: {label}; rule {rule_label(rule)}; '
           f'uptime: {load}', flush=True)
     summaries = {}
-    for name in args.rescalers:
-        if name == 'irn':
-            rescaler, why = irn_rescaler(args), None
-        elif name == 'car':
-            rescaler, why = car_rescaler(args)
-        else:
-            rescaler, why = hcflow_rescaler(args)
-        if rescaler is None:
-            print(f'\nskipping {name}: {why}', flush=True)
-            continue
-        label = {'irn': 'small IRN x4, z = 0', 'car': 'CAR x4 under bicubic upscaling', 'hcflow': 'HCFlow x4, heat 0'}
+    rescalers = {name: RESCALERS[name][0](args) for name in args.rescalers}  # every network before any timing
+    for name, rescaler in rescalers.items():
+        label = RESCALERS[name][1]
         if args.grid:
-            grid(label[name], rescaler, images, args.steps, args.rules or GRID)
+            grid(label, rescaler, images, args.steps, args.rules or GRID)
         if args.n_curve:
-            n_curve(label[name], rescaler, images, args.n_curve, args.steps)
+            n_curve(label, rescaler, images, args.n_curve, args.steps)
         if not args.no_side_by_side:
-            summaries[name] = side_by_side(label[name], rescaler, images, rule, args.repeats, args.steps)
+            summaries[name] = side_by_side(label, rescaler, images, rule, args.repeats, args.steps)
     load = subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()
     print(f'\nuptime at the end: {load}')
     if summaries:
@@ -357,4 +335,6 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from basicsr_lmar.cli.errors import run_main
+
+    run_main(main)

@@ -192,8 +192,9 @@ def main():
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--reference', default=os.environ.get('BASICSR_LMAR_REFERENCE',
-                                                              osp.join(REPO, os.pardir, 'shared', 'reference')))
+    parser.add_argument('--reference', default=os.environ.get('BASICSR_LMAR_REFERENCE'),
+                        help="a folder with the authors' release (lmar_official/, from github.com/YPatrickW/LMAR, "
+                        'pretrained_models); default $BASICSR_LMAR_REFERENCE; random weights without it')
     parser.add_argument('--official-code', help="folder with the authors' code and official_runner.py")
     parser.add_argument('--tile-mb', type=float, help='tile budget (default: the arch default)')
     parser.add_argument('--no-memory', action='store_true')

@@ -9,6 +9,8 @@ Every quality benchmark adds these arguments with :func:`add_heldout_arguments` 
 - ``--heldout DIR``: every image of DIR instead (8/16-bit, gray or RGB, read by the project's image reader),
   so anyone can rerun a benchmark on their own images.
 
+:func:`test_crops` gives the fixed crops of the test photos that the HCD timings run on.
+
 Splits are defined in :mod:`basicsr_lmar.data.skimage_photos` (docs/data.md).
 """
 import os.path as osp
@@ -17,6 +19,9 @@ from basicsr_lmar.data.image_files import list_images, read_image_file
 from basicsr_lmar.data.skimage_photos import load_photo, photo_names
 
 SPLITS = ('validation', 'test')
+# top-left corners of the fixed crops of the test photos (chelsea 300x451, coffee 400x600)
+TEST_CROPS = (('chelsea', (60, 120)), ('chelsea', (150, 250)), ('chelsea', (20, 300)), ('coffee', (100, 200)),
+              ('coffee', (250, 350)), ('coffee', (30, 420)))
 
 
 def add_heldout_arguments(parser, default_split='test'):
@@ -37,3 +42,14 @@ def evaluation_images(args):
         return images, f'--heldout {args.heldout}'
     names = photo_names(args.split)
     return [(name, load_photo(name)) for name in names], f'{args.split} split ({", ".join(names)})'
+
+
+def test_crops(size):
+    """``[(name@y,x, float32 tensor (3, size, size))]``: the six fixed crops of the test photos (TEST_CROPS)."""
+    import torch
+
+    crops = []
+    for name, (y, x) in TEST_CROPS:
+        photo = torch.from_numpy(load_photo(name)).permute(2, 0, 1)
+        crops.append((f'{name}@{y},{x}', photo[:, y:y + size, x:x + size].contiguous()))
+    return crops

@@ -1,5 +1,5 @@
-"""The quality benchmarks' --heldout DIR / --split / --save-weights plumbing (issue 15), on a temporary folder
-of small HR images, with tiny networks and a few iterations (no figure is asserted, only the plumbing)."""
+"""The benchmarks' --heldout DIR / --split / --save-weights plumbing, on a temporary folder of small HR images,
+with tiny networks and a few iterations (no figure is asserted, only the plumbing)."""
 import argparse
 
 import cv2
@@ -41,8 +41,8 @@ def test_car_quality_heldout_signed_and_saved_weights_load_in_car_rescale(hr_fol
                            '--device', 'cpu'])
     # car_rescale's PSNR of the saved resampler + bicubic is the benchmark's CAR column
     np.testing.assert_allclose([s[0] for s in scores], [row[2][0] for row in rows], atol=1e-6)
-    hcd = load('bench_hcd')
-    assert hcd.load_car_rescaler(str(weights)).resampler.signed_kernels is True
+    stopping = load('bench_hcd_stopping')
+    assert stopping.car_rescaler(argparse.Namespace(car_checkpoint=str(weights))).resampler.signed_kernels is True
 
 
 def test_car_ceiling_on_a_folder(hr_folder):
@@ -52,39 +52,15 @@ def test_car_ceiling_on_a_folder(hr_folder):
     assert optimal_gain > box_gain  # the least-squares LR is the ceiling
 
 
-def test_hcd_crops_come_from_the_split_or_folder(hr_folder):
-    hcd = load('bench_hcd')
-    parser = argparse.ArgumentParser()
-    hcd.add_heldout_arguments(parser)
-    crops, where = hcd.evaluation_crops(parser.parse_args(['--heldout', str(hr_folder)]), 32)
-    assert [name for name, _ in crops] == ['cat@0,0', 'cat@20,20', 'cat@40,40', 'cup@0,0', 'cup@20,20', 'cup@40,40']
-    assert crops[0][1].shape == (3, 32, 32) and str(hr_folder) in where
-    default, where = hcd.evaluation_crops(parser.parse_args([]), 32)
-    assert len(default) == len(hcd.HELD_OUT) and 'test' in where
-    validation, _ = hcd.evaluation_crops(parser.parse_args(['--split', 'validation']), 32)
-    assert {name.split('@')[0] for name, _ in validation} == {'camera', 'coins', 'brick'}
-
-
-def test_hcd_saves_the_trained_irn(hr_folder, tmp_path, monkeypatch):
-    hcd = load('bench_hcd')
-    monkeypatch.setattr(hcd, 'quality_tables', lambda *args, **kwargs: [])
-    hcd.main(['--quick', '--train-seconds', '0.2', '--skip-bicubic', '--heldout', str(hr_folder),
-              '--save-weights', str(tmp_path / 'irn.pth')])
-    checkpoint = torch.load(tmp_path / 'irn.pth', weights_only=True)
-    from basicsr.archs import build_network
-    net = build_network(dict(checkpoint['network_g']))
-    net.load_state_dict(checkpoint['params'])
-
-
-def test_enhancer_and_lmar_objective_read_the_folder(hr_folder):
+def test_enhancer_benchmark_reads_the_folder(hr_folder):
     enhancers = load('bench_enhancers')
     name, image = enhancers.source_image(argparse.Namespace(heldout=str(hr_folder), split=None))
     assert name == 'cat' and image.shape == (72, 72, 3)
     assert enhancers.source_image(argparse.Namespace(heldout=None, split=None))[0] == 'coffee'
-    objective = load('bench_lmar_demo_objective')
-    from basicsr_lmar.data.skimage_dataset import SkimagePhotoDataset
-    dataset = SkimagePhotoDataset(dict(phase='val', split='test', degradation='lowlight', resize_to=[48, 64]))
-    samples = objective.folder_samples(argparse.Namespace(heldout=str(hr_folder), split='test'), dataset)
-    assert [s['lq_path'] for s in samples] == ['cat.png', 'cup.png']
-    assert samples[0]['gt'].shape == samples[0]['lq'].shape == (3, 48, 64)
-    assert samples[0]['lq'].mean() < 0.7 * samples[0]['gt'].mean()  # darkened as the demo's data
+
+
+def test_hcd_timings_run_on_the_fixed_test_crops():
+    heldout = load('heldout')
+    crops = heldout.test_crops(64)
+    assert [name for name, _ in crops] == [f'{photo}@{y},{x}' for photo, (y, x) in heldout.TEST_CROPS]
+    assert all(crop.shape == (3, 64, 64) for _, crop in crops)

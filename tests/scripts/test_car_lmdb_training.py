@@ -1,5 +1,5 @@
-"""The shipped CAR + EDSR option file trains from LMDBs made by scripts/create_lmdb.py and validates (issue 15
-item 4): HR-only DIV2K-style folders -> ``create_lmdb.py folder`` -> basicsr's own train pipeline, shrunk."""
+"""The shipped CAR + EDSR option file trains from LMDBs made by scripts/create_lmdb.py and validates: HR-only
+DIV2K-style folders -> ``create_lmdb.py folder`` -> basicsr's own train pipeline, shrunk."""
 import re
 
 import cv2
