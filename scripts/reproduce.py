@@ -191,27 +191,40 @@ def plan(reproduction, args, root):
     return steps, to_run
 
 
-def produced_weights(steps):
-    return {weights_path(step.opt) for step in steps if step.training}
-
-
 def preflight(steps, root):
     """Every step's options through the entries' preflight before anything runs or any folder is created.
     Weights are looked up under ``root``, where the steps run; those that an earlier step writes do not exist
-    yet: the preflight sees an existing stand-in file there (it checks only that they are files), and the
-    step's own process checks the real file when it starts."""
+    yet: the preflight sees a stand-in, the freshly initialised network of the step that writes them (so the
+    checkpoint checks run on a real file of the right network), and the step's own process checks the real
+    file when it starts."""
+    import tempfile
+
     from basicsr_lmar import preflight as checks
 
-    produced = produced_weights(steps)
-    for step in steps:
-        opt = copy.deepcopy(step.opt)
-        for key, value in opt.get('path', {}).items():
-            if key.startswith('pretrain_network') and isinstance(value, str):
-                opt['path'][key] = option_path(step.arm) if value in produced else osp.join(root, value)
-        try:
-            checks.check_options(opt, step.training)
-        except UserError as error:
-            raise ReproductionError(f'{relative(option_path(step.arm))}: {error}') from None
+    with tempfile.TemporaryDirectory() as scratch:
+        stand_ins = {weights_path(step.opt): step for step in steps if step.training}
+        for step in steps:
+            opt = copy.deepcopy(step.opt)
+            for key, value in opt.get('path', {}).items():
+                if key.startswith('pretrain_network') and isinstance(value, str):
+                    producer = stand_ins.get(value)
+                    opt['path'][key] = (stand_in_weights(producer.opt, scratch) if producer is not None
+                                        else osp.join(root, value))
+            try:
+                checks.check_options(opt, step.training)
+            except UserError as error:
+                raise ReproductionError(f'{relative(option_path(step.arm))}: {error}') from None
+
+
+def stand_in_weights(train_opt, folder):
+    """``train_opt``'s trained network, freshly initialised, saved as basicsr saves it (in ``folder``)."""
+    import torch
+    from basicsr.archs import build_network
+
+    path = osp.join(folder, f"{train_opt['name']}.pth")
+    if not osp.isfile(path):
+        torch.save({'params': build_network(copy.deepcopy(train_opt['network_g'])).state_dict()}, path)
+    return path
 
 
 # ------------------------------------------------------------------------------------------ running
