@@ -51,6 +51,7 @@ import sys
 from collections.abc import Mapping
 
 from basicsr_lmar.options import OptionError, closest_first
+from basicsr_lmar.runtime.resume import check_resume_state_model
 
 #: a number as YAML 1.1 would read it, if it were not a string (no 'nan'/'inf': those are words)
 _NUMBER = re.compile(r'^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$')
@@ -184,6 +185,7 @@ def check_options(opt, is_train):
     parsed = _as_parsed(opt, is_train)
     model_cls.validate_options(copy.deepcopy(parsed))
     _check_paths(opt)
+    check_resume_state_model(opt)
     _check_images(model_cls, parsed)
     return True
 

@@ -75,7 +75,8 @@ from basicsr_lmar.checkpoints.state_dicts import atomic_torch_save, load_network
 from basicsr_lmar.data.size_rules import take_notices
 from basicsr_lmar.options import Option, OptionError, OptionNode, OptionSchema, to_plain, validate_registered
 from basicsr_lmar.runtime.dist import all_ranks_agree
-from basicsr_lmar.runtime.resume import capture_rng_state, remove_partial_saves
+from basicsr_lmar.runtime.resume import (capture_rng_state, model_record, plain_state, remove_partial_saves,
+                                         warn_if_model_options_changed)
 from basicsr_lmar.version import __version__
 
 #: ``train.amp``: mixed precision for the forward passes of training (autocast); ``none`` = fp32.
@@ -158,7 +159,10 @@ class PluginModelMixin:
         if self.amp_dtype == torch.float16 and self.device.type != 'cuda':
             raise OptionError('[train] amp: fp16 needs a GPU; use bf16 on CPU.')
         # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none.
-        self.grad_scaler = torch.amp.GradScaler('cuda') if self.amp_dtype == torch.float16 else None
+        self.grad_scaler = None
+        if self.amp_dtype == torch.float16:  # older torch (2.1) has torch.cuda.amp's GradScaler, not torch.amp's
+            self.grad_scaler = torch.amp.GradScaler('cuda') if hasattr(torch.amp, 'GradScaler') else \
+                torch.cuda.amp.GradScaler()
         self.max_nonfinite_steps = train.max_nonfinite_steps if train is not None else None
         self.nonfinite_streak = self.nonfinite_total = 0
         self.last_iter = 0
@@ -428,13 +432,15 @@ class PluginModelMixin:
             'rng': capture_rng_state(),
             'nonfinite': {'streak': self.nonfinite_streak, 'total': self.nonfinite_total},
             'basicsr_lmar_version': __version__,
+            'model': model_record(self.opt),
         }
-        atomic_torch_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+        atomic_torch_save(plain_state(state), osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
     def resume_training(self, resume_state):
         # The RNG states in resume_state are restored by the resumable sampler, at the point of the data
         # pipeline where the uninterrupted run was when it saved them (basicsr_lmar.runtime.resume).
         super().resume_training(resume_state)
+        warn_if_model_options_changed(self.opt, resume_state, get_root_logger())
         counters = resume_state.get('nonfinite', {})
         self.nonfinite_streak = counters.get('streak', 0)
         self.nonfinite_total = counters.get('total', 0)
