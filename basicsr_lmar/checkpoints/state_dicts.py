@@ -10,6 +10,7 @@
 import os
 import os.path as osp
 import pickle
+import warnings
 
 import torch
 
@@ -53,12 +54,20 @@ def describe_state_dict_mismatch(expected, loaded):
     return lines
 
 
+def load_weights_only(path, **kwargs):
+    """``torch.load(path, weights_only=True, **kwargs)``. The weights-only loader of torch 2.1 warns that
+    TypedStorage is deprecated (its own internals) on its first use: ignored at these loads only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='TypedStorage is deprecated', category=UserWarning)
+        return torch.load(path, weights_only=True, **kwargs)
+
+
 def read_checkpoint(load_path, where='checkpoint'):
     """The object in ``load_path``, read with ``weights_only=True``; errors name ``where`` and the file."""
     if not osp.isfile(load_path):
         raise CheckpointFileMissing(f'{where}: {load_path} does not exist.')
     try:
-        return torch.load(load_path, map_location='cpu', weights_only=True)
+        return load_weights_only(load_path, map_location='cpu')
     except pickle.UnpicklingError as error:
         raise CheckpointMismatchError(
             f'{where}: {load_path} is not a plain weights file (it holds Python objects beyond tensors and '

@@ -53,6 +53,7 @@ from basicsr.utils import scandir
 from basicsr.utils.misc import check_resume
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from basicsr_lmar.checkpoints.state_dicts import load_weights_only
 from basicsr_lmar.cli.errors import run_main
 from basicsr_lmar.errors import UserError
 
@@ -158,7 +159,7 @@ def read_training_state(path, map_location='cpu', mmap=False):
         raise ResumeStateError(f'path.resume_state: {path} is not a file that torch.save writes; give the .state file '
                                'of the run to resume (experiments/<name>/training_states/<iter>.state).')
     try:
-        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        return load_weights_only(path, map_location=map_location, mmap=mmap)
     except pickle.UnpicklingError as error:
         found = re.search(r'Unsupported (?:class|global)\W+(?:GLOBAL )?([\w.]+)', str(error))
         cause = found.group(1) if found else 'see torch.load(weights_only=True)'
