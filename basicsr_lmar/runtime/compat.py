@@ -1,7 +1,8 @@
 """The one place that repairs the released ``basicsr==1.4.2`` for every program that imports it.
 
 Only repairs that turn a crash of basicsr into working behaviour (or, for the plugin's own option files,
-into an error that names the mistake) belong here; they change nothing that works (whatever the plugin's
+into an error that names the mistake), and the silencing of the deprecation warnings that basicsr's own
+imports raise in other libraries, belong here; they change nothing that works (whatever the plugin's
 own models do differently is an override on their classes, :mod:`basicsr_lmar.models.plugin_mixin`).
 docs/architecture.md lists them. Must run before ``basicsr`` is first imported: :mod:`basicsr_lmar` calls :func:`install` as its first statement, and the autoload hook
 imports :mod:`basicsr_lmar` before basicsr's own ``__init__``. Imports only the standard library at
