@@ -47,8 +47,8 @@ def test_importing_basicsr_prints_nothing():
 
 def test_the_same_import_elsewhere_still_warns():
     """Only basicsr's import is quiet: a program's own import of the deprecated module keeps its warning."""
-    code = 'import basicsr_lmar, warnings\nwarnings.simplefilter("always")\nfrom scipy.ndimage.filters import convolve\n'
-    result = _run(code)
+    result = _run('import basicsr_lmar, warnings\nwarnings.simplefilter("always")\n'
+                  'from scipy.ndimage.filters import convolve\n')
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'scipy.ndimage.filters' in result.stderr and 'deprecated' in result.stderr
     if _torchvision_has_functional_tensor():
