@@ -138,7 +138,7 @@ class Triton2:
 def _ahead_of_time_api():
     if hasattr(triton, 'knobs'):
         return Triton3()
-    from triton.compiler import compiler
+    compiler = getattr(triton.compiler, 'compiler', None)  # Triton 2.0's triton.compiler is a module
     if hasattr(compiler, 'instance_descriptor') and hasattr(compiler, 'make_stub'):
         return Triton2()
     pytest.skip(f'Triton {triton.__version__}: neither the ahead-of-time API of Triton 2.1 nor that of Triton 3 '
