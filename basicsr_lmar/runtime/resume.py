@@ -206,8 +206,8 @@ def changed_model_sections(record, opt):
 
 
 def warn_if_model_options_changed(opt, resume_state, logger):
-    """Logs a warning when the state was written with other model options than ``opt`` has (a network
-    whose shape changed then stops at the weights' mismatch report)."""
+    """Logs a warning when the state was written with other model options than ``opt`` has. (A network whose
+    shape changed never gets here: loading the run's own checkpoint into it stops with the mismatch report.)"""
     changed = changed_model_sections(resume_state.get('model'), opt)
     if changed:
         logger.warning(f'path.resume_state: {opt["path"].get("resume_state")} was written with other options in '
