@@ -40,7 +40,7 @@ venv-floor: $(FLOOR_STAMP)
 $(FLOOR_STAMP): setup.cfg setup.py pyproject.toml requirements/floor.txt
 	test -x $(FLOOR_PY) || $(FLOOR_PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_PY) -m pip install -q $(FLOOR_PIN) torch torchvision numpy 'setuptools>=64' wheel
-	$(FLOOR_PY) -m pip install -q --no-build-isolation $(FLOOR_PIN) -e '.[test]'
+	$(FLOOR_PY) -m pip install -q --no-build-isolation $(FLOOR_PIN) -e '.[test,mm]'
 	touch $(FLOOR_STAMP)
 
 test-floor: $(FLOOR_STAMP)
