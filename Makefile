@@ -2,6 +2,7 @@
 #   make test   create .venv, install the pinned stack + the package (editable, test extra), run pytest
 #   make demo   the same set-up, then the main job on the embedded default data
 #   make wheel  a wheel of this package in dist/, built offline from the clone (what `pip install .` installs)
+#   make test-floor  create .venv-floor with the oldest supported stack (requirements/floor.txt), run pytest there
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -10,7 +11,7 @@ PIN    := -c requirements/constraints.txt
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo wheel clean gpu-wheels gpu-check-dry
+.PHONY: venv test demo wheel clean gpu-wheels gpu-check-dry venv-floor test-floor
 
 venv: $(STAMP)
 
@@ -24,6 +25,27 @@ $(STAMP): setup.cfg setup.py pyproject.toml requirements/constraints.txt
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The floor tier: the same suite on the oldest stack the package supports, pinned in requirements/floor.txt, on
+# the oldest Python it supports (3.9: python3.9, or pyenv's; without one, $(PYTHON), and the tier says so).
+FLOOR_VENV   := .venv-floor
+FLOOR_PY     := $(FLOOR_VENV)/bin/python
+FLOOR_PIN    := -c requirements/floor.txt
+FLOOR_STAMP  := $(FLOOR_VENV)/.installed
+FLOOR_PYTHON ?= $(firstword $(foreach p,python3.9 $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.9*/bin/python3.9),\
+                  $(shell $(p) -c 'print("$(p)")' 2>/dev/null)) $(PYTHON))
+
+venv-floor: $(FLOOR_STAMP)
+
+$(FLOOR_STAMP): setup.cfg setup.py pyproject.toml requirements/floor.txt
+	test -x $(FLOOR_PY) || $(FLOOR_PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_PY) -m pip install -q $(FLOOR_PIN) torch torchvision numpy 'setuptools>=64' wheel
+	$(FLOOR_PY) -m pip install -q --no-build-isolation $(FLOOR_PIN) -e '.[test,mm]'
+	touch $(FLOOR_STAMP)
+
+test-floor: $(FLOOR_STAMP)
+	@$(FLOOR_PY) -c 'import sys, torch, torchvision, numpy; print("floor tier: Python %s, torch %s, torchvision %s, numpy %s" % (sys.version.split()[0], torch.__version__, torchvision.__version__, numpy.__version__))'
+	$(FLOOR_PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
@@ -55,4 +77,4 @@ gpu-check-dry: $(STAMP)
 	scripts/gpu_check.sh gpu_check_dry --dry-run
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) $(FLOOR_VENV) build dist *.egg-info .pytest_cache

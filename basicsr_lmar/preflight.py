@@ -47,6 +47,7 @@ from typing import NamedTuple
 from basicsr_lmar.data.size_rules import NOTICES_KEY
 from basicsr_lmar.errors import UserError
 from basicsr_lmar.options import Option, OptionError, OptionSchema, option_file_argument, read_option_file, registered
+from basicsr_lmar.runtime.resume import check_resume_state_model
 
 #: a number as YAML 1.1 would read it, if it were not a string (no 'nan'/'inf': those are words)
 _NUMBER = re.compile(r'^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$')
@@ -185,6 +186,7 @@ def check_options(opt, is_train):
     parsed = _as_parsed(opt, is_train)
     model_cls.validate_options(copy.deepcopy(parsed))
     _check_paths(opt)
+    check_resume_state_model(opt)
     return Checked(_check_images(model_cls, parsed))
 
 

@@ -15,6 +15,7 @@ import basicsr_lmar  # noqa: F401  (registers archs, models, losses, datasets)
 from basicsr_lmar import preflight
 from basicsr_lmar.cli.errors import run_main
 from basicsr_lmar.runtime import pipeline
+from basicsr_lmar.runtime.dist import destroy_process_group
 
 
 def run(argv, root_path=None, is_train=True):
@@ -25,6 +26,7 @@ def run(argv, root_path=None, is_train=True):
     module = train_module if is_train else test_module
     module.parse_options = preflight.checked_parse_options(module.parse_options, checked)
     (module.train_pipeline if is_train else module.test_pipeline)(root_path or os.getcwd())
+    destroy_process_group()
 
 
 def main(root_path=None):

@@ -18,6 +18,7 @@ import os.path as osp
 import pickle
 import re
 import zipfile
+import warnings
 
 import torch
 
@@ -65,6 +66,14 @@ def describe_state_dict_mismatch(expected, loaded):
     return lines
 
 
+def load_weights_only(path, **kwargs):
+    """``torch.load(path, weights_only=True, **kwargs)``. The weights-only loader of torch 2.1 warns that
+    TypedStorage is deprecated (its own internals) on its first use: ignored at these loads only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='TypedStorage is deprecated', category=UserWarning)
+        return torch.load(path, weights_only=True, **kwargs)
+
+
 #: the start of what torch.load refuses under ``weights_only`` for a pickled object (not for a damaged file)
 _PICKLED_OBJECT = 'Unsupported global'
 
@@ -99,8 +108,7 @@ def read_checkpoint(load_path, where='checkpoint', mmap=False):
             raise CheckpointFileMissing(f'{where}: {load_path} is a folder, not a checkpoint file.')
         raise CheckpointFileMissing(f'{where}: {load_path} does not exist.')
     try:
-        return torch.load(load_path, map_location='cpu', weights_only=True,
-                          mmap=bool(mmap) and zipfile.is_zipfile(load_path))
+        return load_weights_only(load_path, map_location='cpu', mmap=bool(mmap) and zipfile.is_zipfile(load_path))
     except pickle.UnpicklingError as error:
         if _PICKLED_OBJECT not in str(error):
             raise _damaged(load_path, where) from error

@@ -3,8 +3,9 @@
 A network checkpoint is basicsr's (``{'params': ..., 'params_ema': ...}``) plus ``basicsr_lmar``: the
 plugin version and the network's option section, which a mismatch report quotes. Weights are read with
 ``weights_only=True`` and a mismatch names the option key (:mod:`basicsr_lmar.checkpoints.state_dicts`).
-A training state is basicsr's plus the RNG states and the non-finite-step counters, for exact resume
-(:mod:`basicsr_lmar.runtime.resume`); validation must therefore not draw from the global RNGs (use a
+A training state is basicsr's plus the RNG states, the non-finite-step counters and a record of the model
+(its type and a digest of its network options: a resume refuses another model's state), in plain containers
+that every supported torch reads weights-only, for exact resume (:mod:`basicsr_lmar.runtime.resume`); validation must therefore not draw from the global RNGs (use a
 local ``torch.Generator``). Saves go through ``<file>.tmp<pid>``; what a killed save left is removed at
 the next start.
 """
@@ -14,7 +15,8 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 
 from basicsr_lmar.checkpoints.state_dicts import atomic_torch_save, load_network_weights
-from basicsr_lmar.runtime.resume import capture_rng_state, remove_partial_saves
+from basicsr_lmar.runtime.resume import (capture_rng_state, model_record, plain_state, remove_partial_saves,
+                                         warn_if_model_options_changed)
 from basicsr_lmar.version import __version__
 
 
@@ -55,13 +57,15 @@ class CheckpointIOMixin:
             'rng': capture_rng_state(),
             'nonfinite': {'streak': self.nonfinite_streak, 'total': self.nonfinite_total},
             'basicsr_lmar_version': __version__,
+            'model': model_record(self.opt),
         }
-        atomic_torch_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
+        atomic_torch_save(plain_state(state), osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
     def resume_training(self, resume_state):
         # The RNG states in resume_state are restored by the resumable sampler, at the point of the data
         # pipeline where the uninterrupted run was when it saved them (basicsr_lmar.runtime.resume).
         super().resume_training(resume_state)
+        warn_if_model_options_changed(self.opt, resume_state, get_root_logger())
         counters = resume_state.get('nonfinite', {})
         self.nonfinite_streak = counters.get('streak', 0)
         self.nonfinite_total = counters.get('total', 0)

@@ -39,7 +39,10 @@ class TrainingGuardsMixin:
         if self.amp_dtype == torch.float16 and self.device.type != 'cuda':
             raise OptionError('[train] amp: fp16 needs a GPU; use bf16 on CPU.')
         # fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none.
-        self.grad_scaler = torch.amp.GradScaler('cuda') if self.amp_dtype == torch.float16 else None
+        self.grad_scaler = None
+        if self.amp_dtype == torch.float16:  # older torch (2.1) has torch.cuda.amp's GradScaler, not torch.amp's
+            self.grad_scaler = torch.amp.GradScaler('cuda') if hasattr(torch.amp, 'GradScaler') else \
+                torch.cuda.amp.GradScaler()
         self.max_nonfinite_steps = train.max_nonfinite_steps if train is not None else None
         self.nonfinite_streak = self.nonfinite_total = self.last_iter = 0
 

@@ -18,6 +18,8 @@ sm_80 and sm_90 with :func:`forward_launch` / :func:`backward_launch`, the funct
 function launches through. Neither the gathers nor the per-pixel map reads can use divisibility or
 alignment hints (indices are data-dependent and a block may straddle two images), so nothing is lost.
 """
+import inspect
+
 import torch
 import triton
 import triton.language as tl
@@ -33,6 +35,15 @@ _SIZES = ('n_pixels', 'channels', 'height', 'width', 'out_h', 'out_w', 'pad', 's
 _FORWARD_POINTERS = ('img_ptr', 'kern_ptr', 'offh_ptr', 'offv_ptr', 'out_ptr')
 _BACKWARD_POINTERS = ('img_ptr', 'kern_ptr', 'offh_ptr', 'offv_ptr', 'grad_out_ptr', 'grad_img_ptr', 'grad_kern_ptr',
                       'grad_offh_ptr', 'grad_offv_ptr')
+
+
+def _unspecialized(sizes, pointers):
+    """``triton.jit`` options that specialise on neither the sizes' values nor the pointers' alignment.
+    Releases with ``do_not_specialize_on_alignment`` take the pointers there; older ones (Triton 2.1 among
+    them) have only ``do_not_specialize``, which in them also turns off the alignment specialisation of pointers."""
+    if 'do_not_specialize_on_alignment' in inspect.signature(triton.jit).parameters:
+        return dict(do_not_specialize=sizes, do_not_specialize_on_alignment=pointers)
+    return dict(do_not_specialize=sizes + pointers)
 
 
 @triton.jit
@@ -53,8 +64,8 @@ def _sample_geometry(kern_ptr, offh_ptr, offv_ptr, map_index, pixel_mask, elemen
     kernel_y = (element // k).to(tl.float32)
     p_x = centre_x + kernel_x + shift_h * scale - 0.5
     p_y = centre_y + kernel_y + shift_v * scale - 0.5
-    floor_x = tl.floor(p_x)
-    floor_y = tl.floor(p_y)
+    floor_x = tl.math.floor(p_x)  # Triton 2 has no tl.floor; tl.math.floor is in Triton 2 and 3
+    floor_y = tl.math.floor(p_y)
     alpha = p_x - floor_x
     beta = p_y - floor_y
     padded_width = width + 2 * pad
@@ -103,7 +114,7 @@ def _pixel_layout(n_pixels, channels, out_h, out_w, height, width, BLOCK_P: tl.c
     return pixel_mask, mask, batch, within, plane, centre_x, centre_y, image_base, output_index
 
 
-@triton.jit(do_not_specialize=_SIZES, do_not_specialize_on_alignment=_FORWARD_POINTERS)
+@triton.jit(**_unspecialized(_SIZES, _FORWARD_POINTERS))
 def _car_forward_kernel(img_ptr, kern_ptr, offh_ptr, offv_ptr, out_ptr, n_pixels, channels, height, width, out_h,
                         out_w, pad, scale, k, elements, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     pixel_mask, mask, batch, within, plane, centre_x, centre_y, image_base, output_index = _pixel_layout(
@@ -129,7 +140,7 @@ def _write_map_gradient(pointer, value, pixel_mask, channels, BLOCK_C: tl.conste
         tl.store(pointer, value, mask=pixel_mask)
 
 
-@triton.jit(do_not_specialize=_SIZES, do_not_specialize_on_alignment=_BACKWARD_POINTERS)
+@triton.jit(**_unspecialized(_SIZES, _BACKWARD_POINTERS))
 def _car_backward_kernel(img_ptr, kern_ptr, offh_ptr, offv_ptr, grad_out_ptr, grad_img_ptr, grad_kern_ptr,
                          grad_offh_ptr, grad_offv_ptr, n_pixels, channels, height, width, out_h, out_w, pad, scale, k,
                          elements, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, NEED_IMAGE_GRAD: tl.constexpr):
@@ -158,6 +169,11 @@ def _car_backward_kernel(img_ptr, kern_ptr, offh_ptr, offv_ptr, grad_out_ptr, gr
             tl.atomic_add(grad_img_ptr + image_base + i_tr[:, None], weighted * (a * (1 - b)), mask=mask)
             tl.atomic_add(grad_img_ptr + image_base + i_bl[:, None], weighted * ((1 - a) * b), mask=mask)
             tl.atomic_add(grad_img_ptr + image_base + i_br[:, None], weighted * (a * b), mask=mask)
+
+
+#: whether the kernels run in Triton's interpreter (``TRITON_INTERPRET=1`` when Triton was imported); a Triton
+#: without the interpreter compiles them for CUDA whatever the variable says
+INTERPRETED = not isinstance(_car_forward_kernel, triton.runtime.JITFunction)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -250,6 +266,10 @@ class _TritonAdaptiveResample(torch.autograd.Function):
 def adaptive_resample_triton(img, kernels, offsets_h, offsets_v, scale):
     """Fused Triton path (inputs already validated by ``check_inputs``). Inputs of mixed types run in their
     common type (the casts are part of the autograd graph, so each gradient comes back in its input's type)."""
+    if img.device.type != 'cuda' and not INTERPRETED:
+        raise RuntimeError(f'adaptive_resample: impl="triton" on a {img.device.type} tensor needs Triton\'s '
+                           f'interpreter (TRITON_INTERPRET=1), which Triton {triton.__version__} does not have; use '
+                           'impl="auto" or "chunked", or a CUDA tensor.')
     dtype = common_dtype(img, kernels, offsets_h, offsets_v)
     img, kernels, offsets_h, offsets_v = (t.to(dtype) for t in (img, kernels, offsets_h, offsets_v))
     return _TritonAdaptiveResample.apply(img, kernels, offsets_h, offsets_v, scale)

@@ -1,7 +1,8 @@
 """The one place that repairs the released ``basicsr==1.4.2`` for every program that imports it.
 
 Only repairs that turn a crash of basicsr into working behaviour (or, for the plugin's own option files,
-into an error that names the mistake) belong here; they change nothing that works (whatever the plugin's
+into an error that names the mistake), and the silencing of the deprecation warnings that basicsr's own
+imports raise in other libraries, belong here; they change nothing that works (whatever the plugin's
 own models do differently is an override on their classes, :mod:`basicsr_lmar.models.plugin_mixin`).
 docs/architecture.md lists them. Must run before ``basicsr`` is first imported: :mod:`basicsr_lmar` calls :func:`install` as its first statement, and the autoload hook
 imports :mod:`basicsr_lmar` before basicsr's own ``__init__``. Imports only the standard library at
@@ -25,6 +26,13 @@ module level (torchvision, torch and the plugin are touched lazily).
    checked_parse_options(parse_options)`` (:mod:`basicsr_lmar.preflight`), which checks the ``-opt`` file
    before basicsr reads it and ends a mistake with one line and exit code 2. Option files of other
    projects' models pass through unchecked, so their runs are unchanged.
+4. Quiet imports: two of basicsr's modules import what their third-party libraries now deprecate, and
+   the warnings would open the stderr of every program that imports basicsr (before a command's own
+   one-line error, say): ``basicsr/data/degradations.py`` imports torchvision's ``functional_tensor``
+   (a ``UserWarning`` from torchvision 0.15 and 0.16, which still have it) and ``basicsr/metrics/niqe.py``
+   imports ``convolve`` from ``scipy.ndimage.filters`` (a ``DeprecationWarning``). While each of these two
+   modules executes, and only then, that one warning is ignored (:data:`QUIET_IMPORTS`); the same
+   import made by any other module still warns.
 """
 import ast
 import importlib
@@ -32,6 +40,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
+import warnings
 
 _ALIASES = {
     'torchvision.transforms.functional_tensor': 'torchvision.transforms._functional_tensor',
@@ -60,6 +69,44 @@ class ModuleAliasFinder(importlib.abc.MetaPathFinder):
         if importlib.util.find_spec(new_name) is None:
             return None
         return importlib.util.spec_from_loader(fullname, _AliasLoader(new_name))
+
+
+#: basicsr module -> (category, message regex) of the third-party warning its import raises
+QUIET_IMPORTS = {
+    'basicsr.data.degradations': (UserWarning, r'The torchvision\.transforms\.functional_tensor module is deprecated'),
+    'basicsr.metrics.niqe': (DeprecationWarning, r'Please import `convolve` from the `scipy\.ndimage` namespace'),
+}
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Executes a module with one warning ignored; the module keeps its real loader."""
+
+    def __init__(self, wrapped, category, message):
+        self.wrapped, self.category, self.message = wrapped, category, message
+
+    def create_module(self, spec):
+        return self.wrapped.create_module(spec)
+
+    def exec_module(self, module):
+        module.__loader__ = self.wrapped
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.wrapped
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message=self.message, category=self.category)
+            self.wrapped.exec_module(module)
+
+
+class QuietImportFinder(importlib.abc.MetaPathFinder):
+    """Gives the modules of :data:`QUIET_IMPORTS` the loader above (inserted first in ``sys.meta_path``)."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname not in QUIET_IMPORTS:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, 'exec_module'):
+            return spec
+        spec.loader = _QuietLoader(spec.loader, *QUIET_IMPORTS[fullname])
+        return spec
 
 
 _STOCK_TRAIN = 'basicsr.train'
@@ -118,3 +165,5 @@ def install():
         sys.meta_path.append(ModuleAliasFinder())
     if not any(isinstance(finder, StockTrainRepairFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, StockTrainRepairFinder())
+    if not any(isinstance(finder, QuietImportFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, QuietImportFinder())

@@ -96,6 +96,13 @@ def init_dist(launcher, backend=None, port=None, **kwargs):
     dist.init_process_group(backend=backend, **kwargs)
 
 
+def destroy_process_group():
+    """Ends the process group of a run that finished: a gloo group left to the interpreter's teardown can
+    abort a rank that ends before the others (torch 2.1: "terminate called without an active exception")."""
+    if is_distributed():
+        dist.destroy_process_group()
+
+
 def is_distributed():
     return dist.is_available() and dist.is_initialized()
 

@@ -22,14 +22,29 @@ so every epoch has the number of iterations basicsr logs and the run ends at ``t
 Exactness holds for datasets whose sample ``i`` depends only on ``i`` and the seed (such as
 ``SkimagePhotoDataset``) and for any dataset with ``num_worker_per_gpu: 0``; with several workers and a
 dataset that draws from the global RNG, which worker draws which batch changes after the skip.
+
+Format. A training state of the plugin's models holds only tensors and plain containers, so that
+``torch.load(weights_only=True)`` reads it on every supported torch (2.1 on): :func:`plain_state` turns
+the ``collections.Counter`` of the multi-step schedulers' ``milestones`` (torch's ``MultiStepLR``,
+basicsr's ``MultiStepRestartLR``), which the weights-only loader of older torch releases (2.1 among
+them) refuses, into a dict; :func:`load_resume_state` turns it back. The state also records the model that wrote it
+(:func:`model_record`: ``model_type`` and a digest of each option section that defines the model,
+``scale`` and every ``network_*``). Resuming refuses a state of another ``model_type`` by name, before
+any folder is created (:func:`check_resume_state_model`, in the preflight; :func:`load_resume_state`,
+for ``--auto_resume``); a state written with other network options is resumed, with a warning that
+names the changed sections (:func:`warn_if_model_options_changed`).
 """
+import collections
 import functools
+import hashlib
+import json
 import math
 import os
 import os.path as osp
 import pickle
 import random
 import re
+import zipfile
 
 import numpy as np
 import torch
@@ -37,6 +52,10 @@ from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.utils import scandir
 from basicsr.utils.misc import check_resume
 from basicsr.utils.registry import MODEL_REGISTRY
+
+from basicsr_lmar.checkpoints.state_dicts import load_weights_only
+from basicsr_lmar.cli.errors import run_main
+from basicsr_lmar.errors import UserError
 
 
 def capture_rng_state():
@@ -97,6 +116,104 @@ class ResumableEnlargedSampler(EnlargedSampler):
         return iter(indices[skip:])
 
 
+class ResumeStateError(UserError):
+    """``path.resume_state`` (or the state ``--auto_resume`` found) cannot be resumed by this option file."""
+
+
+def plain_state(state):
+    """``state`` with every dict subclass but ``OrderedDict`` as a dict, recursively: the ``collections.Counter``
+    of the multi-step schedulers' ``milestones`` too, which the weights-only loader of older torch refuses."""
+    if isinstance(state, dict):
+        items = ((key, plain_state(value)) for key, value in state.items())
+        return collections.OrderedDict(items) if type(state) is collections.OrderedDict else dict(items)
+    if type(state) in (list, tuple):
+        return type(state)(plain_state(value) for value in state)
+    return state
+
+
+def _restore_milestones(scheduler_state):
+    if isinstance(scheduler_state, dict) and isinstance(scheduler_state.get('milestones'), dict):
+        scheduler_state['milestones'] = collections.Counter(scheduler_state['milestones'])
+    return scheduler_state
+
+
+def _model_sections(opt):
+    return {key: opt[key] for key in opt if isinstance(key, str) and (key == 'scale' or key.startswith('network_'))}
+
+
+def _digest(value):
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def model_record(opt):
+    """What a training state records of the model that wrote it: ``model_type`` and a digest of each option
+    section that defines the model (``scale``, every ``network_*``)."""
+    return {'model_type': str(opt.get('model_type')),
+            'option_digests': {key: _digest(value) for key, value in sorted(_model_sections(opt).items())}}
+
+
+def read_training_state(path, map_location='cpu', mmap=False):
+    """The training state in ``path``, read with ``weights_only=True`` (``mmap``: tensors mapped, not read);
+    a :class:`ResumeStateError` naming the file when it is not one."""
+    if not zipfile.is_zipfile(path):
+        raise ResumeStateError(f'path.resume_state: {path} is not a file that torch.save writes; give the .state file '
+                               'of the run to resume (experiments/<name>/training_states/<iter>.state).')
+    try:
+        return load_weights_only(path, map_location=map_location, mmap=mmap)
+    except pickle.UnpicklingError as error:
+        found = re.search(r'Unsupported (?:class|global)\W+(?:GLOBAL )?([\w.]+)', str(error))
+        cause = found.group(1) if found else 'see torch.load(weights_only=True)'
+        if 'collections.Counter' in str(error):
+            hint = (f'torch {torch.__version__} does not read it with weights_only=True (newer releases do); the '
+                    "multi-step schedulers of basicsr's own models save one (the plugin's models a dict): resume "
+                    'it with a newer torch')
+        else:
+            hint = ('earlier basicsr-lmar versions stored numpy arrays in training states: resume with the version '
+                    'that wrote it, or start from its checkpoint (path.pretrain_network_*)')
+        raise ResumeStateError(f'path.resume_state: {path} holds Python objects beyond tensors and containers '
+                               f'({cause}); {hint}.') from None
+
+
+def refuse_other_model(record, opt, path):
+    """Raises :class:`ResumeStateError` when ``record`` (a state's :func:`model_record`; None for states that
+    carry none, such as basicsr's own) names another ``model_type`` than ``opt``."""
+    if not isinstance(record, dict) or record.get('model_type') == str(opt.get('model_type')):
+        return
+    how = ('--auto_resume took the latest state of this run name; give the run another name, or point '
+           'path.resume_state at a state of a {0} run') if opt.get('auto_resume') else \
+        'point path.resume_state at a state of a {0} run, or set it to ~ to start afresh'
+    raise ResumeStateError(f'path.resume_state: {path} was written by {record.get("model_type")}, this option file '
+                           f'trains {opt.get("model_type")}; ' + how.format(opt.get('model_type')) + '.')
+
+
+def check_resume_state_model(opt):
+    """The preflight's check of ``path.resume_state``: a state of another ``model_type`` is refused by name
+    before anything is built (the file is mapped, not read whole)."""
+    path = (opt.get('path') or {}).get('resume_state')
+    if path is None or not osp.isfile(osp.expanduser(str(path))):
+        return
+    state = read_training_state(osp.expanduser(str(path)), mmap=True)
+    refuse_other_model(state.get('model') if isinstance(state, dict) else None, opt, path)
+
+
+def changed_model_sections(record, opt):
+    """The option sections of ``opt`` whose digest differs from the state's ``record`` (added or removed
+    sections included), sorted; empty without a record."""
+    if not isinstance(record, dict) or not isinstance(record.get('option_digests'), dict):
+        return []
+    saved, now = record['option_digests'], model_record(opt)['option_digests']
+    return sorted(key for key in set(saved) | set(now) if saved.get(key) != now.get(key))
+
+
+def warn_if_model_options_changed(opt, resume_state, logger):
+    """Logs a warning when the state was written with other model options than ``opt`` has. (A network whose
+    shape changed never gets here: loading the run's own checkpoint into it stops with the mismatch report.)"""
+    changed = changed_model_sections(resume_state.get('model'), opt)
+    if changed:
+        logger.warning(f'path.resume_state: {opt["path"].get("resume_state")} was written with other options in '
+                       f'{", ".join(changed)} than this option file has; the run resumes with this file\'s options.')
+
+
 def frozen_network_sections(opt):
     """The ``network_*`` sections that ``opt['model_type']`` declares frozen (none for other models)."""
     model_type = opt.get('model_type')
@@ -130,13 +247,10 @@ def load_resume_state(opt, state_root=None):
         map_location = lambda storage, loc: storage.cuda(device_id)  # noqa: E731
     else:
         map_location = 'cpu'
-    try:
-        resume_state = torch.load(resume_state_path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise RuntimeError(f'path.resume_state: {resume_state_path} holds Python objects beyond tensors and '
-                           f'containers ({str(error).splitlines()[0]}); earlier basicsr-lmar versions stored numpy '
-                           'arrays in training states: resume with the version that wrote it, or start from its '
-                           'checkpoint (path.pretrain_network_*).') from None
+    resume_state = read_training_state(resume_state_path, map_location)
+    refuse_other_model(resume_state.get('model'), opt, resume_state_path)
+    for scheduler_state in resume_state.get('schedulers', []):
+        _restore_milestones(scheduler_state)
     frozen = [section for section in frozen_network_sections(opt) if section not in
               (opt['path'].get('ignore_resume_networks') or [])]
     if frozen:  # never saved by the run: their checkpoints stay what the options say
@@ -147,17 +261,28 @@ def load_resume_state(opt, state_root=None):
 
 def repaired_stock_resume(basicsr_load_resume_state):
     """``load_resume_state`` of basicsr's own ``train.py`` (``python -m basicsr.train``), repaired by
-    :mod:`basicsr_lmar.runtime.compat`: unchanged where there is a GPU; without one (where basicsr's
+    :mod:`basicsr_lmar.runtime.compat`: basicsr's where there is a GPU; without one (where basicsr's
     crashes in ``torch.cuda.current_device()``) :func:`load_resume_state`, looking for ``auto_resume``
-    states where basicsr does (under the working directory)."""
+    states where basicsr does (under the working directory). Either way a state of another model is
+    refused with one line (``basicsr.train: error: ...``, exit code 2) and the schedulers' milestones
+    are restored (:func:`plain_state`)."""
 
     @functools.wraps(basicsr_load_resume_state)
     def load(opt):
-        if torch.cuda.is_available():
-            return basicsr_load_resume_state(opt)
-        return load_resume_state(opt, state_root='.')
+        return run_main(lambda argv: _stock_load(basicsr_load_resume_state, opt), argv=[], prog='basicsr.train')
 
     return load
+
+
+def _stock_load(basicsr_load_resume_state, opt):
+    if not torch.cuda.is_available():
+        return load_resume_state(opt, state_root='.')
+    resume_state = basicsr_load_resume_state(opt)
+    if resume_state is not None:
+        refuse_other_model(resume_state.get('model'), opt, opt['path'].get('resume_state'))
+        for scheduler_state in resume_state.get('schedulers', []):
+            _restore_milestones(scheduler_state)
+    return resume_state
 
 
 def skip_consumed_samples(resume_state, train_loader, train_sampler):

@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import subprocess
 import sys
@@ -200,13 +201,39 @@ TRITON_SCRIPT = textwrap.dedent('''
 ''')
 
 
+def _has_triton_interpreter():
+    """Triton 3's ``TRITON_INTERPRET=1`` interpreter (``triton.runtime.interpreter``); Triton 2.1 has none."""
+    return importlib.util.find_spec('triton.runtime.interpreter') is not None
+
+
 @pytest.mark.slow
 def test_triton_equals_reference_in_interpreter():
-    pytest.importorskip('triton')
+    triton = pytest.importorskip('triton')
+    if not _has_triton_interpreter():
+        pytest.skip(f'Triton {triton.__version__} has no TRITON_INTERPRET interpreter; its kernels are compiled '
+                    'ahead of time in test_triton_compile.py and run on CUDA in tests/cuda')
     env = dict(os.environ, TRITON_INTERPRET='1', PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
     result = subprocess.run([sys.executable, '-c', TRITON_SCRIPT], env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0 and 'TRITON_OK' in result.stdout, result.stderr[-3000:]
+
+
+def test_triton_interpret_without_an_interpreter_is_a_clear_error():
+    """TRITON_INTERPRET=1 with a Triton that has no interpreter (2.1): the fused path on CPU names that."""
+    triton = pytest.importorskip('triton')
+    if _has_triton_interpreter() or torch.cuda.is_available():
+        pytest.skip(f'Triton {triton.__version__} has the interpreter (or a GPU is here): the fused path runs')
+    code = ('import torch\n'
+            'from basicsr_lmar.ops.adaptive_resample import adaptive_resample\n'
+            'maps = [torch.rand(1, 49, 4, 4) for _ in range(3)]\n'
+            'adaptive_resample(torch.rand(1, 3, 8, 8), *maps, 2, impl="triton")\n')
+    env = dict(os.environ, TRITON_INTERPRET='1', PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    result = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        f'RuntimeError: adaptive_resample: impl="triton" on a cpu tensor needs Triton\'s interpreter '
+        f'(TRITON_INTERPRET=1), which Triton {triton.__version__} does not have; use impl="auto" or "chunked", or a '
+        'CUDA tensor.')
 
 
 @pytest.mark.parametrize('impl', IMPLS)
@@ -221,16 +248,34 @@ def test_full_gradcheck_tiny(impl):
     assert torch.autograd.gradcheck(function, (img, *maps), eps=1e-6, atol=1e-5)
 
 
+def _cpu_autocast_enabled():
+    """``torch.is_autocast_enabled('cpu')``; older torch (2.1) asks ``torch.is_autocast_cpu_enabled()``."""
+    try:
+        return torch.is_autocast_enabled('cpu')
+    except TypeError:
+        return torch.is_autocast_cpu_enabled()
+
+
+def _cpu_autocast_supports(dtype):
+    try:
+        with torch.autocast('cpu', dtype=dtype):
+            return True
+    except RuntimeError:  # torch 2.1: "AutocastCPU only support Bfloat16"
+        return False
+
+
 @pytest.mark.parametrize('amp_dtype', [torch.bfloat16, torch.float16])
 def test_car_arch_feeds_the_op_float32_outside_autocast(amp_dtype, monkeypatch):
     """What AMP feeds the op through the CAR chain: the network's maps come out in the autocast type, and
     ``apply_maps`` hands the op float32 tensors with autocast off (so on CUDA the fused kernels run their
     float32 variant; their fp16/bf16 variants serve direct callers and are compiled in test_triton_compile)."""
     from basicsr_lmar.archs import car_arch
+    if not _cpu_autocast_supports(amp_dtype):
+        pytest.skip(f'torch {torch.__version__} has no CPU autocast to {amp_dtype}')
     seen = []
 
     def spy(img, kernels, offsets_h, offsets_v, scale, impl='auto'):
-        seen.append(([t.dtype for t in (img, kernels, offsets_h, offsets_v)], torch.is_autocast_enabled('cpu')))
+        seen.append(([t.dtype for t in (img, kernels, offsets_h, offsets_v)], _cpu_autocast_enabled()))
         return adaptive_resample(img, kernels, offsets_h, offsets_v, scale, impl=impl)
 
     monkeypatch.setattr(car_arch, 'adaptive_resample', spy)

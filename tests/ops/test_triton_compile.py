@@ -9,10 +9,15 @@ specialisation attributes from Triton's own binder for those arguments. The set 
 enumerated over the element types the launcher accepts and channel counts past its largest channel
 group; another test checks that other sizes, scales, batches and misaligned views add no variant, so the
 enumerated set is all there is.
+
+Triton's ahead-of-time API differs between releases: both the one of the pinned stack's Triton 3 (with
+``triton.knobs``) and the one of the floor stack's Triton 2.1 (torch 2.1) are driven here; any other
+release skips, naming itself.
 """
 import os
 import re
 import subprocess
+import tempfile
 
 import pytest
 import torch
@@ -21,15 +26,126 @@ triton = pytest.importorskip('triton')
 if os.environ.get('TRITON_INTERPRET') == '1':
     pytest.skip('TRITON_INTERPRET=1 replaces the kernels by interpreted functions', allow_module_level=True)
 
-from triton import knobs  # noqa: E402
-from triton.backends.compiler import GPUTarget  # noqa: E402
-from triton.compiler import ASTSource, make_backend  # noqa: E402
-from triton.runtime.jit import create_function_from_signature  # noqa: E402
-
 from basicsr_lmar.ops import _adaptive_resample_triton as fused  # noqa: E402
 
 ARCHS = (80, 90)  # A100 (Ampere) and H100 / H200 (Hopper)
-SPEC_TARGET = GPUTarget('cuda', 90, 32)
+
+
+class Compiled:
+    """What a compile gave, whichever Triton: PTX, cubin, the kernel's name, warps and shared memory."""
+
+    def __init__(self, ptx, cubin, name, num_warps, shared):
+        self.ptx, self.cubin, self.name, self.num_warps, self.shared = ptx, cubin, name, num_warps, shared
+
+
+class Triton3:
+    """Triton 3 (``triton.knobs``): the JIT's binder (``create_function_from_signature``) and argument
+    packing give the ``ASTSource`` that ``kernel[grid](...)`` compiles for a ``GPUTarget``."""
+
+    def __init__(self):
+        from triton import knobs
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource, make_backend
+        from triton.runtime.jit import create_function_from_signature
+        self.knobs, self.GPUTarget, self.ASTSource, self.make_backend = knobs, GPUTarget, ASTSource, make_backend
+        self.create_function_from_signature = create_function_from_signature
+
+    def _source(self, launch, arch):
+        kernel = launch.kernel
+        backend = self.make_backend(self.GPUTarget('cuda', arch, 32))
+        kwargs = dict(launch.args, **launch.constexprs, num_warps=fused.NUM_WARPS,
+                      debug=kernel.debug or self.knobs.runtime.debug,
+                      instrumentation_mode=self.knobs.compilation.instrumentation_mode)
+        binder = self.create_function_from_signature(kernel.signature, kernel.params, backend)
+        bound, specialization, options = binder(**kwargs)
+        options, signature, constexprs, attrs = kernel._pack_args(backend, kwargs, bound, specialization, options)
+        return self.ASTSource(fn=kernel, signature=signature, constexprs=constexprs, attrs=attrs), options
+
+    def variant(self, launch):
+        source, options = self._source(launch, 90)
+        return (launch.kernel.__name__, tuple(source.signature.items()), tuple(sorted(source.constants.items())),
+                tuple(sorted((k, tuple(map(tuple, v))) for k, v in source.attrs.items())), options.num_warps)
+
+    def label(self, key):
+        name, signature, constants = key[0], dict(key[1]), dict(key[2])
+        names = list(signature)
+        flags = ','.join(f'{names[path[0]]}={value}' for path, value in constants.items())
+        return f'{name.strip("_")}-{signature["img_ptr"].lstrip("*")}-{flags}'
+
+    def compile(self, launch, arch, monkeypatch):
+        source, options = self._source(launch, arch)
+        compiled = triton.compile(source, target=self.GPUTarget('cuda', arch, 32), options=options.__dict__)
+        metadata = compiled.metadata
+        return Compiled(compiled.asm['ptx'], compiled.asm['cubin'], metadata.name, metadata.num_warps, metadata.shared)
+
+
+class Triton2:
+    """Triton 2 (2.1 with torch 2.1): the JIT's own launcher, called with ``warmup=True`` on a named CUDA
+    device, works out the signature, constants and specialisation; its cache hook receives them instead of
+    compiling, and ``triton.compile`` then compiles them for ``cc``. ``triton.compile`` also builds the
+    host-side launcher stub, which links the CUDA driver (absent without a GPU): that stub is replaced by
+    one that refuses to launch; the device code (PTX, cubin) is Triton's own."""
+
+    def __init__(self):
+        from triton.compiler import compiler
+        from triton.runtime.jit import JITFunction
+        self.compiler, self.JITFunction = compiler, JITFunction
+
+    def _compile_arguments(self, launch):
+        captured = {}
+
+        def hook(**kwargs):
+            captured.update(kwargs['compile'])
+            return True  # compiled elsewhere
+
+        self.JITFunction.cache_hook = hook
+        try:
+            launch.kernel[launch.grid](**launch.args, **launch.constexprs, num_warps=fused.NUM_WARPS, warmup=True,
+                                       device=0, device_type='cuda')
+        finally:
+            self.JITFunction.cache_hook = None
+        return captured
+
+    def variant(self, launch):
+        found = self._compile_arguments(launch)
+        config = found['configs'][0]
+        return (launch.kernel.__name__, tuple(found['signature'].items()), tuple(sorted(found['constants'].items())),
+                (tuple(config.divisible_by_16), tuple(config.equal_to_1)), found['num_warps'])
+
+    def label(self, key):
+        name, signature, constants = key[0], dict(key[1]), dict(key[2])
+        names = fused._car_forward_kernel.arg_names if 'forward' in name else fused._car_backward_kernel.arg_names
+        flags = ','.join(f'{names[index]}={value}' for index, value in constants.items())
+        return f'{name.strip("_")}-{signature[0].lstrip("*")}-{flags}'
+
+    def compile(self, launch, arch, monkeypatch):
+        def launcher_stub(name, signature, constants):
+            path = os.path.join(tempfile.mkdtemp(), f'{name}_launcher.py')
+            with open(path, 'w') as handle:
+                handle.write('def launch(*args):\n    raise RuntimeError("compiled ahead of time: no launcher")\n')
+            return path
+
+        monkeypatch.setattr(self.compiler, 'make_stub', launcher_stub)
+        found = self._compile_arguments(launch)
+        compiled = triton.compile(launch.kernel, signature=found['signature'], constants=found['constants'],
+                                  configs=found['configs'], num_warps=found['num_warps'],
+                                  num_stages=found['num_stages'], cc=arch, device_type='cuda')
+        metadata = compiled.metadata
+        return Compiled(compiled.asm['ptx'], compiled.asm['cubin'], metadata['name'], metadata['num_warps'],
+                        metadata['shared'])
+
+
+def _ahead_of_time_api():
+    if hasattr(triton, 'knobs'):
+        return Triton3()
+    compiler = getattr(triton.compiler, 'compiler', None)  # Triton 2.0's triton.compiler is a module
+    if hasattr(compiler, 'instance_descriptor') and hasattr(compiler, 'make_stub'):
+        return Triton2()
+    pytest.skip(f'Triton {triton.__version__}: neither the ahead-of-time API of Triton 2.1 nor that of Triton 3 '
+                'with triton.knobs, the two these tests drive', allow_module_level=True)
+
+
+API = _ahead_of_time_api()
 
 
 def _maps(batch, channels, out_h, out_w, scale, dtype):
@@ -48,44 +164,17 @@ def _launches(img, maps, scale):
         fused.backward_launch(img, *maps, scale, out, grad_img, grad_maps, need) for need in (True, False)]
 
 
-def _source(launch, target):
-    """What ``kernel[grid](...)`` compiles for this launch on ``target``: Triton's binder and argument
-    packing (the JIT's own code path), without a device."""
-    kernel = launch.kernel
-    backend = make_backend(target)
-    kwargs = dict(launch.args, **launch.constexprs, num_warps=fused.NUM_WARPS,
-                  debug=kernel.debug or knobs.runtime.debug,
-                  instrumentation_mode=knobs.compilation.instrumentation_mode)
-    binder = create_function_from_signature(kernel.signature, kernel.params, backend)
-    bound, specialization, options = binder(**kwargs)
-    options, signature, constexprs, attrs = kernel._pack_args(backend, kwargs, bound, specialization, options)
-    return ASTSource(fn=kernel, signature=signature, constexprs=constexprs, attrs=attrs), options
-
-
-def _variant(launch):
-    source, options = _source(launch, SPEC_TARGET)
-    return (launch.kernel.__name__, tuple(source.signature.items()), tuple(sorted(source.constants.items())),
-            tuple(sorted((k, tuple(map(tuple, v))) for k, v in source.attrs.items())), options.num_warps)
-
-
 def _enumerate_variants():
     variants = {}
     for dtype in fused.SUPPORTED_DTYPES:
         for channels in range(1, 2 * fused.MAX_BLOCK_C + 2):  # every channel-group size, and several groups
             img, maps = _maps(1, channels, 4, 4, 2, dtype)
             for launch in _launches(img, maps, 2):
-                variants.setdefault(_variant(launch), launch)
+                variants.setdefault(API.variant(launch), launch)
     return variants
 
 
 VARIANTS = _enumerate_variants()
-
-
-def _label(key):
-    name, signature, constants = key[0], dict(key[1]), dict(key[2])
-    names = list(signature)
-    flags = ','.join(f'{names[path[0]]}={value}' for path, value in constants.items())
-    return f'{name.strip("_")}-{signature["img_ptr"].lstrip("*")}-{flags}'
 
 
 def test_variants_cover_the_launcher():
@@ -116,7 +205,7 @@ def test_other_sizes_and_alignments_add_no_variant(seed):
     img = torch.cat([img.reshape(-1)[:1], img.reshape(-1)])[1:].view(img.shape)
     assert img.data_ptr() % 16 != 0
     for launch in _launches(img, maps, scale):
-        assert _variant(launch) in VARIANTS, _label(_variant(launch))
+        assert API.variant(launch) in VARIANTS, API.label(API.variant(launch))
 
 
 @pytest.fixture(scope='module')
@@ -132,7 +221,7 @@ def fresh_triton_cache(tmp_path_factory):
 
 
 def _resource_usage(cubin, tmp_path):
-    """REG, STACK, LOCAL and SHARED of the cubin's kernel, read with the cuobjdump that Triton ships."""
+    """REG, STACK, LOCAL and SHARED of the cubin's kernel, read with the cuobjdump that Triton 3 ships."""
     path = tmp_path / 'kernel.cubin'
     path.write_bytes(cubin)
     tool = os.path.join(os.path.dirname(triton.__file__), 'backends', 'nvidia', 'bin', 'cuobjdump')
@@ -144,16 +233,15 @@ def _resource_usage(cubin, tmp_path):
 
 
 @pytest.mark.parametrize('arch', ARCHS, ids=lambda a: f'sm_{a}')
-@pytest.mark.parametrize('key', list(VARIANTS), ids=_label)
-def test_kernel_compiles_for_gpu(key, arch, fresh_triton_cache, tmp_path):
+@pytest.mark.parametrize('key', list(VARIANTS), ids=API.label)
+def test_kernel_compiles_for_gpu(key, arch, fresh_triton_cache, tmp_path, monkeypatch):
     launch = VARIANTS[key]
-    target = GPUTarget('cuda', arch, 32)
-    source, options = _source(launch, target)
-    compiled = triton.compile(source, target=target, options=options.__dict__)
-    assert re.search(rf'^\.target sm_{arch}a?\b', compiled.asm['ptx'], re.MULTILINE)
-    assert compiled.asm['cubin'] and compiled.metadata.name == launch.kernel.__name__
-    assert compiled.metadata.num_warps == fused.NUM_WARPS
-    usage = _resource_usage(compiled.asm['cubin'], tmp_path)
+    compiled = API.compile(launch, arch, monkeypatch)
+    assert re.search(rf'^\.target sm_{arch}a?\b', compiled.ptx, re.MULTILINE)
+    # Triton 2 appends the specialised arguments' indices to the name
+    assert compiled.cubin and re.fullmatch(rf'{launch.kernel.__name__}(_\d+)?', compiled.name), compiled.name
+    assert compiled.num_warps == fused.NUM_WARPS and compiled.shared <= 48 * 1024
+    usage = _resource_usage(compiled.cubin, tmp_path)
     if usage is not None:  # no register spills (local memory), within the register file and shared memory
         assert usage['LOCAL'] == 0 and usage['STACK'] == 0, usage
         assert usage['REG'] <= 255 and usage['SHARED'] <= 48 * 1024, usage
