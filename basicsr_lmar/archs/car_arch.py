@@ -197,8 +197,8 @@ class CARResamplerNet(nn.Module):
         ``maps`` = ``self(hr)``; a model calls ``self.net_g(hr)`` itself so that a DDP wrapper sees the
         forward. The op always runs in fp32 outside autocast (the maps may come from a bf16/fp16
         forward). ``rounding``: None = the raw LR (differentiable, unclamped: HCD's rescaler protocol),
-        or one of ``basicsr_lmar.ops.rounding.QUANTIZE_MODES`` ('round' at test; 'soft', 'ste' or
-        'none' in training).
+        or one of ``basicsr_lmar.ops.rounding.QUANTIZE_MODES`` ('round' at test; 'soft_ste', 'soft', 'ste' or
+        'none' in training; 'soft_ste' and 'ste' train on the values test-time rounding gives).
         """
         if rounding is not None and rounding not in QUANTIZE_MODES:
             raise ValueError(f'CARResamplerNet: rounding {rounding!r} must be None or one of {QUANTIZE_MODES}')

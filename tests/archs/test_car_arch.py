@@ -164,3 +164,17 @@ def test_box_start_for_both_heads_and_bicubic_needs_signed_kernels():
         CARResamplerNet(scale=4, kernel_init='bicubic')
     with pytest.raises(OptionError, match='kernel_init'):
         CARResamplerNet(scale=4, kernel_init='lanczos')
+
+
+def test_soft_ste_chain_gives_test_time_values_and_gradients_to_every_map():
+    torch.manual_seed(0)
+    net = CARResamplerNet(scale=2, num_feat=8, body_feat=8, top_feat=16, num_block=1, signed_kernels=True,
+                          kernel_init='bicubic')
+    hr = torch.rand(1, 3, 16, 16)
+    maps = [m.detach().requires_grad_() for m in net(hr)]
+    with torch.no_grad():
+        maps[1].normal_(0, 0.1)  # offsets away from 0, where the bilinear weights have a slope
+    lr = net.apply_maps(hr, maps, 'soft_ste')
+    torch.testing.assert_close(lr, net.apply_maps(hr, maps, 'round'), atol=0, rtol=0)
+    grads = torch.autograd.grad((lr - hr[..., ::2, ::2]).abs().mean(), maps)
+    assert all(g.abs().sum() > 0 for g in grads)
