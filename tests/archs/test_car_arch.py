@@ -178,3 +178,28 @@ def test_soft_ste_chain_gives_test_time_values_and_gradients_to_every_map():
     torch.testing.assert_close(lr, net.apply_maps(hr, maps, 'round'), atol=0, rtol=0)
     grads = torch.autograd.grad((lr - hr[..., ::2, ::2]).abs().mean(), maps)
     assert all(g.abs().sum() > 0 for g in grads)
+
+
+def test_signed_kernels_have_bounded_gain():
+    """A signed head whose raw output runs away (as it did in joint training at lr 5e-4) still gives kernels
+    that sum to 1 with sum |K| <= kernel_l1_max, so the LR of a [0, 1] image stays within a bounded range;
+    bicubic-like kernels are below the bound and pass unchanged, and the bound passes gradient."""
+    raw = torch.randn(2, 169, 3, 3) * 100
+    net = CARResamplerNet(scale=4, num_feat=8, body_feat=8, top_feat=16, num_block=1, signed_kernels=True)
+    assert net.kernel_l1_max == 5.0
+    kernels = net.normalise_kernels(raw.requires_grad_())
+    torch.testing.assert_close(kernels.sum(1), torch.ones(2, 3, 3))
+    assert kernels.abs().sum(1).max() <= 5.0 + 1e-5
+    kernels[:, 0].sum().backward()
+    assert raw.grad.abs().sum() > 0
+    img = torch.rand(2, 3, 12, 12)
+    zeros = torch.zeros_like(kernels)
+    lr = adaptive_resample_reference(img, kernels.detach(), zeros, zeros, 4)
+    assert lr.min() >= 0.5 - 2.5 and lr.max() <= 0.5 + 2.5  # 5 half-ranges around the mid-range 0.5
+    unbounded = CARResamplerNet(scale=4, num_feat=8, body_feat=8, top_feat=16, num_block=1, signed_kernels=True,
+                                kernel_l1_max=None)
+    assert unbounded.normalise_kernels(raw.detach()).abs().sum(1).max() > 100
+    bicubic = resize_equivalent_kernel(4).float().view(1, -1, 1, 1)
+    torch.testing.assert_close(net.normalise_kernels(bicubic), bicubic)
+    with pytest.raises(OptionError, match='kernel_l1_max'):
+        CARResamplerNet(signed_kernels=True, kernel_l1_max=1.0)
