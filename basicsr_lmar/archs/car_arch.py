@@ -21,14 +21,16 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from basicsr_lmar.ops.adaptive_resample import IMPLEMENTATIONS, adaptive_resample, kernel_size_for_scale
+from basicsr_lmar.ops.adaptive_resample import (IMPLEMENTATIONS, adaptive_resample, kernel_size_for_scale,
+                                                resize_equivalent_kernel)
 from basicsr_lmar.ops.resize import resize
 from basicsr_lmar.ops.rounding import QUANTIZE_MODES, quantize_8bit
-from basicsr_lmar.options import Option, configurable
+from basicsr_lmar.options import Option, OptionError, configurable
 from basicsr_lmar.registry import RESCALER_REGISTRY
 
 DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 SIZE_MULTIPLE = 8
+KERNEL_INITS = ('default', 'bicubic', 'box')
 
 
 def _conv3x3(in_channels, out_channels):
@@ -86,7 +88,11 @@ def check_hr_size(height, width, scale, owner='CARResamplerNet'):
     in_channels=Option(min=1), num_feat=Option(min=1), body_feat=Option(min=1), top_feat=Option(min=1),
     num_block=Option(min=0), negative_slope=Option(min=0.0), kernel_min=Option(min=0.0, exclusive_min=True),
     impl=Option(choices=IMPLEMENTATIONS, doc='adaptive_resample implementation used by downscale()'),
-    signed_kernels=Option(doc='kernels may be negative (shifted to sum 1, no clamp); a departure from the paper'))
+    signed_kernels=Option(doc='kernels may be negative (shifted to sum 1, no clamp); a departure from the paper'),
+    kernel_init=Option(choices=KERNEL_INITS, doc="start of the kernel and offset heads: default (PyTorch's), bicubic "
+                       '(exactly bicubic downscaling; needs signed_kernels) or box'),
+    kernel_l1_max=Option(min=1.0, exclusive_min=True, nullable=True,
+                         doc='signed kernels: largest L1 norm (gain on contrast) a kernel may reach; ~ = unbounded'))
 class CARResamplerNet(nn.Module):
     """The CAR kernel-generation network.
 
@@ -110,16 +116,35 @@ class CARResamplerNet(nn.Module):
             keeps its gradient. Under a fixed linear upscaler the best LR is one signed (negative-lobed)
             kernel, which the clamp cannot express (docs/car.md). The parameters are the same, so
             checkpoints load either way; only the mapping from the head's output changes.
+        kernel_l1_max: with ``signed_kernels``, the deviation ``raw - mean(raw)`` from the flat kernel is
+            scaled down where its L1 norm exceeds ``kernel_l1_max - 1``, so that ``sum |K| <= kernel_l1_max``:
+            an LR pixel stays within ``kernel_l1_max`` half-ranges of its samples around their mid-range.
+            Unbounded, a jointly trained head keeps raising its gain (8-bit rounding noise is fixed, so a
+            louder LR carries more detail until it clips), and at a learning rate of 5e-4 it produced kernels
+            that wrecked a photo unlike its training crops (17.8 dB where bicubic LR + SR gives 28.2).
+            The default 5 leaves bicubic-like kernels (sum |K| = 1.6 at x2, 1.4 at x4) untouched;
+            ``None`` removes the bound. Clamped kernels always have ``sum |K| = 1``.
+        kernel_init: where training starts. 'default': PyTorch's initialisation of every layer (the
+            kernels start as a random content-dependent mix). 'bicubic': the kernel head's last convolution
+            has zero weights and the bias :func:`resize_equivalent_kernel` (scale), the offset heads' last
+            convolutions are zero, so ``downscale`` starts as bicubic downscaling (to ~63 dB at x4, exact at
+            x2) and an SR network pre-trained on bicubic LR meets the LR it knows; needs
+            ``signed_kernels`` (bicubic has negative lobes). 'box': the same with the box kernel (equal
+            weights on the central 3x3 elements, i.e. (1, 2, 2, 1)/6 per axis at x4), which the clamped
+            head can hold (the other elements at ``10 * kernel_min``, inside the clamp's range). The heads'
+            zero weights still receive gradients, so the kernels can become content-adaptive as they train.
     """
 
     def __init__(self, scale=4, in_channels=3, num_feat=64, body_feat=128, top_feat=256, num_block=5,
-                 negative_slope=0.2, kernel_min=1e-6, impl='auto', signed_kernels=False):
+                 negative_slope=0.2, kernel_min=1e-6, impl='auto', signed_kernels=False, kernel_init='default',
+                 kernel_l1_max=5.0):
         super().__init__()
         self.scale = scale
         self.kernel_size = kernel_size_for_scale(scale)
         self.kernel_min = kernel_min
         self.impl = impl
         self.signed_kernels = signed_kernels
+        self.kernel_l1_max = kernel_l1_max
         elements = self.kernel_size**2
         mean = DIV2K_RGB_MEAN if in_channels == 3 else (0.0, ) * in_channels
         self.register_buffer('rgb_mean', torch.tensor(mean).view(1, in_channels, 1, 1), persistent=False)
@@ -134,6 +159,32 @@ class CARResamplerNet(nn.Module):
         self.offset_trunk = _branch_trunk(top_feat, SIZE_MULTIPLE // scale)
         self.offset_h_head = _map_head(top_feat, elements, nn.Tanh())
         self.offset_v_head = _map_head(top_feat, elements, nn.Tanh())
+        self.start_heads(kernel_init)
+
+    def start_heads(self, kernel_init):
+        """Sets the heads' last convolutions for ``kernel_init`` (see the class docstring)."""
+        if kernel_init == 'default':
+            return
+        if kernel_init == 'bicubic' and not self.signed_kernels:
+            raise OptionError('CARResamplerNet: kernel_init: bicubic needs signed_kernels: true (bicubic downscaling '
+                              'has negative lobes, which the clamped head cannot hold); use kernel_init: box for the '
+                              "paper's clamped kernels")
+        if kernel_init == 'bicubic':
+            kernel = resize_equivalent_kernel(self.scale, 'bicubic')
+        else:
+            index = torch.arange(self.kernel_size) - self.kernel_size // 2
+            central = index.abs() <= 1
+            kernel = (central.view(-1, 1) & central.view(1, -1)).double().flatten()
+            kernel = kernel / kernel.sum()
+            if not self.signed_kernels:  # the other elements just inside the clamp's range, where it passes gradient
+                kernel = kernel.clamp(min=10 * self.kernel_min)
+        last = self.kernel_head[-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.copy_(kernel)
+            for head in (self.offset_h_head, self.offset_v_head):
+                head[-2].weight.zero_()
+                head[-2].bias.zero_()
 
     def forward(self, hr):
         check_hr_size(hr.shape[-2], hr.shape[-1], self.scale)
@@ -147,7 +198,11 @@ class CARResamplerNet(nn.Module):
     def normalise_kernels(self, raw):
         """The kernel head's raw output (N, k*k, h, w) -> kernels summing to 1 over dim 1."""
         if self.signed_kernels:
-            return raw - raw.mean(1, keepdim=True) + 1.0 / raw.shape[1]
+            deviation = raw - raw.mean(1, keepdim=True)
+            if self.kernel_l1_max is not None:  # sum |K| <= 1 + sum |deviation| <= kernel_l1_max
+                budget = self.kernel_l1_max - 1.0
+                deviation = deviation * (budget / deviation.abs().sum(1, keepdim=True).clamp(min=budget))
+            return deviation + 1.0 / raw.shape[1]
         raw = raw.clamp(self.kernel_min, 1)
         return raw / raw.sum(1, keepdim=True).clamp(min=self.kernel_min)
 
@@ -158,8 +213,8 @@ class CARResamplerNet(nn.Module):
         ``maps`` = ``self(hr)``; a model calls ``self.net_g(hr)`` itself so that a DDP wrapper sees the
         forward. The op always runs in fp32 outside autocast (the maps may come from a bf16/fp16
         forward). ``rounding``: None = the raw LR (differentiable, unclamped: HCD's rescaler protocol),
-        or one of ``basicsr_lmar.ops.rounding.QUANTIZE_MODES`` ('round' at test; 'soft', 'ste' or
-        'none' in training).
+        or one of ``basicsr_lmar.ops.rounding.QUANTIZE_MODES`` ('round' at test; 'soft_ste', 'soft', 'ste' or
+        'none' in training; 'soft_ste' and 'ste' train on the values test-time rounding gives).
         """
         if rounding is not None and rounding not in QUANTIZE_MODES:
             raise ValueError(f'CARResamplerNet: rounding {rounding!r} must be None or one of {QUANTIZE_MODES}')

@@ -54,6 +54,38 @@ def kernel_size_for_scale(scale):
     return 3 * int(scale) + 1
 
 
+def resize_equivalent_kernel(scale, kernel='bicubic', dtype=torch.float64):
+    """The (k*k,) kernel, k = 3s + 1, with which ``adaptive_resample`` (zero offsets) best reproduces
+    ``ops.resize.resize(img, (H/s, W/s), kernel, antialias=True)``: a start for a learned resampler that is
+    exactly the classical downscaler.
+
+    Each kernel element samples bilinearly between two HR pixels (the LR centre of an even scale lies between
+    pixels), so one axis of the op is a fixed (HR pixels x k) matrix; the 1-D kernel is the least-squares
+    solution against the resize weights of one interior LR pixel, normalised to sum 1, and the 2-D kernel its
+    outer product (both operators are separable). Exact at x2 (the antialiased bicubic support, 4s pixels, fits
+    in the k + 1 pixels the op reaches); at x4 the two outermost bicubic taps (-0.0017 each) fall outside, and
+    on photos the op's LR equals bicubic downscaling to about 63 dB PSNR, below 8-bit rounding.
+    """
+    from basicsr_lmar.ops.resize import resize
+
+    k = kernel_size_for_scale(scale)
+    n = 8 * scale  # HR width; LR pixel 4 is interior for the op's reach (k // 2 + 1) and the resize support
+    column = 4
+    # the op's 1-D matrix: channel i is a vertical line at HR column i, element j a one-hot kernel in row k // 2
+    lines = torch.eye(n, dtype=dtype).view(1, n, 1, n).expand(1, n, 4 * scale, n)
+    samples = torch.zeros(n, k, dtype=dtype)
+    for j in range(k):
+        one_hot = torch.zeros(1, k * k, 4, n // scale, dtype=dtype)
+        one_hot[:, (k // 2) * k + j] = 1
+        zeros = torch.zeros_like(one_hot)
+        samples[:, j] = adaptive_resample_reference(lines, one_hot, zeros, zeros, scale)[0, :, 0, column]
+    weights = resize(torch.eye(n, dtype=dtype)[None, None], (n, n // scale), kernel, antialias=True,
+                     boundary='reflect')[0, 0, :, column]
+    profile = torch.linalg.lstsq(samples, weights[:, None]).solution[:, 0]
+    profile = profile / profile.sum()
+    return torch.outer(profile, profile).flatten()
+
+
 def check_inputs(img, kernels, offsets_h, offsets_v, scale):
     """Validates shapes and returns the kernel size ``k``; errors name the offending shapes."""
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:

@@ -8,7 +8,11 @@ for 0 ≤ α ≤ 1 it is monotonic and keeps every integer level fixed.
 ``quantize`` / ``quantize_ste``: what a stored image needs: clamp to [0, 1], then round (without a
 graph, or with the straight-through gradient, which also passes through the clamp as in the IRN and
 HCD authors' ``Quantization``). ``quantize(x) * 255`` holds exact integers.
-``quantize_8bit``: the LR quantisation modes of CAR training (``round`` | ``soft`` | ``ste`` | ``none``).
+``round_soft_gradient``: exact rounding in the forward pass, the derivative of ``soft_round`` in the backward
+pass (``1 - α cos(2π y)``), the quantiser of CAR training as the public MindSpore training port of CAR
+implements it: the SR network trains on the 8-bit values it sees at test time.
+``quantize_8bit``: the LR quantisation modes of CAR training (``round`` | ``soft`` | ``soft_ste`` | ``ste`` |
+``none``).
 """
 import math
 import numbers
@@ -41,6 +45,17 @@ def soft_round(x: torch.Tensor, alpha=1.0, levels=255) -> torch.Tensor:
     return (y - alpha * torch.sin(2 * math.pi * y) / (2 * math.pi)) / levels
 
 
+def round_soft_gradient(x: torch.Tensor, alpha=1.0, levels=255) -> torch.Tensor:
+    """``round(x · levels) / levels`` in the forward pass; the gradient is that of :func:`soft_round`.
+
+    The forward value is exactly the hard-rounded one, so nothing that rounding removes (the fraction of a
+    level) can carry information in training that is gone at test time; the backward pass sees the smooth
+    stand-in, ``1 - α cos(2π y)`` per element with ``y = x · levels`` (mean 1 over a level).
+    """
+    soft = soft_round(x, alpha, levels)
+    return soft + (torch.round(x * levels) / levels - soft).detach()
+
+
 def quantize(x: torch.Tensor, levels: int = 255) -> torch.Tensor:
     """Clamps to [0, 1] and rounds to multiples of 1/levels. Not differentiable (zero gradient)."""
     return torch.round(x.clamp(0, 1) * levels) / levels
@@ -52,16 +67,20 @@ def quantize_ste(x: torch.Tensor, levels: int = 255) -> torch.Tensor:
     return x + (quantize(x, levels) - x).detach()
 
 
-QUANTIZE_MODES = ('round', 'soft', 'ste', 'none')
+QUANTIZE_MODES = ('round', 'soft', 'soft_ste', 'ste', 'none')
 
 
 def quantize_8bit(x: torch.Tensor, mode: str, alpha=1.0) -> torch.Tensor:
-    """Values on the 8-bit grid: ``round`` (hard, test time), ``soft`` (:func:`soft_round` with
-    ``alpha``), ``ste`` (:func:`round_ste`) or ``none`` (unchanged). The input is not clamped."""
+    """Values on the 8-bit grid: ``round`` (hard, test time), ``soft`` (:func:`soft_round` with ``alpha``:
+    smooth values, off the grid), ``soft_ste`` (:func:`round_soft_gradient` with ``alpha``: rounded values,
+    soft-rounding gradient), ``ste`` (:func:`round_ste`: rounded values, identity gradient) or ``none``
+    (unchanged). The input is not clamped."""
     if mode == 'round':
         return torch.round(x * 255.0) / 255.0
     if mode == 'soft':
         return soft_round(x, alpha)
+    if mode == 'soft_ste':
+        return round_soft_gradient(x, alpha)
     if mode == 'ste':
         return round_ste(x)
     if mode == 'none':

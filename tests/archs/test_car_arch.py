@@ -3,7 +3,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from basicsr_lmar.archs.car_arch import BicubicUpscaler, CARRescaler, CARResamplerNet
-from basicsr_lmar.ops.adaptive_resample import adaptive_resample_reference
+from basicsr_lmar.ops.adaptive_resample import adaptive_resample_reference, resize_equivalent_kernel
 from basicsr_lmar.options import OptionError
 
 
@@ -123,3 +123,83 @@ def test_signed_kernels_share_the_parameters_and_default_is_the_clamp():
     torch.testing.assert_close(signed.normalise_kernels(raw).flatten(), torch.tensor([-0.75, 0.0, 1.75, 0.0]))
     with pytest.raises(OptionError, match='signed_kernels'):
         CARResamplerNet(signed_kernels='yes')
+
+
+@pytest.mark.parametrize('scale, rmse', [(2, 1e-6), (4, 1e-3)])
+def test_bicubic_start_downscales_like_bicubic_and_still_learns(scale, rmse):
+    """kernel_init='bicubic': a joint run starts where bicubic LR + SR is, for every content (on a photo: exact
+    at x2, > 60 dB at x4); the zero-weight heads still get gradients, so the kernels and offsets can become
+    content-adaptive."""
+    from basicsr_lmar.data.skimage_photos import load_photo
+    from basicsr_lmar.ops.resize import resize
+
+    torch.manual_seed(0)
+    net = CARResamplerNet(scale=scale, num_feat=8, body_feat=8, top_feat=16, num_block=1, signed_kernels=True,
+                          kernel_init='bicubic')
+    hr = torch.from_numpy(load_photo('astronaut')[100:164, 180:260].transpose(2, 0, 1).copy())[None]
+    kernels, offsets_h, offsets_v = net(hr)
+    assert offsets_h.abs().max() == 0 and offsets_v.abs().max() == 0
+    torch.testing.assert_close(kernels, resize_equivalent_kernel(scale).float().view(1, -1, 1, 1).expand_as(kernels))
+    expected = resize(hr, (64 // scale, 80 // scale), 'bicubic', antialias=True, boundary='reflect')
+    assert (net.downscale(hr) - expected).square().mean().sqrt() < rmse
+    loss = (net.downscale(hr) - hr[..., ::scale, ::scale]).abs().mean()
+    loss.backward()
+    for head in (net.kernel_head[-1], net.offset_h_head[-2], net.offset_v_head[-2]):
+        assert head.weight.grad.abs().sum() > 0
+
+
+def test_box_start_for_both_heads_and_bicubic_needs_signed_kernels():
+    k = 13
+    box = torch.zeros(k, k)
+    box[5:8, 5:8] = 1 / 9
+    hr = torch.rand(1, 3, 16, 16)
+    for signed in (False, True):
+        net = CARResamplerNet(scale=4, num_feat=8, body_feat=8, top_feat=16, num_block=1, signed_kernels=signed,
+                              kernel_init='box')
+        kernels = net(hr)[0]
+        torch.testing.assert_close(kernels[0, :, 0, 0], box.flatten(), atol=3e-4, rtol=0)
+        kernels.square().sum().backward()
+        assert (net.kernel_head[-1].bias.grad != 0).all()  # inside the clamp's range: every element learns
+    with pytest.raises(OptionError, match='kernel_init: bicubic needs signed_kernels: true'):
+        CARResamplerNet(scale=4, kernel_init='bicubic')
+    with pytest.raises(OptionError, match='kernel_init'):
+        CARResamplerNet(scale=4, kernel_init='lanczos')
+
+
+def test_soft_ste_chain_gives_test_time_values_and_gradients_to_every_map():
+    torch.manual_seed(0)
+    net = CARResamplerNet(scale=2, num_feat=8, body_feat=8, top_feat=16, num_block=1, signed_kernels=True,
+                          kernel_init='bicubic')
+    hr = torch.rand(1, 3, 16, 16)
+    maps = [m.detach().requires_grad_() for m in net(hr)]
+    with torch.no_grad():
+        maps[1].normal_(0, 0.1)  # offsets away from 0, where the bilinear weights have a slope
+    lr = net.apply_maps(hr, maps, 'soft_ste')
+    torch.testing.assert_close(lr, net.apply_maps(hr, maps, 'round'), atol=0, rtol=0)
+    grads = torch.autograd.grad((lr - hr[..., ::2, ::2]).abs().mean(), maps)
+    assert all(g.abs().sum() > 0 for g in grads)
+
+
+def test_signed_kernels_have_bounded_gain():
+    """A signed head whose raw output runs away (as it did in joint training at lr 5e-4) still gives kernels
+    that sum to 1 with sum |K| <= kernel_l1_max, so the LR of a [0, 1] image stays within a bounded range;
+    bicubic-like kernels are below the bound and pass unchanged, and the bound passes gradient."""
+    raw = torch.randn(2, 169, 3, 3) * 100
+    net = CARResamplerNet(scale=4, num_feat=8, body_feat=8, top_feat=16, num_block=1, signed_kernels=True)
+    assert net.kernel_l1_max == 5.0
+    kernels = net.normalise_kernels(raw.requires_grad_())
+    torch.testing.assert_close(kernels.sum(1), torch.ones(2, 3, 3))
+    assert kernels.abs().sum(1).max() <= 5.0 + 1e-5
+    kernels[:, 0].sum().backward()
+    assert raw.grad.abs().sum() > 0
+    img = torch.rand(2, 3, 12, 12)
+    zeros = torch.zeros_like(kernels)
+    lr = adaptive_resample_reference(img, kernels.detach(), zeros, zeros, 4)
+    assert lr.min() >= 0.5 - 2.5 and lr.max() <= 0.5 + 2.5  # 5 half-ranges around the mid-range 0.5
+    unbounded = CARResamplerNet(scale=4, num_feat=8, body_feat=8, top_feat=16, num_block=1, signed_kernels=True,
+                                kernel_l1_max=None)
+    assert unbounded.normalise_kernels(raw.detach()).abs().sum(1).max() > 100
+    bicubic = resize_equivalent_kernel(4).float().view(1, -1, 1, 1)
+    torch.testing.assert_close(net.normalise_kernels(bicubic), bicubic)
+    with pytest.raises(OptionError, match='kernel_l1_max'):
+        CARResamplerNet(signed_kernels=True, kernel_l1_max=1.0)

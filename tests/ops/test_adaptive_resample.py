@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from basicsr_lmar.ops.adaptive_resample import (adaptive_resample, adaptive_resample_chunked,
-                                                adaptive_resample_reference, kernel_size_for_scale)
+                                                adaptive_resample_reference, kernel_size_for_scale,
+                                                resize_equivalent_kernel)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -298,3 +299,30 @@ def test_triton_path_names_unsupported_types():
         common_dtype(torch.rand(1, 3, 8, 8), *maps)
     assert common_dtype(torch.rand(1, 3, 8, 8).half(), *(m.half() for m in maps)) == torch.float16
     assert common_dtype(torch.rand(1, 3, 8, 8).half(), *(m.float() for m in maps)) == torch.float32
+
+
+@pytest.mark.parametrize('scale, atol', [(2, 1e-6), (4, 2e-3)])
+def test_resize_equivalent_kernel_reproduces_bicubic_downscaling(scale, atol):
+    """One kernel everywhere, zero offsets: the op's LR is bicubic downscaling (exact at x2; at x4 the two
+    outermost bicubic taps lie beyond the op's reach)."""
+    from basicsr_lmar.ops.resize import resize
+
+    torch.manual_seed(0)
+    img = torch.rand(1, 3, 12 * scale, 10 * scale, dtype=torch.float64)
+    img = resize(resize(img, (6, 5), 'bicubic'), tuple(img.shape[-2:]), 'bicubic')  # smooth, photo-like
+    img = img + 0.05 * torch.rand_like(img)
+    kernel = resize_equivalent_kernel(scale)
+    k = kernel_size_for_scale(scale)
+    assert kernel.shape == (k * k, ) and kernel.sum().item() == pytest.approx(1.0)
+    assert kernel.min() < 0  # bicubic's negative lobes
+    kernels = kernel.view(1, -1, 1, 1).expand(1, k * k, 12, 10).contiguous()
+    zeros = torch.zeros_like(kernels)
+    out = adaptive_resample_reference(img, kernels, zeros, zeros, scale)
+    expected = resize(img, (12, 10), 'bicubic', antialias=True, boundary='reflect')
+    torch.testing.assert_close(out, expected, atol=atol, rtol=0)
+    if scale == 4:  # and not by accident: the box kernel (as good as bicubic under bicubic upscaling) is 5x further off
+        box = torch.zeros(k, k, dtype=torch.float64)
+        box[k // 2 - 1:k // 2 + 2, k // 2 - 1:k // 2 + 2] = 1 / 9
+        boxed = adaptive_resample_reference(img, box.view(1, -1, 1, 1).expand_as(kernels).contiguous(), zeros,
+                                            zeros, scale)
+        assert (boxed - expected).abs().max() > 5 * (out - expected).abs().max()

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from basicsr_lmar.ops.rounding import round_ste, soft_round
+from basicsr_lmar.ops.rounding import quantize_8bit, round_soft_gradient, round_ste, soft_round
 
 
 def test_round_ste_rounds_to_levels_and_passes_gradient_through():
@@ -47,3 +47,19 @@ def test_rounding_errors():
         soft_round(torch.rand(2), alpha=1.5)
     with pytest.raises(ValueError, match='levels must be a positive number.*got 0'):
         round_ste(torch.rand(2), levels=0)
+
+
+def test_soft_ste_trains_on_the_values_of_test_time_rounding():
+    """'soft_ste': the forward pass is the hard 8-bit rounding used at test time (the 'soft' forward pass is a
+    bijection, so it keeps the sub-level detail that test-time rounding removes); the backward pass is the
+    soft rounding's derivative."""
+    x = torch.rand(4, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    for alpha in (1.0, 0.5):
+        soft = quantize_8bit(x, 'soft_ste', alpha)
+        torch.testing.assert_close(soft, quantize_8bit(x, 'round'), atol=0, rtol=0)
+        assert torch.equal(soft, round_soft_gradient(x, alpha))
+        upstream = torch.randn_like(x)
+        (grad,) = torch.autograd.grad((soft * upstream).sum(), x)
+        torch.testing.assert_close(grad, upstream * (1 - alpha * torch.cos(2 * math.pi * 255 * x.detach())))
+    torch.testing.assert_close(round_soft_gradient(torch.tensor([0.26]), levels=4), torch.tensor([0.25]))
+    assert not torch.equal(quantize_8bit(x, 'soft'), quantize_8bit(x, 'round'))  # 'soft' stays off the grid
