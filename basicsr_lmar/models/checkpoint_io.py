@@ -14,7 +14,7 @@ import os.path as osp
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 
-from basicsr_lmar.checkpoints.state_dicts import atomic_torch_save, load_network_weights
+from basicsr_lmar.checkpoints.state_dicts import atomic_torch_save, load_network_weights, strip_module_prefix
 from basicsr_lmar.runtime.resume import (capture_rng_state, model_record, plain_state, remove_partial_saves,
                                          warn_if_model_options_changed)
 from basicsr_lmar.version import __version__
@@ -34,7 +34,7 @@ class CheckpointIOMixin:
         save_dict = {}
         for net_, key in zip(nets, param_keys):
             state_dict = self.get_bare_model(net_).state_dict()
-            save_dict[key] = {(k[7:] if k.startswith('module.') else k): v.cpu() for k, v in state_dict.items()}
+            save_dict[key] = {k: v.cpu() for k, v in strip_module_prefix(state_dict).items()}
         section = f'network_{net_label.replace("net_", "", 1)}'
         save_dict['basicsr_lmar'] = {'version': __version__, 'network_options': self.network_options.get(section)}
         atomic_torch_save(save_dict, save_path)
