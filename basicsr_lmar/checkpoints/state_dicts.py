@@ -25,6 +25,7 @@ from collections import OrderedDict
 
 import torch
 
+from basicsr_lmar.atomic_write import write_atomically
 from basicsr_lmar.errors import UserError
 
 
@@ -42,13 +43,7 @@ class DamagedCheckpointError(UserError, RuntimeError):
 
 def atomic_torch_save(obj, path):
     """``torch.save`` to ``path`` through a temporary file: an interrupted save leaves no partial file."""
-    tmp_path = f'{path}.tmp{os.getpid()}'
-    try:
-        torch.save(obj, tmp_path)
-        os.replace(tmp_path, path)
-    finally:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
+    write_atomically(path, lambda temporary: torch.save(obj, temporary))
 
 
 #: the key prefix of a network saved through ``DataParallel`` or ``DistributedDataParallel``

@@ -53,6 +53,7 @@ from basicsr.utils import scandir
 from basicsr.utils.misc import check_resume
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from basicsr_lmar.atomic_write import PARTIAL_FILE
 from basicsr_lmar.checkpoints.state_dicts import load_weights_only
 from basicsr_lmar.cli.errors import run_main
 from basicsr_lmar.errors import UserError
@@ -296,15 +297,12 @@ def skip_consumed_samples(resume_state, train_loader, train_sampler):
     train_sampler.resume_once(max(consumed_batches, 0) * train_loader.batch_size, resume_state.get('rng'))
 
 
-#: what :func:`basicsr_lmar.checkpoints.state_dicts.atomic_torch_save` writes before renaming: ``<file>.tmp<pid>``
-_PARTIAL_SAVE = re.compile(r'\.tmp\d+$')
-
-
 def remove_partial_saves(folder):
-    """Removes the temporary files that interrupted saves left in ``folder``; returns their names."""
+    """Removes the temporary files that interrupted saves (``<file>.tmp<pid>``) left in ``folder``; returns their
+    names."""
     removed = []
     for name in sorted(os.listdir(folder)):
-        if _PARTIAL_SAVE.search(name) and osp.isfile(osp.join(folder, name)):
+        if PARTIAL_FILE.search(name) and osp.isfile(osp.join(folder, name)):
             os.remove(osp.join(folder, name))
             removed.append(name)
     return removed
