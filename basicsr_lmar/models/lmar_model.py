@@ -1,4 +1,4 @@
-"""LMAR collaborative training (Wang et al., CVPR 2024): a resampler learns to feed a frozen enhancer.
+"""LMAR collaborative training (Yu et al., CVPR 2024): a resampler learns to feed a frozen enhancer.
 
 Networks:
 
