@@ -7,8 +7,8 @@ A training state is basicsr's plus the RNG states, the non-finite-step counters,
 (its type and a digest of its network options: a resume refuses another model's state) and the option keys
 of its optimizers (a resume refuses a state of other optimizers), in plain containers that every supported
 torch reads weights-only, for exact resume (:mod:`basicsr_lmar.runtime.resume`); validation must therefore
-not draw from the global RNGs (use a local ``torch.Generator``). Saves go through ``<file>.tmp<pid>``; what a killed save left is removed at
-the next start.
+not draw from the global RNGs (use a local ``torch.Generator``). Saves go through ``<file>.tmp<pid>``; what a
+killed save left is removed at the next start.
 """
 import os.path as osp
 

@@ -4,9 +4,10 @@ Only repairs that turn a crash of basicsr into working behaviour (or, for the pl
 into an error that names the mistake), and the silencing of the deprecation warnings that basicsr's own
 imports raise in other libraries, belong here; they change nothing that works (whatever the plugin's
 own models do differently is an override on their classes, :mod:`basicsr_lmar.models.plugin_mixin`).
-docs/architecture.md lists them. Must run before ``basicsr`` is first imported: :mod:`basicsr_lmar` calls :func:`install` as its first statement, and the autoload hook
-imports :mod:`basicsr_lmar` before basicsr's own ``__init__``. Imports only the standard library at
-module level (torchvision, torch and the plugin are touched lazily).
+docs/architecture.md lists them. Must run before ``basicsr`` is first imported: :mod:`basicsr_lmar` calls
+:func:`install` as its first statement, and the autoload hook imports :mod:`basicsr_lmar` before basicsr's own
+``__init__``. Imports only the standard library at module level (torchvision, torch and the plugin are touched
+lazily).
 
 1. ``torchvision.transforms.functional_tensor`` was removed in torchvision 0.17 (renamed
    ``_functional_tensor``); basicsr's ``data/degradations.py`` imports it at import time, so basicsr does

@@ -221,13 +221,15 @@ def refuse_other_optimizers(state, keys, path, auto_resume=False):
     if keys is None or not isinstance(saved, list) or \
             (len(saved) == len(keys) and (saved_keys is None or list(saved_keys) == list(keys))):
         return
+    differ = sorted(set(saved_keys) ^ set(keys)) if saved_keys else []
+    which = f' ({", ".join(f"train.{k}" for k in differ)} set in one run only)' if differ else ''
     start_afresh = ('give the run another name to start afresh' if auto_resume else
-                    'or set path.resume_state to ~ to start afresh (path.pretrain_network_* can load its networks)')
+                    'set path.resume_state to ~ to start afresh (path.pretrain_network_* can load its networks)')
     raise ResumeStateError(
         f'path.resume_state: {path} holds the state of {_optimizers(len(saved), saved_keys)}, this option file '
-        f'trains with {_optimizers(len(keys), keys)}, and each optimizer resumes from its own saved state. Set '
-        'the optimizers of the train section as in the run that wrote it (an optional one such as train.optim_sr '
-        f'set, or ~, as then), {start_afresh}.')
+        f'trains with {_optimizers(len(keys), keys)}, and each optimizer resumes from its own saved state. Give '
+        f'the train section the options of the run that wrote it, so that it builds the same optimizers{which}, '
+        f'or {start_afresh}.')
 
 
 def refuse_incompatible_state(state, opt, path, keys=None):

@@ -288,8 +288,8 @@ def test_a_state_of_other_optimizers_is_refused_by_name_before_any_folder(tmp_pa
     assert capsys.readouterr().err == (
         f'basicsr-lmar-train: error: path.resume_state: {state} holds the state of 2 optimizers (train.optim_g, '
         'train.optim_sr), this option file trains with 1 optimizer (train.optim_g), and each optimizer resumes '
-        'from its own saved state. Set the optimizers of the train section as in the run that wrote it (an '
-        'optional one such as train.optim_sr set, or ~, as then), or set path.resume_state to ~ to start afresh '
+        'from its own saved state. Give the train section the options of the run that wrote it, so that it builds '
+        'the same optimizers (train.optim_sr set in one run only), or set path.resume_state to ~ to start afresh '
         '(path.pretrain_network_* can load its networks).\n')
     assert _files(tmp_path) == sorted(before + ['car.yml'])
     old_format = torch.load(state, weights_only=True)
@@ -318,7 +318,8 @@ def test_the_same_optimizers_resume_and_auto_resume_refuses_other_ones(tmp_path,
     err = capsys.readouterr().err
     assert err.startswith(f'basicsr-lmar-train: error: path.resume_state: {run / "3.state"} holds the state of 1 '
                           'optimizer (train.optim_g), this option file trains with 2 optimizers') and \
-        err.endswith('as then), give the run another name to start afresh.\n')
+        err.endswith('the same optimizers (train.optim_sr set in one run only), or give the run another name to '
+                     'start afresh.\n')
     assert _files(tmp_path) == sorted(before + ['car.yml'])
 
 
