@@ -95,11 +95,15 @@ class CARModel(PluginModelMixin, SRModel):
             self.net_sr = BicubicUpscaler(scale=self.scale).to(self.device)
 
     # ------------------------------------------------------------------ training
-    def optimizer_networks(self):
+    @classmethod
+    def optimizer_labels(cls, options):
         # optim_g updates both networks unless optim_sr gives network_sr its own
+        return ['g', 'sr'] if options.train.optim_sr is not None else ['g']
+
+    def optimizer_networks(self):
         networks = {'g': [self.net_g]}
         if self.sr_trainable:
-            networks.setdefault('sr' if self.options.train.optim_sr is not None else 'g', []).append(self.net_sr)
+            networks.setdefault(self.optimizer_labels(self.options)[-1], []).append(self.net_sr)
         return networks
 
     def feed_data(self, data):
