@@ -113,8 +113,9 @@ def load_weights_only(path, **kwargs):
         return torch.load(path, weights_only=True, **kwargs)
 
 
-#: the start of what torch.load refuses under ``weights_only`` for a pickled object (not for a damaged file)
-_PICKLED_OBJECT = 'Unsupported global'
+#: what torch.load says under ``weights_only`` of a pickled object (not of a damaged file):
+#: 'Unsupported global: GLOBAL module.Name' (the pinned torch), 'Unsupported class module.Name' (torch 2.1)
+_PICKLED_OBJECT = ('Unsupported global', 'Unsupported class')
 
 
 def _damaged(load_path, where):
@@ -149,7 +150,7 @@ def read_checkpoint(load_path, where='checkpoint', mmap=False):
     try:
         return load_weights_only(load_path, map_location='cpu', mmap=bool(mmap) and zipfile.is_zipfile(load_path))
     except pickle.UnpicklingError as error:
-        if _PICKLED_OBJECT not in str(error):
+        if not any(marker in str(error) for marker in _PICKLED_OBJECT):
             raise _damaged(load_path, where) from error
         raise CheckpointMismatchError(
             f'{where}: {load_path} is not a plain weights file (it holds Python objects beyond tensors and '
