@@ -13,6 +13,7 @@ the flag or option and the fix, raised before basicsr creates any folder.
 import os
 import shutil
 import subprocess
+import time
 
 import torch
 import torch.distributed as dist
@@ -96,11 +97,20 @@ def init_dist(launcher, backend=None, port=None, **kwargs):
     dist.init_process_group(backend=backend, **kwargs)
 
 
+#: how long :func:`destroy_process_group` gives up the GIL before it destroys a gloo group
+GLOO_WORKERS_GIL_S = 0.2
+
+
 def destroy_process_group():
     """Ends the process group of a run that finished: a gloo group left to the interpreter's teardown can
     abort a rank that ends before the others (torch 2.1: "terminate called without an active exception")."""
-    if is_distributed():
-        dist.destroy_process_group()
+    if not is_distributed():
+        return
+    if dist.get_backend() == 'gloo':
+        # older torch (2.1) joins gloo's worker threads holding the GIL, and a worker that still frees the
+        # last collective's tensors needs it: a rank that ends right after a collective would wait forever
+        time.sleep(GLOO_WORKERS_GIL_S)
+    dist.destroy_process_group()
 
 
 def is_distributed():

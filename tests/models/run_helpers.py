@@ -2,6 +2,7 @@
 import os
 import pathlib
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -46,10 +47,34 @@ def run_training(options_path, cwd, nproc=1, extra_args=(), timeout=600, entry=C
                    '--launcher', 'pytorch', *extra_args]
     else:
         command = [entry, '-opt', str(options_path), *extra_args]
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f'{" ".join(command)}\n{output[-6000:]}'
+    returncode, output = _run_or_dump_stacks(command, cwd, env, timeout)
+    assert returncode == 0, f'{" ".join(command)}\n{output[-6000:]}'
     return output
+
+
+def _run_or_dump_stacks(command, cwd, env, timeout):
+    """(return code, stdout + stderr) of ``command``; past ``timeout`` seconds every process of the run prints
+    the Python stack of each of its threads (faulthandler, on SIGABRT) before it is killed, and the test fails
+    with them: a hung rank shows where it waits."""
+    env = dict(env, PYTHONFAULTHANDLER='1')
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+        return process.returncode, output
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGABRT)
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            output = ''
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        raise AssertionError(f'{" ".join(command)} ran past {timeout} s; the stacks of its processes:\n'
+                             f'{(output or "")[-12000:]}') from None
 
 
 def audited_writes(folder, nproc):
