@@ -35,7 +35,8 @@ RESIDUAL_CHANNELS = ('rgb', 'luma', 'chroma', 'none')
 @configurable(
     scale=Option(type=int, choices=(2, 4, 8), doc='downscaling factor'),
     num_feat=Option(min=1, doc='channels of the encoder convolutions'),
-    channels=Option(choices=RESIDUAL_CHANNELS, doc='which LR values the residual moves: rgb | luma | chroma | none (bicubic alone)'))
+    channels=Option(choices=RESIDUAL_CHANNELS,
+                    doc='which LR values the residual moves: rgb | luma | chroma | none (bicubic alone)'))
 class ResidualDownscaler(nn.Module):
     """Bicubic downscaling plus a zero-initialised learned residual (see the module docstring).
 
