@@ -40,7 +40,8 @@ def test_every_option_file_is_an_arm_and_every_arm_a_file(reproduce):
     assert 'iterations' in listing
 
 
-@pytest.mark.parametrize('name', ['lmar', 'irn_x4', 'hcflow_x4', 'hcd_irn_x4', 'hcd_hcflow_x4'])
+@pytest.mark.parametrize('name', ['lmar', 'irn_x4', 'hcflow_x4', 'hcd_irn_x4', 'hcd_hcflow_x4', 'car_joint_x4',
+                                  'car_joint_x2', 'car_ablation_x4', 'car_plateau_x4', 'car_bicubic_x4'])
 def test_every_arm_passes_the_preflight(reproduce, name, tmp_path):
     """The shipped files as they run (the weights an earlier arm writes stand in), and as --quick runs them."""
     for flags in (no_flags(), no_flags(quick=True)):
