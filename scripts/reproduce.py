@@ -801,24 +801,25 @@ CAR_ADAPTIVE_SPREAD = 0.05
 
 def render_car_joint(scale):
     prefix = f'car_joint_x{scale}'
-    joint_arms = (('(a) bicubic↓ + SR', 'bicubic'), ('(b) CAR + SR', 'car'), ('(c) CAR‡: SR on the fixed CAR of (b)',
-                                                                            'car_fixed'),
-                  ('control: learned residual, R, G, B free', 'control_rgb'),
-                  ('control: one residual for R, G, B', 'control_luma'))
+    joint_arms = (('(a) bicubic↓ + SR', '(a)', 'bicubic'), ('(b) CAR + SR', '(b)', 'car'),
+                  ('(c) CAR‡: a fresh SR on the fixed CAR of (b)', '(c)', 'car_fixed'),
+                  ('control: bicubic↓ + a learned residual, R, G, B free', 'rgb', 'control_rgb'),
+                  ('control: one residual for R, G and B', 'luma', 'control_luma'))
 
     def render(result, results):
-        tests = {key: arm(result, f'{prefix}_{key}_test.yml') for _, key in joint_arms}
+        tests = {key: arm(result, f'{prefix}_{key}_test.yml') for _, _, key in joint_arms}
         train = arm(result, f'{prefix}_car.yml')
         base = tests['bicubic']
         test = {key: car_summary(found, base, 'test') for key, found in tests.items()}
         car, control = test['car'], test['control_rgb']
         spread, offsets = car_maps_text(car)
-        measured = (f"CAR 8/16/32/1 (signed, bicubic start) + EDSR 32×4 ×{scale}, {train['iterations']:,} iterations of "
-                    f"{train['batch']} crops of {train['crop']}×{train['crop']} from one EDSR start, test split "
+        measured = (f"CAR 8/16/32/1 (signed, bicubic start) + EDSR 32×4 ×{scale}, {train['iterations']:,} iterations "
+                    f"of {train['batch']} crops of {train['crop']}×{train['crop']} from one EDSR start, test split "
                     f"({car['count']} photos): CAR + SR {car['psnr']:.2f} dB against bicubic↓ + SR "
                     f"{test['bicubic']['psnr']:.2f} dB ({signed(car['gain'])} dB, {car['improved']}/{car['count']} "
-                    f"improved; kernel spread {spread}, offsets {offsets} HR px); CAR‡ {signed(test['car_fixed']['gain'])}"
-                    f" dB; the control downscaler (rgb) {signed(control['gain'])} dB")
+                    f"improved; kernel spread {spread}, offsets {offsets} HR px); CAR‡ "
+                    f"{signed(test['car_fixed']['gain'])} dB; the control downscaler (rgb) "
+                    f"{signed(control['gain'])} dB")
         adaptive = car['spread'] is not None and car['spread'] > CAR_ADAPTIVE_SPREAD
         if scale == 4 and car['gain'] >= CAR_TARGET_DB and car['improved'] == car['count'] and adaptive:
             status = (f'partly: CAR + SR gains {signed(car["gain"])} dB over bicubic↓ + SR on every test photo at '
@@ -827,9 +828,10 @@ def render_car_joint(scale):
         else:
             status = (f'not shown: CAR + SR {signed(car["gain"])} dB against bicubic↓ + SR at equal iterations '
                       f'({car["improved"]}/{car["count"]} test photos improved), where the control downscaler that may '
-                      f'colour the LR gains {signed(control["gain"])} dB; the ablation below says where the gain is lost')
+                      f'colour the LR gains {signed(control["gain"])} dB; the ablation below says where the gain is '
+                      'lost')
         rows = []
-        for label, key in joint_arms:
+        for label, _, key in joint_arms:
             validation = car_summary(tests[key], base, 'validation')
             spread, offsets = car_maps_text(test[key])
             gain = '—' if key == 'bicubic' else signed(validation['gain'])
@@ -842,16 +844,16 @@ def render_car_joint(scale):
             values = {key: car_values(found, split) for key, found in tests.items()}
             for name in values['bicubic']:
                 photos.append(f'| {split} | {name} | ' + ' | '.join(f"{values[key][name]['psnr']:.2f}"
-                                                                    for _, key in joint_arms) + ' |')
+                                                                    for _, _, key in joint_arms) + ' |')
+        header = ' | '.join(short for _, short, _ in joint_arms)
         return (row(REPRODUCTIONS[prefix].claim, measured, prefix, status) + '\n'
                 f'Per arm, mean Y-PSNR (dB, crop border {border(base)}) of the reconstruction of the stored 8-bit LR, '
                 'all arms from the same EDSR initialisation at equal iterations; gains over (a); kernel spread and '
                 'offset length on the test split (`CARResamplerNet.adaptivity`):\n\n'
                 '| arm | validation | gain | test Y-PSNR / SSIM | gain | improved | kernel spread | offsets (HR px) |\n'
                 '|---|---|---|---|---|---|---|---|\n' + '\n'.join(rows) + '\n\n'
-                'Per photo, Y-PSNR (dB):\n\n| split | photo | ' + ' | '.join(label.split(':')[0] if label.startswith(
-                    '(') else label for label, _ in joint_arms) + ' |\n|---|---|' + '---|' * len(joint_arms) + '\n'
-                + '\n'.join(photos) + '\n\n' + commit_line(result))
+                f'Per photo, Y-PSNR (dB):\n\n| split | photo | {header} |\n|---|---|' + '---|' * len(joint_arms)
+                + '\n' + '\n'.join(photos) + '\n\n' + commit_line(result))
 
     return render
 
@@ -898,12 +900,14 @@ def render_car_ablation(result, results):
         spread, offsets = car_maps_text(validation[key])
         step = '—' if parent is None else f"{signed(validation[key]['gain'] - validation[parent]['gain'])}"
         gain = '—' if parent is None else signed(validation[key]['gain'])
-        test_gain = '—' if parent is None else f"{signed(test[key]['gain'])} ({test[key]['improved']}/{test[key]['count']})"
+        test_gain = ('—' if parent is None else
+                     f"{signed(test[key]['gain'])} ({test[key]['improved']}/{test[key]['count']})")
         rows.append(f"| {key} | {change} | {parent or '—'} | {validation[key]['psnr']:.2f} | {gain} | {step} | "
                     f"{test_gain} | {spread} | {offsets} |")
     label = dict((key, change) for key, _, change, _ in CAR_ABLATION)[lost]
-    measured = (f"from the control to CAR one change at a time, {arm(result, 'car_ablation_x4_car_plain.yml')['iterations']:,}"
-                f" iterations each, validation split: the gain over bicubic↓ + SR falls by {signed(drops[lost])} dB at "
+    iterations = arm(result, 'car_ablation_x4_car_plain.yml')['iterations']
+    measured = (f"from the control to CAR one change at a time, {iterations:,} iterations each, validation split: the "
+                f"gain over bicubic↓ + SR changes by {signed(drops[lost])} dB at "
                 f"`{lost}` ({label})")
     status = (f"not shown: the step that loses the gain is `{lost}`: {CAR_ABLATION_MECHANISM[lost]}")
     return (row('Where CAR\'s joint gain comes from: the paper credits the content-adaptive kernels and offsets '
@@ -977,7 +981,8 @@ def render_car_plateau(result, results):
     for label, record in found:
         for point in record['curve']:
             common.setdefault(point['iterations'], {})[label] = point['mean_psnr']
-    bicubic_label, car_label = CAR_PLATEAU_LABELS['car_plateau_x4_bicubic.yml'], CAR_PLATEAU_LABELS['car_plateau_x4_car.yml']
+    bicubic_label = CAR_PLATEAU_LABELS['car_plateau_x4_bicubic.yml']
+    car_label = CAR_PLATEAU_LABELS['car_plateau_x4_car.yml']
     gaps = [f"{iterations:,}: {signed(values[car_label] - values[bicubic_label])}" for iterations, values in
             sorted(common.items()) if car_label in values and bicubic_label in values]
     measured = ('each arm of car_joint_x4 (×4) trained on, its budget doubled from '
@@ -1083,7 +1088,8 @@ REPRODUCTIONS = {reproduction.name: reproduction for reproduction in (
         'car_bicubic_x4', 'CAR', 'CAR x4 under a fixed bicubic upscaler, clamped and signed, with bicubic down / up',
         ('car_bicubic_x4_clamped.yml', 'car_bicubic_x4_clamped_test.yml', 'car_bicubic_x4_signed.yml',
          'car_bicubic_x4_signed_test.yml', 'car_bicubic_x4_baseline_test.yml'),
-        'CAR under a fixed bicubic upscaler ×4: +0.58 dB over bicubic↓ on Set5 (Y, Table 1); DIV2K', render_car_bicubic),
+        'CAR under a fixed bicubic upscaler ×4: +0.58 dB over bicubic↓ on Set5 (Y, Table 1); DIV2K',
+        render_car_bicubic),
 )}
 
 
