@@ -56,8 +56,8 @@ wheel: $(STAMP)
 	$(PIP) wheel -q --no-deps --no-build-isolation -w dist .
 
 # Wheels that a CUDA + PyTorch machine without network lacks, for its Python (CPython 3.12, manylinux x86-64):
-# scripts/gpu_check.sh installs the ones that do not import there. .whl/ is ignored by git; the device tool
-# carries it (`carry: [".whl"]`, a few MB). basicsr 1.4.2 is an sdist on PyPI: built here into a pure wheel.
+# scripts/gpu_check.sh installs the ones that do not import there. .whl/ is ignored by git: copy it to the GPU
+# machine with the clone (a few MB). basicsr 1.4.2 is an sdist on PyPI: built here into a pure wheel.
 GPU_WHEELS   := .whl
 GPU_PYTHON   ?= 3.12
 GPU_PLATFORM := --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64

@@ -1,8 +1,8 @@
 """basicsr-lmar: LMAR, CAR and HCD as a BasicSR plugin.
 
 Importing this package registers every arch, model, loss and dataset of the plugin into BasicSR's
-registries, and changes nothing else of basicsr but the crash repairs of ``runtime.compat``, which must
-come first: they are needed before any ``basicsr`` module is imported below.
+registries, and changes nothing else of basicsr but what ``runtime.compat`` does (crash repairs, two quiet
+imports), which must come first: it is needed before any ``basicsr`` module is imported below.
 """
 # isort: off
 from basicsr_lmar.runtime import compat as _compat

@@ -20,7 +20,8 @@ and the fix:
    required section such as LMAR's ``network_enhancer`` named; ``train``, with basicsr's ``total_iter``
    (a misspelt ``total_iters`` is named), ``optim_*`` (a ``torch.optim`` optimizer, a positive ``lr``) and
    ``scheduler``, and the losses; ``val``); then ``path.resume_state`` and (when not resuming) every
-   ``path.pretrain_network_*`` must be a file;
+   ``path.pretrain_network_*`` must be a file, and the state to resume must be one of this model that
+   holds the optimizers this file builds;
 4. the data: the plugin's datasets are built (which reads every image's header, or an LMDB's
    ``meta_info.txt``; no pixel is decoded) and every image checked against the model's size rule
    (:func:`basicsr_lmar.data.size_rules.check_dataset_images`). The images the model will crop or pad
@@ -47,7 +48,7 @@ from typing import NamedTuple
 from basicsr_lmar.data.size_rules import NOTICES_KEY
 from basicsr_lmar.errors import UserError
 from basicsr_lmar.options import Option, OptionError, OptionSchema, option_file_argument, read_option_file, registered
-from basicsr_lmar.runtime.resume import check_resume_state_model
+from basicsr_lmar.runtime.resume import check_resume_state_model, optimizer_keys
 
 #: a number as YAML 1.1 would read it, if it were not a string (no 'nan'/'inf': those are words)
 _NUMBER = re.compile(r'^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$')
@@ -184,9 +185,9 @@ def check_options(opt, is_train):
         LOGGER_OPTIONS.validate({key: int(value) if isinstance(value, float) and value.is_integer() else value
                                  for key, value in opt['logger'].items()}, 'logger')
     parsed = _as_parsed(opt, is_train)
-    model_cls.validate_options(copy.deepcopy(parsed))
+    options = model_cls.validate_options(copy.deepcopy(parsed))
     _check_paths(opt)
-    check_resume_state_model(opt)
+    check_resume_state_model(opt, optimizer_keys(model_cls, options) if is_train else None)
     return Checked(_check_images(model_cls, parsed))
 
 

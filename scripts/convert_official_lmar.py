@@ -1,9 +1,10 @@
-"""Converts the LMAR authors' released checkpoints to BasicSR checkpoints of this project.
+"""Converts the LMAR authors' released checkpoints (github.com/YPatrickW/LMAR, folder ``pretrained_models``)
+to BasicSR checkpoints of this project.
 
-    python scripts/convert_official_lmar.py ../shared/reference/lmar_official/base_model.bin \
+    python scripts/convert_official_lmar.py base_model.bin \
         experiments/pretrained_models/cnn_i_uhdlol4k.pth
 
-    python scripts/convert_official_lmar.py ../shared/reference/lmar_official/LMAR_model.bin \
+    python scripts/convert_official_lmar.py LMAR_model.bin \
         experiments/pretrained_models/cnn_i_uhdlol4k_from_lmar.pth \
         --resampler-output experiments/pretrained_models/lmar_cnn_i_uhdlol4k.pth
 

@@ -50,6 +50,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from basicsr_lmar.atomic_write import write_atomically  # noqa: E402
 from basicsr_lmar.errors import UserError  # noqa: E402
 
 OPTIONS = osp.join(REPO, 'options', 'repro')
@@ -396,10 +397,13 @@ def run_reproduction(reproduction, args, root):
     folder = osp.join(root, 'results', 'quick') if args.quick else osp.join(root, 'results')
     os.makedirs(folder, exist_ok=True)
     path = osp.join(folder, f'{reproduction.name}.json')
-    with open(path + '.tmp', 'w') as handle:
-        json.dump(record, handle, indent=1)
-        handle.write('\n')
-    os.replace(path + '.tmp', path)
+
+    def write(temporary):
+        with open(temporary, 'w') as handle:
+            json.dump(record, handle, indent=1)
+            handle.write('\n')
+
+    write_atomically(path, write)
     print(f'wrote {path}', flush=True)
     return path
 

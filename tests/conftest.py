@@ -6,7 +6,8 @@ import pytest
 import torch
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-# The authors' released files live beside the project, never inside it (see ../shared/reference/README.md).
+# The authors' released checkpoints, which the tests that need them read (and skip without): the folder named by
+# BASICSR_LMAR_REFERENCE, else a reference folder beside the clone. They are never part of the repository.
 REFERENCE_DIR = pathlib.Path(os.environ.get('BASICSR_LMAR_REFERENCE', REPO_ROOT.parent / 'shared' / 'reference'))
 
 
@@ -98,8 +99,8 @@ def changes_outside_tmp(before, after):
 @pytest.fixture(autouse=True)
 def _writes_only_in_its_tmp_folder(request):
     """Fails the test that leaves anything (an empty folder included) in the repository, the installed
-    packages or the working directory: a test writes only under its ``tmp_path``. (Test sessions that run
-    at the same time on one virtualenv see each other's writes to its site-packages.)"""
+    packages or the working directory: a test writes only under its ``tmp_path``. (Test runs that share one
+    virtualenv at the same time see each other's writes to its site-packages.)"""
     before = snapshot_outside_tmp()
     yield
     changes = changes_outside_tmp(before, snapshot_outside_tmp())

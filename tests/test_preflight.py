@@ -1,6 +1,7 @@
-"""The preflight (basicsr_lmar/preflight.py): every row of issue 14's table that concerns option files and
-training/validation data is named before anything is built, through the plugin's entry (exit 2, one line,
-no experiments/ folder) and through the stock ``python -m basicsr.train`` (the same line, last)."""
+"""The preflight (basicsr_lmar/preflight.py): a table of user mistakes in option files and training/validation
+data (numbers as strings, misspelt and missing keys, unknown registered names, wrong types and ranges, missing
+or unusable images), each named before anything is built, through the plugin's entry (exit 2, one line, no
+experiments/ folder) and through the stock ``python -m basicsr.train`` (the same line, last)."""
 import copy
 import json
 import os
@@ -57,7 +58,7 @@ def lmar_opt(folder):
 
 # ------------------------------------------------------------------------- the table's rows (in-process)
 def case_options(tmp_path):
-    """name -> (options, the message's expected text): the inputs of issue 14's table, plus neighbours."""
+    """name -> (options, the message's expected text): the table's mistakes, one per case."""
     cases = {}
 
     opt = tiny('car')
@@ -211,7 +212,7 @@ def write_cases(tmp_path):
     for name, (opt, expected) in case_options(tmp_path).items():
         opt['name'] = f'preflight_{name}_{os.getpid()}'
         path = tmp_path / f'{name}.yml'
-        path.write_text(yaml.safe_dump(opt).replace("'4e-4'", '4e-4'))  # the unquoted YAML of the issue
+        path.write_text(yaml.safe_dump(opt).replace("'4e-4'", '4e-4'))  # unquoted, as a user writes it
         files[name] = (path, opt['name'], expected)
     return files
 
@@ -273,7 +274,8 @@ def test_stock_basicsr_train_names_the_same_errors_last(tmp_path):
 
 
 def test_irn_pad_policy_scores_every_pixel_and_car_refuses_it(tmp_path, monkeypatch):
-    """size_policy: pad (upstream IRN issue #46): the whole 21x29 image is validated (padded to 22x30 by the
+    """size_policy: pad (IRN's authors' code does not handle sizes that are not multiples; reported upstream): the
+    whole 21x29 image is validated (padded to 22x30 by the
     model, its result cropped back), listed in the log; a model that cannot pad says so."""
     from basicsr.data import build_dataset
     from basicsr.models import build_model

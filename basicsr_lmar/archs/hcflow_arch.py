@@ -39,14 +39,13 @@ the state dict; loading sets it).
 :class:`HCFlowRescaler` wraps a trained net into the rescaler protocol that HCD uses.
 """
 import contextlib
-import math
 
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
-from basicsr_lmar.archs.irn_arch import DenseSubnet  # the same subnet (Xavier x0.1, last conv zero) as IRN
+from basicsr_lmar.archs.irn_arch import DenseSubnet, haar_levels  # the same subnet (Xavier x0.1, last conv zero) as IRN
 from basicsr_lmar.ops.latents import LatentDraws
 from basicsr_lmar.options import Option, configurable
 from basicsr_lmar.registry import RESCALER_REGISTRY
@@ -163,22 +162,16 @@ class FlowStep(nn.Module):
         return self.actnorm(self.coupling(x, rev=True), rev=True)
 
 
-class ResidualDenseBlock(nn.Module):
-    """ESRGAN's residual dense block (5 convs, growth ``gc``, residual x0.2); Xavier x0.1."""
+class ResidualDenseBlock(DenseSubnet):
+    """ESRGAN's residual dense block: IRN's dense subnet (growth ``gc``) plus a residual x0.2; Xavier x0.1."""
 
     def __init__(self, nf=64, gc=32):
-        super().__init__()
-        self.convs = nn.ModuleList(nn.Conv2d(nf + i * gc, gc if i < 4 else nf, 3, 1, 1) for i in range(5))
-        for conv in self.convs:
-            nn.init.xavier_normal_(conv.weight)
-            conv.weight.data.mul_(0.1)
-            nn.init.zeros_(conv.bias)
+        super().__init__(nf, nf, gc)
+        nn.init.xavier_normal_(self.convs[4].weight)  # ESRGAN's last conv starts like the others, not at zero
+        self.convs[4].weight.data.mul_(0.1)
 
     def forward(self, x):
-        features = [x]
-        for conv in self.convs[:4]:
-            features.append(F.leaky_relu(conv(torch.cat(features, dim=1)), 0.2))
-        return self.convs[4](torch.cat(features, dim=1)) * 0.2 + x
+        return super().forward(x) * 0.2 + x
 
 
 class RRDB(nn.Module):
@@ -357,13 +350,7 @@ class HCFlowNet(nn.Module):
     def __init__(self, in_channels=3, scale=4, flow_steps=(8, 8), prior_steps=(6, 6), growth=32, rrdb_nf=64,
                  rrdb_gc=16, rrdb_blocks=3, hidden=64):
         super().__init__()
-        num_levels = int(round(math.log2(scale)))
-        if 2**num_levels != scale:
-            raise ValueError(f'HCFlowNet: scale {scale} is not a power of 2')
-        for key, value in (('flow_steps', flow_steps), ('prior_steps', prior_steps)):
-            if len(value) != num_levels:
-                raise ValueError(f'HCFlowNet: {key} {list(value)} needs one entry per level, log2(scale={scale}) = '
-                                 f'{num_levels} (x2: [8] / [6], x4: [8, 8] / [6, 6])')
+        num_levels = haar_levels('HCFlowNet', scale, flow_steps=flow_steps, prior_steps=prior_steps)
         self.in_channels = in_channels
         self.scale = scale
         levels, channels = [], in_channels

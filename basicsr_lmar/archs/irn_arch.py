@@ -62,6 +62,18 @@ def haar_upsample(x: torch.Tensor) -> torch.Tensor:
     return torch.stack((top, bottom), dim=-2).reshape(n, c, 2 * h, 2 * w)
 
 
+def haar_levels(arch, scale, **per_level):
+    """The number of Haar levels of a rescaler of ``scale`` (a power of 2: log2(scale)); a ``ValueError``
+    naming ``arch`` and the key when a list of ``per_level`` does not have one entry per level."""
+    levels = int(round(math.log2(scale)))
+    for key, value in per_level.items():
+        if len(value) != levels:
+            example = f', e.g. {[value[-1]] * levels}' if len(value) else ''
+            raise ValueError(f'{arch}: {key} {list(value)} needs one entry per level, log2(scale={scale}) = '
+                             f'{levels} entries{example}')
+    return levels
+
+
 class HaarStep(nn.Module):
     """A parameter-free invertible step: Haar analysis forward, synthesis in reverse."""
 
@@ -138,10 +150,7 @@ class InvRescaleNet(nn.Module):
 
     def __init__(self, in_channels=3, scale=4, block_num=(8, 8), growth=32, clamp=1.0, init='xavier'):
         super().__init__()
-        levels = int(round(math.log2(scale)))
-        if len(block_num) != levels:
-            raise ValueError(f'InvRescaleNet: block_num {list(block_num)} needs one entry per Haar level, '
-                             f'log2(scale={scale}) = {levels} entries (x2: [8], x4: [8, 8])')
+        haar_levels('InvRescaleNet', scale, block_num=block_num)
         self.in_channels = in_channels
         self.scale = scale
         steps = []

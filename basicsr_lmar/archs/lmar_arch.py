@@ -1,4 +1,5 @@
-"""LMAR resampler (Wang et al., "LMAR: Learned Model-Aware Resampling", CVPR 2024).
+"""LMAR resampler (Yu et al., "Empowering Resampling Operation for Ultra-High-Definition Image Enhancement with
+Model-Aware Guidance", CVPR 2024).
 
 Given a UHD image ``x`` (H x W) and a working size (h, w), the resampler produces the downscaled image
 ``x_c`` that a frozen enhancer sees instead of the plain ``x_d = D(x; h, w)``:

@@ -52,7 +52,7 @@ class ResidualDownscaler(nn.Module):
         self.scale = scale
         self.channels = channels
         self.encoder = self.residual = None
-        if channels != 'none':
+        if self.learns(channels):
             layers = []
             width = 3
             for _ in range(int(math.log2(scale))):
@@ -63,6 +63,11 @@ class ResidualDownscaler(nn.Module):
             nn.init.zeros_(self.residual.weight)
             nn.init.zeros_(self.residual.bias)
         self.register_buffer('y_weights', torch.tensor(Y_WEIGHTS).view(1, 3, 1, 1), persistent=False)
+
+    @staticmethod
+    def learns(channels):
+        """Whether a downscaler of these ``channels`` has parameters (``none``: bicubic downscaling alone)."""
+        return channels != 'none'
 
     def forward(self, hr):
         """HR (N, 3, H, W), H and W multiples of ``scale`` -> LR (N, 3, H/s, W/s), neither clamped nor rounded."""

@@ -1,6 +1,6 @@
 """UHD U-Net enhancers of the LMAR paper: "CNN-I" (invertible blocks) and "CNN-H" (half-instance-norm blocks).
 
-LMAR (Wang et al., CVPR 2024) puts a learned resampler in front of a *frozen* UHD low-light enhancer.
+LMAR (Yu et al., CVPR 2024) puts a learned resampler in front of a *frozen* UHD low-light enhancer.
 The enhancer released with the paper (``base_model.bin`` in the authors' repository) is a small
 encoder-decoder; this module re-implements it from the facts of the authors' code and checkpoint:
 

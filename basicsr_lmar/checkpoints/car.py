@@ -10,24 +10,12 @@
 The fixed mean-shift convolutions (``sub_mean``/``add_mean``) are dropped: here they are constants.
 A key without a mapping raises a ``KeyError`` naming it.
 """
+import functools
 import re
-from collections import OrderedDict
 
-MODULE_PREFIX = 'module.'
+from basicsr_lmar.checkpoints.state_dicts import rename_keys, strip_module_prefix, unwrap_checkpoint
+
 MEAN_SHIFT_KEYS = ('sub_mean.', 'add_mean.')
-
-
-def _strip_prefix(state_dict):
-    return OrderedDict((key[len(MODULE_PREFIX):] if key.startswith(MODULE_PREFIX) else key, value)
-                       for key, value in state_dict.items())
-
-
-def _unwrap(checkpoint):
-    if isinstance(checkpoint, dict):
-        for key in ('params', 'state_dict', 'model'):
-            if key in checkpoint and isinstance(checkpoint[key], dict):
-                return checkpoint[key]
-    return checkpoint
 
 
 # Authors' DSN module path (after `module.`) -> CARResamplerNet module path. Their Sequentials put a
@@ -49,19 +37,24 @@ for _theirs, _ours in (('kernels_weight', 'kernel_head'), ('offsets_h_generation
     _RESAMPLER_RULES += [(rf'{_theirs}\.1\.', f'{_ours}.0.'), (rf'{_theirs}\.4\.', f'{_ours}.2.')]
 
 
-def _rename(key, rules, what):
+def _rename(rules, key):
+    """``key`` renamed by the first of ``rules`` (``(pattern, replacement)``) that matches its start, or None."""
     for pattern, replacement in rules:
         match = re.match(pattern, key)
         if match:
             return match.expand(replacement) + key[match.end():]
-    raise KeyError(f'{what}: no mapping for key {key!r}; is this the authors\' file?')
+    return None
+
+
+def _convert(checkpoint, rules, source):
+    """An authors' checkpoint's state dict renamed by ``rules`` (``module.`` prefixes stripped, mean shifts dropped)."""
+    state_dict = strip_module_prefix(unwrap_checkpoint(checkpoint))
+    return rename_keys(state_dict, functools.partial(_rename, rules), source, skip=MEAN_SHIFT_KEYS)
 
 
 def convert_official_car_resampler(state_dict):
     """Authors' ``kgn.pth`` state dict -> ``CARResamplerNet`` state dict (mean shift dropped)."""
-    state_dict = _strip_prefix(_unwrap(state_dict))
-    return OrderedDict((_rename(key, _RESAMPLER_RULES, 'kgn.pth'), value) for key, value in state_dict.items()
-                       if not key.startswith(MEAN_SHIFT_KEYS))
+    return _convert(state_dict, _RESAMPLER_RULES, "the CAR authors' kgn.pth")
 
 
 def _edsr_rules(num_block):
@@ -77,11 +70,9 @@ def _edsr_rules(num_block):
 
 def convert_official_edsr(state_dict):
     """EDSR-PyTorch (``usn.pth``) state dict -> basicsr ``EDSR`` state dict (mean shifts dropped)."""
-    state_dict = _strip_prefix(_unwrap(state_dict))
+    state_dict = strip_module_prefix(unwrap_checkpoint(state_dict))
     blocks = {int(m.group(1)) for m in (re.match(r'body\.(\d+)\.body\.', k) for k in state_dict) if m}
-    rules = _edsr_rules(len(blocks))
-    return OrderedDict((_rename(key, rules, 'usn.pth'), value) for key, value in state_dict.items()
-                       if not key.startswith(MEAN_SHIFT_KEYS))
+    return _convert(state_dict, _edsr_rules(len(blocks)), "the CAR authors' usn.pth (EDSR-PyTorch)")
 
 
 def edsr_options(state_dict, scale):

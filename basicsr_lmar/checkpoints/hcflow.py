@@ -27,9 +27,8 @@ also returns the ``network_g`` options inferred from the tensors.
 import re
 from collections import OrderedDict
 
-import torch
-
-from basicsr_lmar.checkpoints.irn import unwrap_checkpoint
+from basicsr_lmar.checkpoints.irn import check_haar_filters
+from basicsr_lmar.checkpoints.state_dicts import strip_module_prefix, unwrap_checkpoint
 
 _LAYER = re.compile(r'^flow\.layers\.(\d+)\.(.+)$')
 _COND = re.compile(r'^flow\.level(\d+)_condFlow\.(.+)$')
@@ -51,15 +50,6 @@ _COND_PLAIN = {'conv_first.weight', 'conv_first.bias', 'trunk_conv1.weight', 'tr
                'f.logs'}
 
 
-def haar_filters(channels, dtype=torch.float32):
-    """The authors' fixed Haar filters for ``channels`` input channels: (4 * channels, 1, 2, 2)."""
-    filters = torch.ones(4, 1, 2, 2, dtype=dtype)
-    filters[1, 0, :, 1] = -1
-    filters[2, 0, 1, :] = -1
-    filters[3, 0, 0, 1] = filters[3, 0, 1, 0] = -1
-    return filters.repeat(channels, 1, 1, 1)
-
-
 def _fail(key, why):
     raise KeyError(f'convert_official_hcflow: {why} ({key!r}); expected the keys of the authors\' '
                    'HCFlowNet_Rescaling (flow.layers.N..., flow.levelL_condFlow...). Is this an HCFlow rescaling '
@@ -68,10 +58,8 @@ def _fail(key, why):
 
 def convert_official_hcflow_state_dict(checkpoint):
     """Returns ``(state_dict, network_options)`` for :class:`HCFlowNet` from the authors' checkpoint."""
-    source = OrderedDict(
-        (k[len('module.'):] if k.startswith('module.') else k, v) for k, v in unwrap_checkpoint(checkpoint).items())
     layers, conds = {}, {}
-    for key, tensor in source.items():
+    for key, tensor in strip_module_prefix(unwrap_checkpoint(checkpoint)).items():
         match = _LAYER.match(key)
         if match:
             layers.setdefault(int(match.group(1)), {})[match.group(2)] = tensor
@@ -93,10 +81,7 @@ def convert_official_hcflow_state_dict(checkpoint):
             flow_steps.append(0)
             weights = entries['haar_weights']
             channels = weights.shape[0] // 4
-            expected = haar_filters(channels, weights.dtype)
-            if weights.shape != expected.shape or not torch.equal(weights, expected):
-                raise ValueError(f'convert_official_hcflow: flow.layers.{index}.haar_weights are not the Haar filters '
-                                 f'for {channels} channels')
+            check_haar_filters(weights, channels, f'convert_official_hcflow: flow.layers.{index}.haar_weights')
             haar_channels.append(channels)
             converted[f'levels.{level}.haar.weight'] = weights
             continue

@@ -15,6 +15,8 @@ from collections import OrderedDict
 
 import torch
 
+from basicsr_lmar.checkpoints.state_dicts import strip_module_prefix, unwrap_checkpoint
+
 _SUBNETS = {'F': 'lr_update', 'G': 'rest_shift', 'H': 'rest_log_scale'}
 _BLOCK_KEY = re.compile(r'^operations\.(\d+)\.([FGH])\.conv([1-5])\.(weight|bias)$')
 _HAAR_KEY = re.compile(r'^operations\.(\d+)\.haar_weights$')
@@ -29,14 +31,11 @@ def haar_filters(channels, dtype=torch.float32):
     return filters.repeat(channels, 1, 1, 1)
 
 
-def unwrap_checkpoint(checkpoint):
-    """The state dict inside a training checkpoint of the authors' code (``params``, ``state_dict``, ``model``,
-    ``netG``), or the checkpoint itself."""
-    if isinstance(checkpoint, dict) and not any(torch.is_tensor(v) for v in checkpoint.values()):
-        for key in ('params', 'state_dict', 'model', 'netG'):
-            if key in checkpoint:
-                return checkpoint[key]
-    return checkpoint
+def check_haar_filters(weights, channels, where):
+    """A ``ValueError`` naming ``where`` unless ``weights`` are :func:`haar_filters` for ``channels`` channels."""
+    expected = haar_filters(channels, weights.dtype)
+    if weights.shape != expected.shape or not torch.equal(weights, expected):
+        raise ValueError(f'{where} are not the Haar filters for {channels} channels')
 
 
 def convert_official_irn_state_dict(checkpoint):
@@ -45,18 +44,16 @@ def convert_official_irn_state_dict(checkpoint):
     ``network_options`` holds ``in_channels``, ``scale``, ``block_num`` and ``growth`` inferred from the
     tensors, ready for the ``network_g`` YAML section.
     """
-    source = unwrap_checkpoint(checkpoint)
     converted = OrderedDict()
     haar_steps, block_steps = {}, set()
-    for key, tensor in source.items():
-        name = key[len('module.'):] if key.startswith('module.') else key
-        match = _BLOCK_KEY.match(name)
+    for key, tensor in strip_module_prefix(unwrap_checkpoint(checkpoint)).items():
+        match = _BLOCK_KEY.match(key)
         if match:
             index, subnet, conv, kind = match.groups()
             converted[f'steps.{index}.{_SUBNETS[subnet]}.convs.{int(conv) - 1}.{kind}'] = tensor
             block_steps.add(int(index))
             continue
-        match = _HAAR_KEY.match(name)
+        match = _HAAR_KEY.match(key)
         if match:
             haar_steps[int(match.group(1))] = tensor
             continue
@@ -72,10 +69,7 @@ def convert_official_irn_state_dict(checkpoint):
     block_num = []
     for index in order:
         if index in haar_steps:
-            expected = haar_filters(channels, haar_steps[index].dtype)
-            if haar_steps[index].shape != expected.shape or not torch.equal(haar_steps[index], expected):
-                raise ValueError(f'convert_official_irn: operations.{index}.haar_weights are not the Haar filters '
-                                 f'for {channels} channels')
+            check_haar_filters(haar_steps[index], channels, f'convert_official_irn: operations.{index}.haar_weights')
             channels *= 4
             block_num.append(0)
         else:

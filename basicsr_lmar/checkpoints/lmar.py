@@ -11,9 +11,8 @@ The authors (``YPatrickW/LMAR``) save ``{"epoch", "state_dict", "optimizer", "st
 :class:`KeyError` naming it), keys outside the prefix are left alone for the caller.
 """
 import re
-from collections import OrderedDict
 
-from basicsr_lmar.checkpoints.state_dicts import read_checkpoint
+from basicsr_lmar.checkpoints.state_dicts import read_checkpoint, rename_keys, unwrap_checkpoint
 
 # Renames of whole path segments of the authors' U-Net body (``hr_backbone.<name>``).
 _BODY_MODULES = {
@@ -109,20 +108,8 @@ def convert_official_uhd_unet(state_dict, prefix=''):
     Raises:
         KeyError: a key under ``prefix`` matches no rule (named in the message), or no key is under it.
     """
-    converted = OrderedDict()
-    for key, tensor in state_dict.items():
-        if not key.startswith(prefix):
-            continue
-        new_key = official_uhd_unet_key(key[len(prefix):])
-        if new_key is None:
-            raise KeyError(f'official checkpoint key {key!r} has no UHDUNet counterpart (prefix {prefix!r}); '
-                           'is this an LMAR enhancer checkpoint (hr_inc / hr_backbone / final_out)?')
-        if new_key in converted:
-            raise KeyError(f'official checkpoint keys map twice to {new_key!r} (last: {key!r})')
-        converted[new_key] = tensor
-    if not converted:
-        raise KeyError(f'no key of the checkpoint starts with {prefix!r}; first keys: {list(state_dict)[:5]}')
-    return converted
+    return rename_keys(state_dict, official_uhd_unet_key, 'an LMAR enhancer checkpoint (hr_inc / hr_backbone / '
+                       'final_out)', prefix)
 
 
 def load_official_state_dict(path):
@@ -130,10 +117,13 @@ def load_official_state_dict(path):
 
     Their files (``{"epoch", "state_dict", "optimizer", "step"}``) hold only tensors and plain
     containers, so they load with ``weights_only=True``; anything else is refused with a message."""
-    checkpoint = read_checkpoint(path, "the authors' checkpoint")
-    if isinstance(checkpoint, dict) and 'state_dict' in checkpoint:
-        return checkpoint['state_dict']
-    return checkpoint
+    return unwrap_checkpoint(read_checkpoint(path, "the authors' checkpoint"))
+
+
+def _restormer_key(key):
+    key = re.sub(r'\.(norm[12])\.body\.(weight|bias)$', r'.\1.\2', key)
+    key = re.sub(r'^((?:down|up)\d_\d)\.body\.0\.weight$', r'\1.conv.weight', key)
+    return re.sub(r'^patch_embed\.proj\.', 'patch_embed.', key)
 
 
 def convert_official_restormer(state_dict, prefix=''):
@@ -141,18 +131,7 @@ def convert_official_restormer(state_dict, prefix=''):
     :class:`basicsr_lmar.archs.restormer_arch.Restormer` keys: ``*.body.weight``/``*.body.bias`` of the
     LayerNorms -> ``*.weight``/``*.bias``, ``down*/up*.body.0.weight`` -> ``.conv.weight``,
     ``patch_embed.proj.*`` -> ``patch_embed.*``. Accepts a BasicSR checkpoint dict (``params``)."""
-    if 'params' in state_dict and isinstance(state_dict['params'], dict):
-        state_dict = state_dict['params']
-    converted = OrderedDict()
-    for key, tensor in state_dict.items():
-        if not key.startswith(prefix):
-            continue
-        new_key = key[len(prefix):]
-        new_key = re.sub(r'\.(norm[12])\.body\.(weight|bias)$', r'.\1.\2', new_key)
-        new_key = re.sub(r'^((?:down|up)\d_\d)\.body\.0\.weight$', r'\1.conv.weight', new_key)
-        new_key = re.sub(r'^patch_embed\.proj\.', 'patch_embed.', new_key)
-        converted[new_key] = tensor
-    return converted
+    return rename_keys(unwrap_checkpoint(state_dict), _restormer_key, 'an official Restormer checkpoint', prefix)
 
 
 #: Keys of the LMAR resampler inside the authors' ``LMAR_model.bin`` (tiny-cuda-nn MLP + eq. 9's 1x1 conv).

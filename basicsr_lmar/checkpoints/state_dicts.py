@@ -10,7 +10,9 @@
   checkpoint of which no tensor fits (another network's);
 - :func:`read_checkpoint`: a file torch cannot read is named as damaged, with its size;
 - :func:`check_pretrained_networks`: the same checks on every ``path.pretrain_network_*`` of an option
-  file, before any folder is created (the preflight's).
+  file, before any folder is created (the preflight's);
+- for the converters of the authors' checkpoints (:mod:`basicsr_lmar.checkpoints`): :func:`unwrap_checkpoint`,
+  :func:`strip_module_prefix` and :func:`rename_keys` (every key renamed, or a ``KeyError`` naming it).
 """
 import copy
 import os
@@ -19,9 +21,11 @@ import pickle
 import re
 import zipfile
 import warnings
+from collections import OrderedDict
 
 import torch
 
+from basicsr_lmar.atomic_write import write_atomically
 from basicsr_lmar.errors import UserError
 
 
@@ -39,13 +43,48 @@ class DamagedCheckpointError(UserError, RuntimeError):
 
 def atomic_torch_save(obj, path):
     """``torch.save`` to ``path`` through a temporary file: an interrupted save leaves no partial file."""
-    tmp_path = f'{path}.tmp{os.getpid()}'
-    try:
-        torch.save(obj, tmp_path)
-        os.replace(tmp_path, path)
-    finally:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
+    write_atomically(path, lambda temporary: torch.save(obj, temporary))
+
+
+#: the key prefix of a network saved through ``DataParallel`` or ``DistributedDataParallel``
+MODULE_PREFIX = 'module.'
+
+
+def strip_module_prefix(state_dict):
+    """``state_dict`` with the keys' ``module.`` prefix (a wrapped network's) removed where they have it."""
+    return OrderedDict((key[len(MODULE_PREFIX):] if key.startswith(MODULE_PREFIX) else key, value)
+                       for key, value in state_dict.items())
+
+
+def unwrap_checkpoint(checkpoint):
+    """The state dict inside a training checkpoint (``params``, ``state_dict``, ``model``, ``netG``: basicsr's
+    and the authors' codes), or the checkpoint itself when it is a state dict already."""
+    if isinstance(checkpoint, dict) and not any(torch.is_tensor(v) for v in checkpoint.values()):
+        for key in ('params', 'state_dict', 'model', 'netG'):
+            if key in checkpoint:
+                return checkpoint[key]
+    return checkpoint
+
+
+def rename_keys(state_dict, rename, source, prefix='', skip=()):
+    """The tensors of ``state_dict`` whose keys start with ``prefix``, each under ``rename(key without the
+    prefix)`` (the same tensor objects, in order): an authors' checkpoint in a network's names. Keys outside
+    ``prefix`` are left for the caller; keys starting with one of ``skip`` (after the prefix) are dropped.
+    A key ``rename`` maps to None, two keys mapped to one, or no key under ``prefix`` is a ``KeyError``
+    naming the key and ``source``, what the checkpoint should be."""
+    converted = OrderedDict()
+    for key, tensor in state_dict.items():
+        if not key.startswith(prefix) or key[len(prefix):].startswith(skip):
+            continue
+        new_key = rename(key[len(prefix):])
+        if new_key is None:
+            raise KeyError(f'checkpoint key {key!r} has no counterpart (prefix {prefix!r}); is this {source}?')
+        if new_key in converted:
+            raise KeyError(f'checkpoint keys map twice to {new_key!r} (last: {key!r}); is this {source}?')
+        converted[new_key] = tensor
+    if not converted:
+        raise KeyError(f'no key of the checkpoint starts with {prefix!r}; first keys: {list(state_dict)[:5]}')
+    return converted
 
 
 def describe_state_dict_mismatch(expected, loaded):
@@ -74,8 +113,9 @@ def load_weights_only(path, **kwargs):
         return torch.load(path, weights_only=True, **kwargs)
 
 
-#: the start of what torch.load refuses under ``weights_only`` for a pickled object (not for a damaged file)
-_PICKLED_OBJECT = 'Unsupported global'
+#: what torch.load says under ``weights_only`` of a pickled object (not of a damaged file):
+#: 'Unsupported global: GLOBAL module.Name' (the pinned torch), 'Unsupported class module.Name' (torch 2.1)
+_PICKLED_OBJECT = ('Unsupported global', 'Unsupported class')
 
 
 def _damaged(load_path, where):
@@ -110,7 +150,7 @@ def read_checkpoint(load_path, where='checkpoint', mmap=False):
     try:
         return load_weights_only(load_path, map_location='cpu', mmap=bool(mmap) and zipfile.is_zipfile(load_path))
     except pickle.UnpicklingError as error:
-        if _PICKLED_OBJECT not in str(error):
+        if not any(marker in str(error) for marker in _PICKLED_OBJECT):
             raise _damaged(load_path, where) from error
         raise CheckpointMismatchError(
             f'{where}: {load_path} is not a plain weights file (it holds Python objects beyond tensors and '
@@ -138,7 +178,7 @@ def checkpoint_state(checkpoint, load_path, param_key='params', where='checkpoin
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointMismatchError(f'{where}: {load_path} holds no state dict of tensors under {param_key!r}; '
                                       'point it at a network checkpoint (.pth written by a training run).')
-    return {(k[7:] if k.startswith('module.') else k): v for k, v in state.items()}, param_key
+    return strip_module_prefix(state), param_key
 
 
 def strict_option(where):

@@ -39,6 +39,7 @@ import warnings
 import cv2
 import numpy as np
 
+from basicsr_lmar.atomic_write import write_atomically
 from basicsr_lmar.errors import UserError
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -237,14 +238,13 @@ def write_image_file(path, rgb, bit_depth=8):
     if not cv2.haveImageWriter(path):
         raise ImageFileError(f'{path}: OpenCV cannot write {ext or "files without an extension"}; use .png')
     os.makedirs(folder, exist_ok=True)
-    tmp_path = osp.join(folder, f'.{stem}.partial{os.getpid()}{ext}')
-    try:
-        if not cv2.imwrite(tmp_path, np.ascontiguousarray(bgr)):
+
+    def write(temporary):
+        if not cv2.imwrite(temporary, np.ascontiguousarray(bgr)):
             raise ImageFileError(f'cannot write {path}: {_write_failure(folder)}')
-        os.replace(tmp_path, path)
-    finally:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
+
+    # OpenCV picks the format by the extension: the temporary name ends with the target's
+    write_atomically(path, write, osp.join(folder, f'.{stem}.partial{os.getpid()}{ext}'))
 
 
 def _write_failure(folder):

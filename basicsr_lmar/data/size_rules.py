@@ -15,9 +15,10 @@ image whose size is not a multiple:
 
 - ``crop`` (default, what the models do): cropped at the bottom/right; each cropped image is listed;
 - ``refuse``: the run stops before computing anything, naming each such image, its size and the multiple;
-- ``pad`` (the tools; of the models, those whose rule says ``can_pad``: IRN, as upstream IRN users asked,
-  issue #46): padded at the bottom/right (reflection) to the multiple, results cropped back to the
-  image's size, so that every pixel is scored; each padded image is listed.
+- ``pad`` (the tools; of the models, those whose rule says ``can_pad``: IRN, whose authors' code does not
+  handle sizes that are not multiples, reported upstream): padded at the bottom/right (reflection) to the
+  multiple, results cropped back to the image's size, so that every pixel is scored; each padded image is
+  listed.
 
 An image smaller than the minimum is refused: cropping cannot make it usable.
 """

@@ -5,9 +5,9 @@ Split (fixed, documented in docs/data.md):
 - ``TRAIN_PHOTOS``: astronaut (512×512), rocket (427×640), motorcycle_left (500×741),
   immunohistochemistry (512×512), retina (1411×1411).
 - ``VALIDATION_PHOTOS``: camera (512×512), coins (303×384), brick (512×512): grayscale photos, replicated
-  to RGB. Benchmarks choose recipes, iterations and seeds on these.
-- ``HELDOUT_PHOTOS`` (the *test* split): chelsea (300×451), coffee (400×600). Benchmarks report quality on
-  these; nothing is chosen on them.
+  to RGB. The reproductions (``scripts/reproduce.py``, ``options/repro/``) choose their settings on these.
+- ``HELDOUT_PHOTOS`` (the *test* split): chelsea (300×451), coffee (400×600). The reproductions report their
+  figures on these; nothing is chosen on them.
 
 ``motorcycle_right`` is left out on purpose: it is the other view of the same stereo pair as
 ``motorcycle_left`` and would leak the training scene into evaluation.

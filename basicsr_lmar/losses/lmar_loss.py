@@ -1,4 +1,4 @@
-"""Losses of LMAR's collaborative training (Wang et al., CVPR 2024, eq. 10-13).
+"""Losses of LMAR's collaborative training (Yu et al., CVPR 2024, eq. 10-13).
 
 All of them compare bottleneck features of the frozen enhancer: ``pred`` = E(x_c) of the resampled
 low-resolution image and ``target`` = E(x) of the UHD image. When their spatial sizes differ, ``pred``

@@ -142,11 +142,25 @@ class CARModel(PluginModelMixin, SRModel):
                                   '~: nothing would train; give a network_sr section or a resampler that learns.')
 
     # ------------------------------------------------------------------ training
-    def optimizer_networks(self):
+    @staticmethod
+    def resampler_learns(options):
+        """Whether ``network_g`` trains: ``train.train_g`` and a downscaler with parameters."""
+        if options.network_g.type == ResidualDownscaler.__name__:
+            return options.train.train_g and ResidualDownscaler.learns(options.network_g.channels)
+        return options.train.train_g
+
+    @classmethod
+    def optimizer_labels(cls, options):
         # optim_g updates every network that learns unless optim_sr gives network_sr its own
+        labels = ['g'] if cls.resampler_learns(options) else []
+        if options.get('network_sr') is not None and (options.train.optim_sr is not None or not labels):
+            labels.append('sr' if options.train.optim_sr is not None else 'g')
+        return labels
+
+    def optimizer_networks(self):
         networks = {'g': [self.net_g]} if self.g_trainable else {}
         if self.sr_trainable:
-            networks.setdefault('sr' if self.options.train.optim_sr is not None else 'g', []).append(self.net_sr)
+            networks.setdefault(self.optimizer_labels(self.options)[-1], []).append(self.net_sr)
         return networks
 
     def feed_data(self, data):

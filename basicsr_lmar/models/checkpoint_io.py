@@ -3,20 +3,21 @@
 A network checkpoint is basicsr's (``{'params': ..., 'params_ema': ...}``) plus ``basicsr_lmar``: the
 plugin version and the network's option section, which a mismatch report quotes. Weights are read with
 ``weights_only=True`` and a mismatch names the option key (:mod:`basicsr_lmar.checkpoints.state_dicts`).
-A training state is basicsr's plus the RNG states, the non-finite-step counters and a record of the model
-(its type and a digest of its network options: a resume refuses another model's state), in plain containers
-that every supported torch reads weights-only, for exact resume (:mod:`basicsr_lmar.runtime.resume`); validation must therefore not draw from the global RNGs (use a
-local ``torch.Generator``). Saves go through ``<file>.tmp<pid>``; what a killed save left is removed at
-the next start.
+A training state is basicsr's plus the RNG states, the non-finite-step counters, a record of the model
+(its type and a digest of its network options: a resume refuses another model's state) and the option keys
+of its optimizers (a resume refuses a state of other optimizers), in plain containers that every supported
+torch reads weights-only, for exact resume (:mod:`basicsr_lmar.runtime.resume`); validation must therefore
+not draw from the global RNGs (use a local ``torch.Generator``). Saves go through ``<file>.tmp<pid>``; what a
+killed save left is removed at the next start.
 """
 import os.path as osp
 
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 
-from basicsr_lmar.checkpoints.state_dicts import atomic_torch_save, load_network_weights
-from basicsr_lmar.runtime.resume import (capture_rng_state, model_record, plain_state, remove_partial_saves,
-                                         warn_if_model_options_changed)
+from basicsr_lmar.checkpoints.state_dicts import atomic_torch_save, load_network_weights, strip_module_prefix
+from basicsr_lmar.runtime.resume import (capture_rng_state, model_record, optimizer_keys, plain_state,
+                                         remove_partial_saves, warn_if_model_options_changed)
 from basicsr_lmar.version import __version__
 
 
@@ -34,7 +35,7 @@ class CheckpointIOMixin:
         save_dict = {}
         for net_, key in zip(nets, param_keys):
             state_dict = self.get_bare_model(net_).state_dict()
-            save_dict[key] = {(k[7:] if k.startswith('module.') else k): v.cpu() for k, v in state_dict.items()}
+            save_dict[key] = {k: v.cpu() for k, v in strip_module_prefix(state_dict).items()}
         section = f'network_{net_label.replace("net_", "", 1)}'
         save_dict['basicsr_lmar'] = {'version': __version__, 'network_options': self.network_options.get(section)}
         atomic_torch_save(save_dict, save_path)
@@ -58,6 +59,7 @@ class CheckpointIOMixin:
             'nonfinite': {'streak': self.nonfinite_streak, 'total': self.nonfinite_total},
             'basicsr_lmar_version': __version__,
             'model': model_record(self.opt),
+            'optimizer_keys': optimizer_keys(type(self), self.options),
         }
         atomic_torch_save(plain_state(state), osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 

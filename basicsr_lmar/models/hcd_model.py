@@ -41,38 +41,23 @@ from tqdm import tqdm
 from basicsr_lmar.data.size_rules import SizeRule, lcm
 from basicsr_lmar.models.model_options import check_scale, declared_scale
 from basicsr_lmar.models.plugin_mixin import PluginModelMixin
-from basicsr_lmar.ops.collaborative_downscaling import NORMS, check_stop_options, collaborative_downscale
+from basicsr_lmar.ops.collaborative_downscaling import (HCD_OPTIONS, STOP_KEYS, check_hcd_options,
+                                                       collaborative_downscale)
 from basicsr_lmar.ops.geometry import crop_to_multiple
 from basicsr_lmar.ops.rounding import quantize
 from basicsr_lmar.options import Option, OptionError, to_plain, validate_registered
 from basicsr_lmar.registry import RESCALER_REGISTRY
 
-HCD_OPTIONS = {
-        'steps_hr': Option(15, type=int, min=0, doc='N_y, gradient steps on the HR image'),
-        'steps_lr': Option(15, type=int, min=0, doc='N_x, gradient steps on the LR image'),
-        'epsilon': Option(0.3, min=0, doc='radius of the per-image perturbation ball'),
-        'step_size': Option(20 / 255, min=0, exclusive_min=True, doc='alpha'),
-        'norm': Option('l2', choices=NORMS),
-        'restarts': Option(1, type=int, min=1, doc='random starts per stage, best kept per image'),
-        'seed': Option(0, type=int, nullable=True, doc='seed of the random starts; ~ for the global RNG'),
-        'keep_best': Option(False, doc='return the best iterate instead of the last'),
-        'quantize_hr_stage': Option(True, doc='straight-through 8-bit LR inside the HR-stage objective'),
-        'steps_list': Option(None, type=(list, tuple), min=0, nullable=True,
-                             doc='extra N values evaluated with N_x = N_y = N'),
-        # per-image stopping (off when both criteria are ~: the fixed N of the paper); see docs/hcd.md
-        'stop_tolerance': Option(None, type=(float, int), min=0, nullable=True,
-                                 doc='stop an image when its best loss improved by less than this fraction of '
-                                 'itself over the last stop_patience steps'),
-        'stop_gain_fraction': Option(None, type=(float, int), min=0, nullable=True,
-                                     doc='stop an image when the last window improved its loss by less than this '
-                                     'fraction of its gain so far'),
-        'stop_patience': Option(None, type=int, min=1, nullable=True,
-                                doc='window (steps) of the stopping rule; ~ for the recommended one'),
-        'stop_min_steps': Option(None, type=int, min=0, nullable=True,
-                                 doc='steps every image takes before the stopping rule may stop it; ~ for none'),
+#: the ``hcd`` section: the op's options (:data:`~basicsr_lmar.ops.collaborative_downscaling.HCD_OPTIONS`) and the
+#: model's own
+HCD_SECTION = {
+    **HCD_OPTIONS,
+    'seed': Option(0, type=int, nullable=True, doc='seed of the random starts; ~ for the global RNG'),
+    'keep_best': Option(False, doc='return the best iterate instead of the last'),
+    'quantize_hr_stage': Option(True, doc='straight-through 8-bit LR inside the HR-stage objective'),
+    'steps_list': Option(None, type=(list, tuple), min=0, nullable=True,
+                         doc='extra N values evaluated with N_x = N_y = N'),
 }
-
-STOP_KEYS = ('stop_tolerance', 'stop_gain_fraction', 'stop_patience', 'stop_min_steps')
 
 
 def _higher_is_better(metric_opt):
@@ -85,7 +70,7 @@ class HCDModel(PluginModelMixin, BaseModel):
     BaseModel: nothing of SRModel's training or its one-result validation applies)."""
 
     network_sections = None  # the rescaler adapter's constructor says which (validate_options)
-    declared_options = {'hcd': HCD_OPTIONS}
+    declared_options = {'hcd': HCD_SECTION}
 
     @classmethod
     def validate_options(cls, opt):
@@ -94,7 +79,7 @@ class HCDModel(PluginModelMixin, BaseModel):
                               'basicsr_lmar/test.py -opt <file>, or train the rescaler with its own model.')
         options = super().validate_options(opt)
         try:
-            check_stop_options(**{key: options.hcd[key] for key in STOP_KEYS})
+            check_hcd_options(**{key: options.hcd[key] for key in STOP_KEYS})
         except ValueError as error:
             raise OptionError(f'[hcd] {error}') from None
         rescaler_cls, networks, _ = cls._rescaler(opt)

@@ -60,7 +60,8 @@ class IRNModel(RescalingModelMixin, SRModel):
             'gaussian_scale': Option(1.0, min=0),
         },
     }
-    can_pad = True  # upstream IRN users asked for it (IRN issue #46): size_policy: pad
+    # size_policy: pad; IRN's authors' code does not handle sizes that are not multiples (reported upstream)
+    can_pad = True
 
     def init_training_settings(self):
         super().init_training_settings()

@@ -1,4 +1,4 @@
-"""LMAR collaborative training (Wang et al., CVPR 2024): a resampler learns to feed a frozen enhancer.
+"""LMAR collaborative training (Yu et al., CVPR 2024): a resampler learns to feed a frozen enhancer.
 
 Networks:
 
@@ -172,8 +172,12 @@ class LMARModel(PluginModelMixin, SRModel):
         self.net_d = self.build_trainable_network('network_d') if gan else None
 
     # -- set-up ----------------------------------------------------------------------------------
+    @classmethod
+    def optimizer_labels(cls, options):
+        # one optimizer per network, updated in alternation; network_d exists with train.gan_opt only
+        return ['g', 'd'] if options.train.gan_opt is not None else ['g']
+
     def optimizer_networks(self):
-        # one optimizer per network, updated in alternation
         return {'g': [self.net_g], **({'d': [self.net_d]} if self.net_d is not None else {})}
 
     # -- helpers -----------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 - :meth:`~TrainingGuardsMixin.init_training_settings` / :meth:`~TrainingGuardsMixin.optimize_parameters`:
   one set-up and one step for every model (a criterion ``cri_<name>`` per declared ``<name>_opt`` loss
   section, the EMA of ``net_g`` with ``train.ema_decay``, an optimizer per entry of
-  :meth:`optimizer_networks`, basicsr's schedulers; the model's :meth:`training_losses`, summed, one
+  :meth:`optimizer_networks` (whose labels :meth:`optimizer_labels` gives from the options alone), basicsr's
+  schedulers; the model's :meth:`training_losses`, summed, one
   :meth:`guarded_step` over all its optimizers, logged). A model with another step (LMAR's alternating
   G/D steps) overrides ``optimize_parameters`` and uses the same pieces;
 - :meth:`guarded_step`: a non-finite loss skips the step on every rank, ``train.max_nonfinite_steps`` in
@@ -62,13 +63,23 @@ class TrainingGuardsMixin:
         self.setup_optimizers()
         self.setup_schedulers()
 
+    @classmethod
+    def optimizer_labels(cls, options):
+        """The labels of :meth:`optimizer_networks`, in order, from the validated ``options`` alone: a training
+        state holds one optimizer per label, and a resume is checked against them before anything is built."""
+        return ['g']
+
     def optimizer_networks(self):
         """``{label: networks}``: ``train.optim_<label>`` builds ``optimizer_<label>`` over those networks."""
         return {'g': [self.net_g]}
 
     def setup_optimizers(self):
         # SRModel's builds optim_g for net_g only: here one optimizer per optimizer_networks() entry, in order
-        for label, networks in self.optimizer_networks().items():
+        optimizer_networks, labels = self.optimizer_networks(), list(self.optimizer_labels(self.options))
+        if list(optimizer_networks) != labels:
+            raise TypeError(f'{type(self).__name__}: optimizer_networks() has the labels {list(optimizer_networks)}, '
+                            f'optimizer_labels() {labels}; a model that overrides one overrides the other alike.')
+        for label, networks in optimizer_networks.items():
             optim_opt = to_plain(self.options.train[f'optim_{label}'])
             params = [p for net in networks for p in net.parameters() if p.requires_grad]
             setattr(self, f'optimizer_{label}', self.get_optimizer(optim_opt.pop('type'), params, **optim_opt))

@@ -52,6 +52,7 @@ import torch
 from torch import nn
 
 from basicsr_lmar.ops.rounding import quantize, quantize_ste
+from basicsr_lmar.options import Option, OptionError, OptionSchema
 
 NORMS = ('l2', 'linf')
 
@@ -117,62 +118,57 @@ class StoppingRule:
         return stop
 
 
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+#: The options of :func:`collaborative_downscale` and their rules, declared once: the op checks its arguments
+#: against them and ``HCDModel``'s ``hcd`` section declares them (with the model's own keys added).
+HCD_OPTIONS = {
+    'steps_hr': Option(15, type=int, min=0, doc='N_y, gradient steps on the HR image'),
+    'steps_lr': Option(15, type=int, min=0, doc='N_x, gradient steps on the LR image'),
+    'epsilon': Option(0.3, min=0, doc='radius of the per-image perturbation ball'),
+    'step_size': Option(20 / 255, min=0, exclusive_min=True, doc='alpha'),
+    'norm': Option('l2', choices=NORMS),
+    'restarts': Option(1, type=int, min=1, doc='random starts per stage, best kept per image'),
+    # per-image stopping (off when both criteria are ~: the fixed N of the paper); see docs/hcd.md
+    'stop_tolerance': Option(None, type=(float, int), min=0, nullable=True,
+                             doc='stop an image when its best loss improved by less than this fraction of '
+                             'itself over the last stop_patience steps'),
+    'stop_gain_fraction': Option(None, type=(float, int), min=0, nullable=True,
+                                 doc='stop an image when the last window improved its loss by less than this '
+                                 'fraction of its gain so far'),
+    'stop_patience': Option(None, type=int, min=1, nullable=True,
+                            doc='window (steps) of the stopping rule; ~ for the recommended one'),
+    'stop_min_steps': Option(None, type=int, min=0, nullable=True,
+                             doc='steps every image takes before the stopping rule may stop it; ~ for none'),
+}
+
+STOP_KEYS = ('stop_tolerance', 'stop_gain_fraction', 'stop_patience', 'stop_min_steps')
+
+_ARGUMENTS = OptionSchema('collaborative_downscale', {
+    **HCD_OPTIONS, 'levels': Option(255, type=int, min=1, doc='quantisation levels of the stored LR (255: 8-bit)')})
 
 
-def check_stop_options(stop_patience=None, stop_tolerance=None, stop_gain_fraction=None, stop_min_steps=None):
-    """Raises ValueError naming the stopping option at fault."""
-    if stop_tolerance is not None and (not _is_number(stop_tolerance) or stop_tolerance < 0):
-        raise ValueError(f'HCD option \'stop_tolerance\' (relative improvement of the best loss over the window '
-                         f'below which an image stops) must be a number >= 0 or None, got {stop_tolerance!r}')
-    if stop_gain_fraction is not None and (not _is_number(stop_gain_fraction) or stop_gain_fraction < 0):
-        raise ValueError(f'HCD option \'stop_gain_fraction\' (window improvement below this fraction of the gain '
-                         f'so far stops an image) must be a number >= 0 or None, got {stop_gain_fraction!r}')
-    if stop_patience is not None:
-        if isinstance(stop_patience, bool) or not isinstance(stop_patience, int) or stop_patience < 1:
-            raise ValueError(f'HCD option \'stop_patience\' (window, in steps, over which the improvement is '
-                             f'measured) must be an integer >= 1 or None, got {stop_patience!r}')
-    if stop_min_steps is not None:
-        if isinstance(stop_min_steps, bool) or not isinstance(stop_min_steps, int) or stop_min_steps < 0:
-            raise ValueError(f'HCD option \'stop_min_steps\' (steps every image takes before the stopping rule may '
-                             f'stop it) must be an integer >= 0 or None, got {stop_min_steps!r}')
-    for key, value in (('stop_patience', stop_patience), ('stop_min_steps', stop_min_steps)):
-        if value is not None and stop_tolerance is None and stop_gain_fraction is None:
-            raise ValueError(f'HCD option {key!r} is set but no stopping criterion is: also set '
-                             f'\'stop_tolerance\' and/or \'stop_gain_fraction\' (or remove {key} for the '
-                             'fixed number of steps)')
+def check_hcd_options(**options):
+    """Raises an :class:`OptionError` (a ``ValueError``) naming the option at fault: the rules of
+    :data:`HCD_OPTIONS`, then a stopping window or minimum given without a criterion to stop on."""
+    _ARGUMENTS.validate(options)
+    if options.get('stop_tolerance') is None and options.get('stop_gain_fraction') is None:
+        for key in ('stop_patience', 'stop_min_steps'):
+            if options.get(key) is not None:
+                raise OptionError(f'HCD option {key!r} is set but no stopping criterion is: also set '
+                                  f'\'stop_tolerance\' and/or \'stop_gain_fraction\' (or remove {key} for the '
+                                  'fixed number of steps)')
 
 
 def stopping_rule(stop_patience=None, stop_tolerance=None, stop_gain_fraction=None, stop_min_steps=None):
     """The :class:`StoppingRule` of the options, or None (the fixed-N path) when no criterion is given.
     Without ``stop_patience`` / ``stop_min_steps`` the recommended window / minimum is used."""
-    check_stop_options(stop_patience, stop_tolerance, stop_gain_fraction, stop_min_steps)
+    check_hcd_options(stop_patience=stop_patience, stop_tolerance=stop_tolerance,
+                      stop_gain_fraction=stop_gain_fraction, stop_min_steps=stop_min_steps)
     if stop_tolerance is None and stop_gain_fraction is None:
         return None
     patience = RECOMMENDED_STOP['stop_patience'] if stop_patience is None else stop_patience
     return StoppingRule(patience, None if stop_tolerance is None else float(stop_tolerance),
                         None if stop_gain_fraction is None else float(stop_gain_fraction),
                         RECOMMENDED_STOP['stop_min_steps'] if stop_min_steps is None else stop_min_steps)
-
-
-def check_hcd_options(steps_hr, steps_lr, epsilon, step_size, norm, restarts, levels=255, stop_patience=None,
-                      stop_tolerance=None, stop_gain_fraction=None, stop_min_steps=None):
-    """Raises ValueError naming the option at fault."""
-    for key, value in (('steps_hr', steps_hr), ('steps_lr', steps_lr)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f'HCD option {key!r} must be an integer >= 0 (number of gradient steps), got {value!r}')
-    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
-        raise ValueError(f'HCD option \'restarts\' must be an integer >= 1, got {restarts!r}')
-    if not isinstance(epsilon, (int, float)) or epsilon < 0:
-        raise ValueError(f'HCD option \'epsilon\' (radius of the perturbation ball) must be >= 0, got {epsilon!r}')
-    if not isinstance(step_size, (int, float)) or step_size <= 0:
-        raise ValueError(f'HCD option \'step_size\' (alpha) must be > 0, got {step_size!r}')
-    if norm not in NORMS:
-        raise ValueError(f'HCD option \'norm\' must be one of {list(NORMS)}, got {norm!r}')
-    if not isinstance(levels, int) or levels < 1:
-        raise ValueError(f'HCD option \'levels\' must be an integer >= 1 (255 for 8-bit), got {levels!r}')
-    check_stop_options(stop_patience, stop_tolerance, stop_gain_fraction, stop_min_steps)
 
 
 def _per_image(values, shape):
@@ -450,8 +446,9 @@ def collaborative_downscale(rescaler: Rescaler,
             ``steps_hr``/``steps_lr`` of the paper. With a criterion the steps are the maximum, each image keeps
             its best iterate, and ``gradient_steps_hr``/``_lr`` of the result say what each image used.
     """
-    check_hcd_options(steps_hr, steps_lr, epsilon, step_size, norm, restarts, levels, stop_patience, stop_tolerance,
-                      stop_gain_fraction, stop_min_steps)
+    check_hcd_options(steps_hr=steps_hr, steps_lr=steps_lr, epsilon=epsilon, step_size=step_size, norm=norm,
+                      restarts=restarts, levels=levels, stop_patience=stop_patience, stop_tolerance=stop_tolerance,
+                      stop_gain_fraction=stop_gain_fraction, stop_min_steps=stop_min_steps)
     stop = stopping_rule(stop_patience, stop_tolerance, stop_gain_fraction, stop_min_steps)
     if hr.dim() != 4:
         raise ValueError(f'collaborative_downscale: hr must be (N, C, H, W), got shape {tuple(hr.shape)}')

@@ -246,8 +246,8 @@ class PeriodicBlocks:
     output block ``k`` (outputs ``q·k ... q·k + q - 1``) reads input blocks ``k + j`` (inputs ``p·(k + j)
     ...``) with the same weights ``W_j`` (p × q) for every ``k`` away from the borders. Then, with the image
     viewed as (rows · g, p) and the output as (rows · g, q), ``out = Σ_j X[shifted by j] @ W_j``: a few
-    GEMMs over the whole image that read it contiguously (the width pass no longer transposes the image
-    twice around the row kernel). Used for q = 1 (see ``MAX_OUTPUTS_PER_BLOCK``). Border blocks, whose
+    GEMMs over the whole image that read it contiguously (the width pass does not transpose the image
+    around a row kernel). Used for q = 1 (see ``MAX_OUTPUTS_PER_BLOCK``). Border blocks, whose
     windows are folded by the boundary (and whose
     shifted rows straddle two image rows), are then overwritten with the exact operator rows (a small dense
     product each). Periodicity is checked *exactly* on the operator's own weights, so the result is the

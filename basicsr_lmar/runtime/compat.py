@@ -4,9 +4,10 @@ Only repairs that turn a crash of basicsr into working behaviour (or, for the pl
 into an error that names the mistake), and the silencing of the deprecation warnings that basicsr's own
 imports raise in other libraries, belong here; they change nothing that works (whatever the plugin's
 own models do differently is an override on their classes, :mod:`basicsr_lmar.models.plugin_mixin`).
-docs/architecture.md lists them. Must run before ``basicsr`` is first imported: :mod:`basicsr_lmar` calls :func:`install` as its first statement, and the autoload hook
-imports :mod:`basicsr_lmar` before basicsr's own ``__init__``. Imports only the standard library at
-module level (torchvision, torch and the plugin are touched lazily).
+docs/architecture.md lists them. Must run before ``basicsr`` is first imported: :mod:`basicsr_lmar` calls
+:func:`install` as its first statement, and the autoload hook imports :mod:`basicsr_lmar` before basicsr's own
+``__init__``. Imports only the standard library at module level (torchvision, torch and the plugin are touched
+lazily).
 
 1. ``torchvision.transforms.functional_tensor`` was removed in torchvision 0.17 (renamed
    ``_functional_tensor``); basicsr's ``data/degradations.py`` imports it at import time, so basicsr does
@@ -96,17 +97,31 @@ class _QuietLoader(importlib.abc.Loader):
             self.wrapped.exec_module(module)
 
 
-class QuietImportFinder(importlib.abc.MetaPathFinder):
-    """Gives the modules of :data:`QUIET_IMPORTS` the loader above (inserted first in ``sys.meta_path``)."""
+class _LoaderSwapFinder(importlib.abc.MetaPathFinder):
+    """Finds the modules of ``modules`` as Python would (the path finder) and gives their spec another
+    loader (``loader_for(fullname, loader)``, or None to leave the spec as found)."""
+
+    modules = ()
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname not in QUIET_IMPORTS:
+        if fullname not in self.modules:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, 'exec_module'):
-            return spec
-        spec.loader = _QuietLoader(spec.loader, *QUIET_IMPORTS[fullname])
+        loader = self.loader_for(fullname, spec.loader) if spec is not None else None
+        if loader is not None:
+            spec.loader = loader
         return spec
+
+
+class QuietImportFinder(_LoaderSwapFinder):
+    """Gives the modules of :data:`QUIET_IMPORTS` the loader above (inserted first in ``sys.meta_path``)."""
+
+    modules = QUIET_IMPORTS
+
+    def loader_for(self, fullname, loader):
+        if loader is None or not hasattr(loader, 'exec_module'):
+            return None
+        return _QuietLoader(loader, *QUIET_IMPORTS[fullname])
 
 
 _STOCK_TRAIN = 'basicsr.train'
@@ -122,6 +137,17 @@ def _imports_parse_options(node):
         any(alias.name == 'parse_options' and alias.asname is None for alias in node.names)
 
 
+def _insert_after(tree, statement, is_anchor):
+    """Inserts ``statement`` (source) after the first top-level node of ``tree`` for which ``is_anchor(node)``,
+    numbered as its next line (nothing when no node is one)."""
+    for index, node in enumerate(tree.body):
+        if is_anchor(node):
+            added = ast.parse(statement).body[0]
+            ast.increment_lineno(added, node.end_lineno)
+            tree.body.insert(index + 1, added)
+            return
+
+
 class _RepairedStockTrainLoader(importlib.machinery.SourceFileLoader):
     """basicsr's ``train.py`` / ``test.py`` compiled with the preflight after the import of
     ``parse_options`` and (``train.py``) the resume repair after ``def load_resume_state`` (no bytecode
@@ -130,40 +156,27 @@ class _RepairedStockTrainLoader(importlib.machinery.SourceFileLoader):
     def get_code(self, fullname):
         source = self.get_source(fullname)
         tree = ast.parse(source, self.path)
-        for index, node in enumerate(tree.body):
-            if fullname == _STOCK_TRAIN and isinstance(node, ast.FunctionDef) and node.name == 'load_resume_state' \
-                    and 'torch.cuda.current_device()' in (ast.get_source_segment(source, node) or ''):
-                repair = ast.parse(_RESUME_REPAIR).body[0]
-                ast.increment_lineno(repair, node.end_lineno)
-                tree.body.insert(index + 1, repair)
-                break
-        for index, node in enumerate(tree.body):
-            if _imports_parse_options(node):
-                check = ast.parse(_PREFLIGHT).body[0]
-                ast.increment_lineno(check, node.end_lineno)
-                tree.body.insert(index + 1, check)
-                break
+        if fullname == _STOCK_TRAIN:
+            _insert_after(tree, _RESUME_REPAIR, lambda node: isinstance(node, ast.FunctionDef) and
+                          node.name == 'load_resume_state' and
+                          'torch.cuda.current_device()' in (ast.get_source_segment(source, node) or ''))
+        _insert_after(tree, _PREFLIGHT, _imports_parse_options)
         return compile(tree, self.path, 'exec', dont_inherit=True)
 
 
-class StockTrainRepairFinder(importlib.abc.MetaPathFinder):
+class StockTrainRepairFinder(_LoaderSwapFinder):
     """Gives ``basicsr.train`` and ``basicsr.test`` the loader above (inserted first in ``sys.meta_path``)."""
 
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname not in _STOCK_MODULES:
+    modules = _STOCK_MODULES
+
+    def loader_for(self, fullname, loader):
+        if type(loader) is not importlib.machinery.SourceFileLoader:
             return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or type(spec.loader) is not importlib.machinery.SourceFileLoader:
-            return spec
-        spec.loader = _RepairedStockTrainLoader(spec.loader.name, spec.loader.path)
-        return spec
+        return _RepairedStockTrainLoader(loader.name, loader.path)
 
 
 def install():
     """Idempotent."""
-    if not any(isinstance(finder, ModuleAliasFinder) for finder in sys.meta_path):
-        sys.meta_path.append(ModuleAliasFinder())
-    if not any(isinstance(finder, StockTrainRepairFinder) for finder in sys.meta_path):
-        sys.meta_path.insert(0, StockTrainRepairFinder())
-    if not any(isinstance(finder, QuietImportFinder) for finder in sys.meta_path):
-        sys.meta_path.insert(0, QuietImportFinder())
+    for finder, first in ((ModuleAliasFinder, False), (StockTrainRepairFinder, True), (QuietImportFinder, True)):
+        if not any(isinstance(installed, finder) for installed in sys.meta_path):
+            sys.meta_path.insert(0 if first else len(sys.meta_path), finder())

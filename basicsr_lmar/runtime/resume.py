@@ -27,14 +27,18 @@ Format. A training state of the plugin's models holds only tensors and plain con
 ``torch.load(weights_only=True)`` reads it on every supported torch (2.1 on): :func:`plain_state` turns
 the ``collections.Counter`` of the multi-step schedulers' ``milestones`` (torch's ``MultiStepLR``,
 basicsr's ``MultiStepRestartLR``), which the weights-only loader of older torch releases (2.1 among
-them) refuses, into a dict; :func:`load_resume_state` turns it back. The state also records the model that wrote it
-(:func:`model_record`: ``model_type`` and a digest of each option section that defines the model,
-``scale`` and every ``network_*``). Resuming refuses a state of another ``model_type`` by name, before
-any folder is created (:func:`check_resume_state_model`, in the preflight; :func:`load_resume_state`,
-for ``--auto_resume``); a state written with other network options is resumed, with a warning that
-names the changed sections (:func:`warn_if_model_options_changed`).
+them) refuses, into a dict; :func:`load_resume_state` turns it back. The state also records the model that
+wrote it (:func:`model_record`: ``model_type`` and a digest of each option section that defines the model,
+``scale`` and every ``network_*``) and the option keys of its optimizers (``optimizer_keys``, e.g.
+``['optim_g', 'optim_sr']``: :func:`optimizer_keys`). Resuming refuses by name, before any folder is created,
+a state of another ``model_type`` and one that holds other optimizers than the run builds (basicsr would
+stop on a bare assertion; states without the keys are compared by their number of optimizers):
+:func:`check_resume_state_model`, in the preflight; :func:`load_resume_state`, for ``--auto_resume``. A
+state written with other network options is resumed, with a warning that names the changed sections
+(:func:`warn_if_model_options_changed`).
 """
 import collections
+import copy
 import functools
 import hashlib
 import json
@@ -53,6 +57,7 @@ from basicsr.utils import scandir
 from basicsr.utils.misc import check_resume
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from basicsr_lmar.atomic_write import PARTIAL_FILE
 from basicsr_lmar.checkpoints.state_dicts import load_weights_only
 from basicsr_lmar.cli.errors import run_main
 from basicsr_lmar.errors import UserError
@@ -186,14 +191,64 @@ def refuse_other_model(record, opt, path):
                            f'trains {opt.get("model_type")}; ' + how.format(opt.get('model_type')) + '.')
 
 
-def check_resume_state_model(opt):
-    """The preflight's check of ``path.resume_state``: a state of another ``model_type`` is refused by name
-    before anything is built (the file is mapped, not read whole)."""
+def optimizer_keys(model_cls, options):
+    """The ``train.optim_*`` keys of the optimizers that a training run of ``model_cls`` with the validated
+    ``options`` builds, in the order of its training states (a plugin model's ``optimizer_labels``)."""
+    return [f'optim_{label}' for label in model_cls.optimizer_labels(options)]
+
+
+def run_optimizer_keys(opt):
+    """:func:`optimizer_keys` of a training run of ``opt`` (basicsr's parsed options, which passed the
+    preflight), or None for another project's model (it does not say)."""
+    model_type = opt.get('model_type')
+    model_cls = MODEL_REGISTRY.get(model_type) if model_type in MODEL_REGISTRY else None
+    if not hasattr(model_cls, 'optimizer_labels'):
+        return None
+    return optimizer_keys(model_cls, model_cls.validate_options(copy.deepcopy(opt)))
+
+
+def _optimizers(count, keys):
+    return f'{count} optimizer{"s" if count != 1 else ""}' + (f' ({", ".join(f"train.{k}" for k in keys)})'
+                                                             if keys else '')
+
+
+def refuse_other_optimizers(state, keys, path, auto_resume=False):
+    """Raises :class:`ResumeStateError` when the state holds other optimizers than a run that builds ``keys``
+    (its ``train.optim_*``, in order; None: unknown, nothing checked): basicsr resumes each optimizer from the
+    saved one at its place and stops on a bare assertion when their numbers differ. The state's own keys
+    (``optimizer_keys``) are compared where it records them, else the number of its optimizers."""
+    saved, saved_keys = state.get('optimizers'), state.get('optimizer_keys')
+    if keys is None or not isinstance(saved, list) or \
+            (len(saved) == len(keys) and (saved_keys is None or list(saved_keys) == list(keys))):
+        return
+    differ = sorted(set(saved_keys) ^ set(keys)) if saved_keys else []
+    which = f' ({", ".join(f"train.{k}" for k in differ)} set in one run only)' if differ else ''
+    start_afresh = ('give the run another name to start afresh' if auto_resume else
+                    'set path.resume_state to ~ to start afresh (path.pretrain_network_* can load its networks)')
+    raise ResumeStateError(
+        f'path.resume_state: {path} holds the state of {_optimizers(len(saved), saved_keys)}, this option file '
+        f'trains with {_optimizers(len(keys), keys)}, and each optimizer resumes from its own saved state. Give '
+        f'the train section the options of the run that wrote it, so that it builds the same optimizers{which}, '
+        f'or {start_afresh}.')
+
+
+def refuse_incompatible_state(state, opt, path, keys=None):
+    """Raises :class:`ResumeStateError` when the state was written by another ``model_type`` than ``opt``'s, or
+    holds other optimizers than the run's ``keys`` (:func:`optimizer_keys`; None: not checked; a function of
+    ``opt`` that gives them, called once the model matched: :func:`run_optimizer_keys`)."""
+    refuse_other_model(state.get('model'), opt, path)
+    refuse_other_optimizers(state, keys(opt) if callable(keys) else keys, path, bool(opt.get('auto_resume')))
+
+
+def check_resume_state_model(opt, keys=None):
+    """The preflight's check of ``path.resume_state`` (:func:`refuse_incompatible_state`), before anything is
+    built (the file is mapped, not read whole)."""
     path = (opt.get('path') or {}).get('resume_state')
     if path is None or not osp.isfile(osp.expanduser(str(path))):
         return
     state = read_training_state(osp.expanduser(str(path)), mmap=True)
-    refuse_other_model(state.get('model') if isinstance(state, dict) else None, opt, path)
+    if isinstance(state, dict):
+        refuse_incompatible_state(state, opt, path, keys)
 
 
 def changed_model_sections(record, opt):
@@ -248,7 +303,8 @@ def load_resume_state(opt, state_root=None):
     else:
         map_location = 'cpu'
     resume_state = read_training_state(resume_state_path, map_location)
-    refuse_other_model(resume_state.get('model'), opt, resume_state_path)
+    # the optimizers of a state that --auto_resume found (the preflight checked a path.resume_state)
+    refuse_incompatible_state(resume_state, opt, resume_state_path, run_optimizer_keys if opt['auto_resume'] else None)
     for scheduler_state in resume_state.get('schedulers', []):
         _restore_milestones(scheduler_state)
     frozen = [section for section in frozen_network_sections(opt) if section not in
@@ -279,7 +335,8 @@ def _stock_load(basicsr_load_resume_state, opt):
         return load_resume_state(opt, state_root='.')
     resume_state = basicsr_load_resume_state(opt)
     if resume_state is not None:
-        refuse_other_model(resume_state.get('model'), opt, opt['path'].get('resume_state'))
+        refuse_incompatible_state(resume_state, opt, opt['path'].get('resume_state'),
+                                  run_optimizer_keys if opt['auto_resume'] else None)
         for scheduler_state in resume_state.get('schedulers', []):
             _restore_milestones(scheduler_state)
     return resume_state
@@ -296,15 +353,12 @@ def skip_consumed_samples(resume_state, train_loader, train_sampler):
     train_sampler.resume_once(max(consumed_batches, 0) * train_loader.batch_size, resume_state.get('rng'))
 
 
-#: what :func:`basicsr_lmar.checkpoints.state_dicts.atomic_torch_save` writes before renaming: ``<file>.tmp<pid>``
-_PARTIAL_SAVE = re.compile(r'\.tmp\d+$')
-
-
 def remove_partial_saves(folder):
-    """Removes the temporary files that interrupted saves left in ``folder``; returns their names."""
+    """Removes the temporary files that interrupted saves (``<file>.tmp<pid>``) left in ``folder``; returns their
+    names."""
     removed = []
     for name in sorted(os.listdir(folder)):
-        if _PARTIAL_SAVE.search(name) and osp.isfile(osp.join(folder, name)):
+        if PARTIAL_FILE.search(name) and osp.isfile(osp.join(folder, name)):
             os.remove(osp.join(folder, name))
             removed.append(name)
     return removed

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 import basicsr_lmar  # noqa: F401
 from basicsr_lmar.archs.hcflow_arch import HCFlowNet
-from basicsr_lmar.checkpoints.hcflow import convert_official_hcflow_state_dict, haar_filters
+from basicsr_lmar.checkpoints.hcflow import convert_official_hcflow_state_dict
+from basicsr_lmar.checkpoints.irn import haar_filters
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 AUTHORS_X4 = dict(K=14, L=2, after=[6, 6], nb=[2, 1], nf=64, gc=16, hidden=64, growth=32)

@@ -127,8 +127,8 @@ def test_a_partial_load_logs_what_it_leaves_out_as_basicsr_does(tmp_path):
 
 
 def test_a_load_that_matches_no_tensor_is_an_error(tmp_path):
-    """Another network's checkpoint with ``strict_load_g: false``, which the strict report used to suggest,
-    loaded zero tensors and reported success."""
+    """Another network's checkpoint with ``strict_load_g: false`` would load zero tensors and report success:
+    it is an error, whose message does not suggest the non-strict load."""
     car = _save(tmp_path, 'car.pth', CAR, basicsr_lmar={'version': '0.1', 'network_options': CAR})
     net = build_network(dict(IRN))
     with pytest.raises(CheckpointMismatchError) as error:

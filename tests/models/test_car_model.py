@@ -192,6 +192,19 @@ def test_without_optim_sr_one_optimizer_updates_both_networks(tmp_path):
         list(model.net_sr.parameters()))
 
 
+def test_optimizer_networks_and_optimizer_labels_must_agree(tmp_path):
+    """The labels a resume is checked against (optimizer_labels, from the options) are the optimizers built."""
+    car_model = MODEL_REGISTRY.get('CARModel')
+
+    class OwnSROptimizer(car_model):
+        def optimizer_networks(self):
+            return {'g': [self.net_g], 'sr': [self.net_sr]}
+
+    with pytest.raises(TypeError, match=r"OwnSROptimizer: optimizer_networks\(\) has the labels \['g', 'sr'\], "
+                                        r"optimizer_labels\(\) \['g'\]; a model that overrides one overrides the other"):
+        OwnSROptimizer(tiny_opt(tmp_path))
+
+
 def test_loss_crop_border_leaves_the_border_out_of_the_pixel_loss(tmp_path):
     opt = tiny_opt(tmp_path)
     opt['train']['loss_crop_border'] = 4

@@ -156,8 +156,8 @@ def _last_iteration(output):
 @pytest.mark.slow
 @pytest.mark.parametrize('nproc, samples, batch, total_iter', [(1, 5, 2, 30), (2, 6, 2, 6)])
 def test_runs_reach_total_iter_when_batches_do_not_divide_the_samples(tmp_path, nproc, samples, batch, total_iter):
-    """The issue's two cases: basicsr's loop alone ended at 22 and 4 (its loader drops the incomplete last
-    batch of every epoch that its iteration count includes)."""
+    """Two cases where basicsr's loop alone ends at 22 and 4 (its loader drops the incomplete last batch of
+    every epoch that its iteration count includes)."""
     opt = _options('irn', tmp_path)
     opt.pop('val')
     opt['datasets'] = {'train': opt['datasets']['train']}

@@ -37,8 +37,7 @@ def test_option_file_validates(name):
     if 'train' in opt:
         train = TRAIN_SCHEMA.validate(opt['train'], 'train')
         validate_registered(train['rc_opt'], 'train.rc_opt', LOSS_REGISTRY)
-        if not name.startswith('demo'):  # the paper's losses; the demo may switch some off (docs/lmar.md, Demo)
-            assert train.fa_opt is not None and train.gan_opt is not None
+        assert train.fa_opt is not None and train.gan_opt is not None  # the paper's losses
         for key in ('fa_opt', 'gan_opt', 'edge_opt'):
             if train[key] is not None:
                 validate_registered(train[key], f'train.{key}', LOSS_REGISTRY)

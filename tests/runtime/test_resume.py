@@ -12,6 +12,7 @@ import torch
 import yaml
 from basicsr.models.lr_scheduler import MultiStepRestartLR
 from basicsr.models.sr_model import SRModel
+from basicsr.utils.registry import MODEL_REGISTRY
 
 from basicsr_lmar.models.plugin_mixin import PluginModelMixin
 from basicsr_lmar.runtime.resume import (ResumableEnlargedSampler, ResumeStateError, capture_rng_state,
@@ -242,6 +243,84 @@ def test_plugin_entry_refuses_another_models_state_in_one_line_before_any_folder
                                        'path.resume_state at a state of a CARModel run, or set it to ~ to start '
                                        'afresh.\n')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['10.state', 'car.yml']
+
+
+CAR_TINY = REPO_ROOT / 'tests' / 'data_files' / 'train_car_tiny.yml'
+OPTIM_SR = {'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.999]}
+
+
+def _car_training_state(folder, optim_sr):
+    """The training state (iteration 3) of a tiny CARModel run, with or without ``train.optim_sr``."""
+    opt = yaml.safe_load(CAR_TINY.read_text())
+    opt['train']['optim_sr'] = OPTIM_SR if optim_sr else None
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False)
+    opt['path'].update(models=str(folder), training_states=str(folder))
+    folder.mkdir(parents=True, exist_ok=True)
+    MODEL_REGISTRY.get('CARModel')(opt).save_training_state(0, 3)
+    return folder / '3.state'
+
+
+def _train_car(tmp_path, monkeypatch, *flags, optim_sr=False, resume_state=None):
+    """basicsr-lmar-train on the tiny CAR option file from ``tmp_path``; its exit code."""
+    from basicsr_lmar import train
+    opt = yaml.safe_load(CAR_TINY.read_text())
+    opt['train']['optim_sr'] = OPTIM_SR if optim_sr else None
+    opt['path']['resume_state'] = None if resume_state is None else str(resume_state)
+    (tmp_path / 'car.yml').write_text(yaml.safe_dump(opt))
+    monkeypatch.setattr(sys, 'argv', ['basicsr-lmar-train', '-opt', str(tmp_path / 'car.yml'), *flags])
+    with pytest.raises(SystemExit) as info:
+        train.main(str(tmp_path))
+    return info.value.code
+
+
+def _files(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob('*'))
+
+
+def test_a_state_of_other_optimizers_is_refused_by_name_before_any_folder(tmp_path, monkeypatch, capsys):
+    """A CARModel state written with train.optim_sr (two optimizers) resumed by a file without it (one): basicsr
+    stops on a bare assertion after building everything; the preflight names the options and exits 2 first.
+    A state that does not record its optimizer keys is compared by their number."""
+    state = _car_training_state(tmp_path / 'states', optim_sr=True)
+    assert torch.load(state, weights_only=True)['optimizer_keys'] == ['optim_g', 'optim_sr']
+    before = _files(tmp_path)
+    assert _train_car(tmp_path, monkeypatch, resume_state=state) == 2
+    assert capsys.readouterr().err == (
+        f'basicsr-lmar-train: error: path.resume_state: {state} holds the state of 2 optimizers (train.optim_g, '
+        'train.optim_sr), this option file trains with 1 optimizer (train.optim_g), and each optimizer resumes '
+        'from its own saved state. Give the train section the options of the run that wrote it, so that it builds '
+        'the same optimizers (train.optim_sr set in one run only), or set path.resume_state to ~ to start afresh '
+        '(path.pretrain_network_* can load its networks).\n')
+    assert _files(tmp_path) == sorted(before + ['car.yml'])
+    old_format = torch.load(state, weights_only=True)
+    del old_format['optimizer_keys']
+    torch.save(old_format, state)
+    assert _train_car(tmp_path, monkeypatch, resume_state=state) == 2
+    assert 'holds the state of 2 optimizers, this option file trains with 1 optimizer (train.optim_g), and' in \
+        capsys.readouterr().err
+    assert _files(tmp_path) == sorted(before + ['car.yml'])
+
+
+def test_the_same_optimizers_resume_and_auto_resume_refuses_other_ones(tmp_path, monkeypatch, capsys):
+    """The check passes a state of the same optimizers; the state --auto_resume finds is checked the same way,
+    before basicsr writes anything into the run's folder."""
+    state = _car_training_state(tmp_path / 'states', optim_sr=False)
+    opt = yaml.safe_load(CAR_TINY.read_text())
+    opt['path']['resume_state'] = str(state)
+    check_resume_state_model(opt, ['optim_g'])
+    with pytest.raises(ResumeStateError, match=r'holds the state of 1 optimizer \(train\.optim_g\), this option '
+                                               r'file trains with 2 optimizers \(train\.optim_g, train\.optim_sr\)'):
+        check_resume_state_model(opt, ['optim_g', 'optim_sr'])
+    run = tmp_path / 'experiments' / opt['name'] / 'training_states'
+    _car_training_state(run, optim_sr=False)
+    before = _files(tmp_path)
+    assert _train_car(tmp_path, monkeypatch, '--auto_resume', optim_sr=True) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'basicsr-lmar-train: error: path.resume_state: {run / "3.state"} holds the state of 1 '
+                          'optimizer (train.optim_g), this option file trains with 2 optimizers') and \
+        err.endswith('the same optimizers (train.optim_sr set in one run only), or give the run another name to '
+                     'start afresh.\n')
+    assert _files(tmp_path) == sorted(before + ['car.yml'])
 
 
 def test_stock_resume_refuses_another_models_state_in_one_line(tmp_path, capsys):
