@@ -225,6 +225,24 @@ class CARResamplerNet(nn.Module):
             lr = quantize_8bit(lr.clamp(0, 1), rounding, soft_round_alpha)
         return lr
 
+    @torch.no_grad()
+    def adaptivity(self, maps):
+        """How far the maps ``self(hr)`` adapt to the content: ``{'kernel_spread': ..., 'offset_length': ...}``.
+
+        ``kernel_spread``: the standard deviation of each kernel element over the LR positions, in units of the
+        mean weight 1/k², averaged over the elements; 0 when one kernel is used everywhere. It is taken within
+        each phase of the branches' pixel-shuffle (every ``8 / scale``-th LR pixel): a network that ignores the
+        content still makes a fixed periodic pattern with that period, which is not adaptation.
+        ``offset_length``: the offsets' mean length, in HR pixels."""
+        kernels, offsets_h, offsets_v = (m.float() for m in maps)
+        period = max(SIZE_MULTIPLE // self.scale, 1)
+        n, elements, height, width = kernels.shape
+        height, width = height - height % period, width - width % period
+        phases = kernels[..., :height, :width].reshape(n, elements, height // period, period, width // period, period)
+        spread = phases.permute(0, 1, 3, 5, 2, 4).flatten(4).std(4).mean() * elements
+        length = (offsets_h.square() + offsets_v.square()).sqrt().mean() * self.scale
+        return {'kernel_spread': float(spread), 'offset_length': float(length)}
+
     def downscale(self, hr, rounding=None, soft_round_alpha=1.0):
         """HR (N, C, H, W) -> LR (N, C, H/s, W/s): ``apply_maps(hr, self(hr), rounding)``, the one entry
         that scripts and benchmarks call (``rounding='round'`` gives the 8-bit LR a user stores)."""

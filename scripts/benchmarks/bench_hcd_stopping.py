@@ -6,13 +6,13 @@
     # time the chosen rule (collaborative_downscaling.RECOMMENDED_STOP) on the test split:
     python scripts/benchmarks/bench_hcd_stopping.py --split test --rescalers irn hcflow
 
-Rescalers (``--rescalers``, default ``irn hcflow``; ``car`` with ``--car-checkpoint``):
+Rescalers (``--rescalers``, default ``irn hcflow``; or ``car``):
 
 - ``irn``: the small IRN x4 of ``scripts/reproduce.py irn_x4`` (``options/repro/irn_x4.yml``), z = 0 as there;
   ``--irn-weights PATH`` (default: where that run saves it);
 - ``hcflow``: the small HCFlow x4 of ``scripts/reproduce.py hcflow_x4``, heat 0; ``--hcflow-weights PATH``;
-- ``car``: CAR-down + bicubic-up from a checkpoint of ``bench_car_quality.py --save-weights``
-  (``--car-checkpoint``).
+- ``car``: the CAR x4 trained under bicubic upscaling of ``scripts/reproduce.py car_bicubic_x4`` (the paper's
+  clamped head, ``options/repro/car_bicubic_x4_clamped.yml``), bicubic up; ``--car-weights PATH``.
 
 Images: 128x128 crops (``--size``). Test split: the six fixed crops of the test photos (``heldout.TEST_CROPS``);
 validation split and ``--heldout DIR``: two crops per image at fixed relative positions (``crop_positions``),
@@ -114,22 +114,8 @@ def hcflow_rescaler(args):
 
 
 def car_rescaler(args):
-    """CARRescaler (bicubic upscaler) from a checkpoint of ``bench_car_quality.py --save-weights``."""
-    from basicsr.utils.registry import ARCH_REGISTRY
-
-    from basicsr_lmar.checkpoints.state_dicts import read_checkpoint
-    from basicsr_lmar.errors import UserError
-
-    if not args.car_checkpoint:
-        raise UserError('--rescalers car needs --car-checkpoint PATH (bench_car_quality.py --save-weights PATH)')
-    checkpoint = read_checkpoint(args.car_checkpoint, '--car-checkpoint')
-    options = {key: value for key, value in checkpoint['network_g'].items() if key != 'type'}
-    net = ARCH_REGISTRY.get('CARResamplerNet')(**options)
-    net.load_state_dict(checkpoint['params'], strict=True)
-    net.eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    print(f'CAR resampler from {args.car_checkpoint}: {options}', flush=True)
+    net = load_network('car_bicubic_x4_clamped.yml', args.car_weights, '--car-weights', 'car_bicubic_x4')
+    print(f'CAR x4 (bicubic upscaling) from {args.car_weights}', flush=True)
     return RESCALER_REGISTRY.get('CARRescaler')(net, None)
 
 
@@ -305,7 +291,9 @@ def main(argv=None):
                         help='the small IRN x4 (default: where scripts/reproduce.py irn_x4 saves it)')
     parser.add_argument('--hcflow-weights', metavar='PATH', default=default_weights('hcflow_x4.yml'),
                         help='the small HCFlow x4 (default: where scripts/reproduce.py hcflow_x4 saves it)')
-    parser.add_argument('--car-checkpoint', metavar='PATH', help='bench_car_quality.py --save-weights output')
+    parser.add_argument('--car-weights', metavar='PATH', default=default_weights('car_bicubic_x4_clamped.yml'),
+                        help='the CAR x4 under bicubic upscaling (default: where scripts/reproduce.py car_bicubic_x4 '
+                        'saves it)')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rule = dict(stop_patience=args.stop_patience, stop_tolerance=args.stop_tolerance,

@@ -203,3 +203,22 @@ def test_signed_kernels_have_bounded_gain():
     torch.testing.assert_close(net.normalise_kernels(bicubic), bicubic)
     with pytest.raises(OptionError, match='kernel_l1_max'):
         CARResamplerNet(signed_kernels=True, kernel_l1_max=1.0)
+
+
+@pytest.mark.parametrize('scale', [2, 4])
+def test_adaptivity_is_zero_for_one_kernel_everywhere_and_measures_offsets(scale):
+    net = CARResamplerNet(scale=scale, num_feat=4, body_feat=4, top_feat=8, num_block=0, signed_kernels=True,
+                          kernel_init='bicubic')
+    maps = net(torch.rand(1, 3, 64, 64))
+    assert net.adaptivity(maps) == {'kernel_spread': 0.0, 'offset_length': 0.0}  # the start: bicubic everywhere
+    kernels, offsets_h, offsets_v = (m.detach().clone() for m in maps)
+    period = 8 // scale  # a pattern repeating with the pixel-shuffle's period is not adaptation
+    periodic = kernels.clone()
+    periodic[..., ::period, ::period] = torch.roll(kernels[..., ::period, ::period], 1, dims=1)
+    assert net.adaptivity((periodic, offsets_h, offsets_v))['kernel_spread'] == pytest.approx(0.0, abs=1e-6)
+    varying = kernels.clone()
+    varying[:, :, 0, 0] = 1.0 / kernels.shape[1]  # one LR pixel with a flat kernel
+    assert net.adaptivity((varying, offsets_h, offsets_v))['kernel_spread'] > 0.01
+    offsets_h.fill_(0.3)
+    offsets_v.fill_(0.4)  # length 0.5 in units of the scale
+    assert net.adaptivity((kernels, offsets_h, offsets_v))['offset_length'] == pytest.approx(0.5 * scale)

@@ -70,3 +70,12 @@ def test_bad_input_and_options_are_named():
         ResidualDownscaler(channels='yuv')
     with pytest.raises(OptionError, match='scale'):
         ResidualDownscaler(scale=3)
+
+
+def test_channels_none_is_bicubic_without_parameters():
+    net = ResidualDownscaler(scale=4, channels='none')
+    assert not list(net.parameters()) and net.state_dict() == {}
+    hr = torch.rand(1, 3, 16, 24)
+    torch.testing.assert_close(net(hr), bicubic(hr, 4))
+    torch.testing.assert_close(net.downscale(hr, 'round'), torch.round(bicubic(hr, 4).clamp(0, 1) * 255) / 255)
+    torch.testing.assert_close(net.quantize(net(hr), 'soft_ste'), net.downscale(hr, 'round'))

@@ -149,6 +149,8 @@ def test_shipped_options_validate(name):
     if opt['is_train']:
         assert opt['datasets']['train']['gt_size'] == {2: 96, 4: 192}[scale]
         assert opt['train']['optim_g']['betas'] == [0.9, 0.999] and opt['train']['optim_g']['eps'] == 1e-6
+        # the paper's clamped head from the box start, trained on the 8-bit values of test time
+        assert opt['network_g']['kernel_init'] == 'box' and opt['train']['lr_rounding'] == 'soft_ste'
 
 
 def test_optim_sr_gives_the_sr_network_its_own_optimizer_scheduler_and_resumable_state(tmp_path):
@@ -225,4 +227,134 @@ def test_loss_crop_border_leaves_the_border_out_of_the_pixel_loss(tmp_path):
         MODEL_REGISTRY.get('CARModel')(opt)
     opt['train']['loss_crop_border'] = -1
     with pytest.raises(OptionError, match=r"\[train\].*'loss_crop_border'.*>= 0"):
+        MODEL_REGISTRY.get('CARModel')(opt)
+
+
+RESIDUAL = {'type': 'ResidualDownscaler', 'scale': 4, 'num_feat': 4}
+
+
+def without_car_losses(opt):
+    opt['train']['offset_opt'] = opt['train']['tv_opt'] = None
+    return opt
+
+
+def parameters(net):
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def moved(before, net):
+    return any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_lr_rounding_modes_come_from_the_quantiser_and_soft_ste_is_the_default(tmp_path):
+    from basicsr_lmar.models.car_model import CARModel
+    from basicsr_lmar.ops.rounding import QUANTIZE_MODES
+
+    assert set(CARModel.option_schemas['train'].options['lr_rounding'].choices) == set(QUANTIZE_MODES) - {'round'}
+    opt = tiny_opt(tmp_path)
+    del opt['train']['lr_rounding']
+    model = MODEL_REGISTRY.get('CARModel')(opt)
+    assert model.options.train.lr_rounding == 'soft_ste'
+    model.feed_data(hr_batch())
+    losses = model.training_losses(1)
+    levels = model.lq.detach() * 255
+    torch.testing.assert_close(levels, levels.round())  # training sees the values test-time rounding gives
+    losses['l_pix'].backward()
+    assert model.net_g.kernel_head[-1].weight.grad.abs().sum() > 0  # and the resampler still gets a gradient
+    opt = tiny_opt(tmp_path)
+    opt['train']['lr_rounding'] = 'round'
+    with pytest.raises(OptionError, match=r'\[train\].*lr_rounding.*soft_ste'):
+        MODEL_REGISTRY.get('CARModel')(opt)
+
+
+def test_residual_downscaler_trains_with_the_sr_network_and_refuses_car_losses(tmp_path):
+    torch.manual_seed(0)
+    model = MODEL_REGISTRY.get('CARModel')(without_car_losses(tiny_opt(tmp_path, network_g=dict(RESIDUAL))))
+    batch = hr_batch()
+    before_l1, g_before, sr_before = fixed_batch_l1(model, batch), parameters(model.net_g), parameters(model.net_sr)
+    for it in range(12):
+        model.feed_data(batch)
+        model.optimize_parameters(it + 1)
+    assert set(model.log_dict) == {'l_pix', 'l_total', 'nonfinite_skips'}
+    assert fixed_batch_l1(model, batch) < before_l1 * 0.9
+    assert moved(g_before, model.net_g) and moved(sr_before, model.net_sr)
+    assert model.content_adaptivity() == {}  # no kernels to measure
+    for key, loss in (('offset_opt', 'CAROffsetLoss'), ('tv_opt', 'PartialTVLoss')):
+        opt = without_car_losses(tiny_opt(tmp_path, network_g=dict(RESIDUAL)))
+        opt['train'][key] = {'type': loss, 'loss_weight': 1e-3}
+        with pytest.raises(OptionError, match=rf"\[train.{key}\] {loss} regularises CAR's offsets, which network_g "
+                                              rf'ResidualDownscaler does not have; set {key}: ~'):
+            MODEL_REGISTRY.get('CARModel')(opt)
+    opt = without_car_losses(tiny_opt(tmp_path, network_g={'type': 'EDSR', 'upscale': 4}))
+    with pytest.raises(OptionError, match=r'\[network_g\] type must be CARResamplerNet or ResidualDownscaler'):
+        MODEL_REGISTRY.get('CARModel')(opt)
+
+
+def test_bicubic_downscaler_has_no_optimizer_and_the_sr_network_starts_alike_for_every_downscaler(tmp_path):
+    """Runs with one seed that differ only in network_g start from the same SR network; bicubic downscaling
+    (ResidualDownscaler channels: none) is not trained and gives the 8-bit bicubic LR."""
+    from basicsr_lmar.ops.resize import resize
+
+    starts = []
+    for network_g in (dict(RESIDUAL, channels='none'), dict(RESIDUAL), None):
+        torch.manual_seed(0)
+        opt = tiny_opt(tmp_path)
+        opt['train']['optim_sr'] = {'type': 'Adam', 'lr': 1e-3}
+        if network_g is not None:
+            opt = without_car_losses(tiny_opt(tmp_path, network_g=network_g))
+            opt['train']['optim_sr'] = {'type': 'Adam', 'lr': 1e-3}
+        model = MODEL_REGISTRY.get('CARModel')(opt)
+        starts.append(model.net_sr.state_dict())
+        if network_g == dict(RESIDUAL, channels='none'):
+            bicubic_model = model
+    for other in starts[1:]:
+        assert all(torch.equal(other[key], starts[0][key]) for key in starts[0])
+    model = bicubic_model
+    assert model.optimizers == [model.optimizer_sr] and not hasattr(model, 'optimizer_g')
+    batch = hr_batch()
+    model.feed_data(batch)
+    model.test()
+    hr = model.gt
+    expected = torch.round(resize(hr, (hr.shape[-2] // 4, hr.shape[-1] // 4), 'bicubic', antialias=True,
+                                  boundary='reflect').clamp(0, 1) * 255) / 255
+    torch.testing.assert_close(model.lq, expected)
+    sr_before = parameters(model.net_sr)
+    model.optimize_parameters(1)
+    assert moved(sr_before, model.net_sr)
+    opt = without_car_losses(tiny_opt(tmp_path, network_g=dict(RESIDUAL, channels='none'), network_sr=None,
+                                      upscaler='bicubic'))
+    with pytest.raises(OptionError, match=r'\[network_g\] ResidualDownscaler has no parameters and network_sr is ~'):
+        MODEL_REGISTRY.get('CARModel')(opt)
+
+
+def test_train_g_false_trains_the_sr_network_on_a_fixed_resampler(tmp_path):
+    torch.manual_seed(0)
+    trained = MODEL_REGISTRY.get('CARModel')(tiny_opt(tmp_path))
+    weights = tmp_path / 'net_g.pth'
+    torch.save({'params': trained.net_g.state_dict()}, weights)
+    opt = without_car_losses(tiny_opt(tmp_path))
+    opt['train']['train_g'] = False
+    opt['path']['pretrain_network_g'] = str(weights)
+    model = MODEL_REGISTRY.get('CARModel')(copy.deepcopy(opt))
+    assert model.optimizers == [model.optimizer_g]
+    assert {id(p) for p in model.optimizer_g.param_groups[0]['params']} == {id(p) for p in model.net_sr.parameters()}
+    g_before, sr_before = parameters(model.net_g), parameters(model.net_sr)
+    for it in range(3):
+        model.feed_data(hr_batch())
+        model.optimize_parameters(it + 1)
+    assert not moved(g_before, model.net_g) and moved(sr_before, model.net_sr)
+    assert all(torch.equal(a, b) for a, b in zip(g_before, trained.net_g.parameters()))  # as loaded
+    model.feed_data(hr_batch())
+    model.test()
+    assert set(model.content_adaptivity()) == {'kernel_spread', 'offset_length'}
+    assert not model.net_g.training and model.net_sr.training  # validation leaves the modes as they were
+    opt['path']['pretrain_network_g'] = None
+    with pytest.raises(OptionError, match=r'\[train\] train_g: false keeps network_g as loaded, but '
+                                          r'path.pretrain_network_g is not set'):
+        MODEL_REGISTRY.get('CARModel')(opt)
+    opt = tiny_opt(tmp_path)
+    opt['train']['train_g'] = False
+    opt['path']['pretrain_network_g'] = str(weights)
+    with pytest.raises(OptionError, match=r'\[train.offset_opt\] CAROffsetLoss trains the resampler, which '
+                                          r'train_g: false keeps fixed'):
         MODEL_REGISTRY.get('CARModel')(opt)

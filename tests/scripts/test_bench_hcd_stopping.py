@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from basicsr_lmar.data.skimage_photos import load_photo
 from tests.scripts.tool_runs import load_benchmark, refused
@@ -78,3 +79,24 @@ def test_rule_specs(bench):
 def test_a_missing_network_names_the_reproduction(bench, tmp_path, capsys):
     message = refused(bench, ['--rescalers', 'hcflow', '--hcflow-weights', str(tmp_path / 'none.pth')], capsys)
     assert 'none.pth' in message and 'scripts/reproduce.py hcflow_x4' in message
+    message = refused(bench, ['--rescalers', 'car', '--car-weights', str(tmp_path / 'none.pth')], capsys)
+    assert 'none.pth' in message and 'scripts/reproduce.py car_bicubic_x4' in message
+
+
+def test_car_is_the_resampler_of_the_car_bicubic_x4_reproduction_with_bicubic_upscaling(bench, tmp_path):
+    import argparse
+
+    from basicsr.archs import build_network
+
+    from tests.conftest import REPO_ROOT
+
+    opt = yaml.safe_load((REPO_ROOT / 'options' / 'repro' / 'car_bicubic_x4_clamped.yml').read_text())
+    torch.manual_seed(0)
+    net = build_network(opt['network_g'])
+    weights = tmp_path / 'net_g_latest.pth'
+    torch.save({'params': net.state_dict()}, weights)
+    rescaler = bench.car_rescaler(argparse.Namespace(car_weights=str(weights)))
+    hr = torch.rand(1, 3, 32, 32)
+    torch.testing.assert_close(rescaler.downscale(hr), net.downscale(hr))
+    assert not rescaler.resampler.signed_kernels and not any(p.requires_grad for p in rescaler.parameters())
+    assert rescaler.upscale(rescaler.downscale(hr)).shape == hr.shape

@@ -10,6 +10,8 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import torch
+import yaml
 
 from basicsr_lmar.data.skimage_photos import load_photo, photo_names
 from tests.conftest import REPO_ROOT
@@ -40,7 +42,8 @@ def test_every_option_file_is_an_arm_and_every_arm_a_file(reproduce):
     assert 'iterations' in listing
 
 
-@pytest.mark.parametrize('name', ['lmar', 'irn_x4', 'hcflow_x4', 'hcd_irn_x4', 'hcd_hcflow_x4'])
+@pytest.mark.parametrize('name', ['lmar', 'irn_x4', 'hcflow_x4', 'hcd_irn_x4', 'hcd_hcflow_x4', 'car_joint_x4',
+                                  'car_joint_x2', 'car_ablation_x4', 'car_plateau_x4', 'car_bicubic_x4'])
 def test_every_arm_passes_the_preflight(reproduce, name, tmp_path):
     """The shipped files as they run (the weights an earlier arm writes stand in), and as --quick runs them."""
     for flags in (no_flags(), no_flags(quick=True)):
@@ -180,6 +183,113 @@ def test_quick_lmar(reproduce, tmp_path):
     assert len(image) - 1 == 7 * 5 * 2 * 2 and 'psnr_48x64_bicubic_lmar' in image
     block = render_quick(reproduce, results)['lmar']
     assert '| 48x64 |' in block and 'validation split' in block
+
+
+def car_arm(result, option):
+    return next(arm for arm in result['arms'] if arm['option_file'] == f'options/repro/{option}')
+
+
+@pytest.mark.slow
+def test_quick_car_joint_and_ablation_with_a_heldout_folder(reproduce, tmp_path):
+    root, results = run_quick(tmp_path, 'car_joint_x4', 'car_ablation_x4',
+                              extra=('--heldout', heldout_folder(tmp_path)))
+    for result in results.values():
+        check_record(reproduce, result, root)
+    joint, ablation = results['car_joint_x4'], results['car_ablation_x4']
+    assert [arm['option_file'] for arm in joint['arms']] == [f'options/repro/{arm}' for arm in
+                                                            reproduce.REPRODUCTIONS['car_joint_x4'].arms]
+    for key in ('bicubic', 'car', 'car_fixed', 'control_rgb', 'control_luma'):
+        test = car_arm(joint, f'car_joint_x4_{key}_test.yml')
+        assert [d['split'] for d in test['datasets']] == ['validation', 'test', 'heldout']
+        assert [image['name'] for image in test['datasets'][2]['images']] == ['cat', 'cup']
+        image = test['datasets'][1]['images'][0]
+        # CAR's kernel spread and offset length come with every image of a CAR arm, none for the baselines
+        assert ({'kernel_spread', 'offset_length'} <= set(image)) is key.startswith('car'), key
+        assert set(test['weights']) == ({'network_sr'} if key == 'bicubic' else {'network_g', 'network_sr'})
+    car, fixed = (car_arm(joint, f'car_joint_x4_{key}_test.yml') for key in ('car', 'car_fixed'))
+    assert fixed['weights']['network_g']['sha256'] == car['weights']['network_g']['sha256']  # (c) kept (b)'s CAR
+    assert fixed['weights']['network_sr']['sha256'] != car['weights']['network_sr']['sha256']
+    # the ablation trained only its own arms and scored the joint reproduction's networks as that run recorded them
+    assert [arm['name'] for arm in ablation['arms'] if arm['kind'] == 'train'] == [
+        f'repro_car_ablation_x4_{key}_quick' for key in ('control_chroma', 'car_plain', 'car_ste', 'car_clamped')]
+    recorded = {arm['option_file']: arm for arm in joint['arms']}
+    for option in ('car_joint_x4_car_test.yml', 'car_joint_x4_bicubic_test.yml'):
+        assert car_arm(ablation, option)['weights'] == recorded[f'options/repro/{option}']['weights']
+    blocks = render_quick(reproduce, results)
+    assert '| (b) CAR + SR |' in blocks['car_joint_x4'] and '| heldout | cat |' in blocks['car_joint_x4']
+    assert 'the step that loses the gain is `' in blocks['car_ablation_x4']
+    assert '| car_clamped | the paper\'s clamped head from the box start | car |' in blocks['car_ablation_x4']
+
+
+@pytest.mark.slow
+def test_quick_car_x2_and_under_the_bicubic_upscaler(reproduce, tmp_path):
+    root, results = run_quick(tmp_path, 'car_joint_x2', 'car_bicubic_x4')
+    for result in results.values():
+        check_record(reproduce, result, root)
+    test = car_arm(results['car_joint_x2'], 'car_joint_x2_car_test.yml')
+    assert test['metrics']['psnr'] == {'type': 'calculate_psnr', 'crop_border': 2, 'test_y_channel': True}
+    baseline = car_arm(results['car_bicubic_x4'], 'car_bicubic_x4_baseline_test.yml')
+    assert baseline['weights'] == {} and baseline['parameters'] == {'net_g': 0}  # bicubic down, bicubic up
+    blocks = render_quick(reproduce, results)
+    assert '×2' in blocks['car_joint_x2'] and 'bicubic↓ + bicubic↑' in blocks['car_bicubic_x4']
+
+
+def test_plateau_curve_doubles_the_budget_until_a_doubling_gains_less_than_the_tolerance(reproduce):
+    def segments(means):
+        calls = []
+
+        def run_segment(budget, previous):
+            calls.append((budget, previous))
+            return {'iterations': budget, 'mean_psnr': means[len(calls) - 1]}
+
+        return calls, run_segment
+
+    calls, run_segment = segments([20.0, 20.5, 20.51, 21.0])
+    curve, reached = reproduce.plateau_curve(1500, 12000, 0.02, run_segment)
+    assert reached and calls == [(1500, None), (3000, 1500), (6000, 3000)]  # +0.01 dB at 6,000: the plateau
+    calls, run_segment = segments([20.0, 20.5, 21.0, 21.5, 22.0])
+    curve, reached = reproduce.plateau_curve(1500, 12000, 0.02, run_segment)
+    assert not reached and [point['iterations'] for point in curve] == [1500, 3000, 6000, 12000]  # the cap
+    calls, run_segment = segments([20.0, 19.9])
+    assert reproduce.plateau_curve(2, 8, 0.02, run_segment)[1]  # a loss is no gain either
+    assert not reproduce.plateau_reached([20.0], 0.02) and reproduce.plateau_reached([20.0, 20.019], 0.02)
+
+
+@pytest.mark.slow
+def test_quick_plateau_resumes_each_doubling_as_the_run_trained_straight(reproduce, tmp_path):
+    root, results = run_quick(tmp_path, 'car_plateau_x4')
+    result = results['car_plateau_x4']
+    assert [arm['option_file'] for arm in result['arms']] == [
+        f'options/repro/car_plateau_x4_{key}.yml' for key in ('bicubic', 'car', 'control_rgb')]
+    for record in result['arms']:
+        assert record['kind'] == 'plateau' and record['cap'] == 2 * reproduce.QUICK_ITERATIONS
+        curve = record['curve']
+        assert [point['iterations'] for point in curve] == [2, 4] and record['iterations'] == 4
+        assert record['reached'] == reproduce.plateau_reached([point['mean_psnr'] for point in curve], 0.02)
+        for point in curve:
+            assert [image['name'] for image in point['images']] == list(photo_names('validation'))
+            assert point['mean_psnr'] == pytest.approx(np.mean([image['psnr'] for image in point['images']]))
+    # the run resumed from its state at 2 iterations to 4 is the run trained to 4 from the start
+    logs = root / 'experiments' / 'reproduce' / 'car_plateau_x4_quick'
+    opt = reproduce.load_options(logs / 'repro_car_plateau_x4_car_quick_4.yml')
+    assert opt['path']['resume_state'] == 'experiments/repro_car_plateau_x4_car_quick/training_states/2.state'
+    opt.update(name='straight')
+    opt['path']['resume_state'] = None
+    straight = tmp_path / 'straight.yml'
+    straight.write_text(yaml.safe_dump(opt))
+    process = subprocess.run([sys.executable, '-c', reproduce.TRAIN_ENTRY, '-opt', str(straight)], cwd=root,
+                             env=reproduce.child_environment(1), capture_output=True, text=True)
+    assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-2000:]
+    for network in ('g', 'sr'):
+        resumed, trained = (torch.load(root / 'experiments' / name / 'models' / f'net_{network}_latest.pth',
+                                       weights_only=True)['params']
+                            for name in ('repro_car_plateau_x4_car_quick', 'straight'))
+        assert resumed.keys() == trained.keys() and all(torch.equal(resumed[k], trained[k]) for k in resumed)
+    block = render_quick(reproduce, results)['car_plateau_x4']
+    assert '| (b) CAR + SR | 4 |' in block and 'figures/car_plateau_x4.png' in block
+    figure = tmp_path / 'plateau.png'
+    reproduce.REPRODUCTIONS['car_plateau_x4'].figure(dict(result, quick=False), str(figure))
+    assert figure.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
 def test_lmar_heldout_needs_pairs_and_nothing_runs(tmp_path, capsys, reproduce):
