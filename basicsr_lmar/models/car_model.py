@@ -91,6 +91,9 @@ class CARModel(PluginModelMixin, SRModel):
         train = options.get('train')
         if train is not None:
             cls._check_car_training(train, opt, downscaler)
+            if not opt.get('network_sr') and not cls.resampler_learns(options):
+                raise OptionError(f'[network_g] {downscaler.__name__} has no parameters and network_sr is ~: nothing '
+                                  'would train; give a network_sr section or a resampler that learns.')
         return options
 
     @classmethod
@@ -137,9 +140,6 @@ class CARModel(PluginModelMixin, SRModel):
         self.scale = self.get_bare_model(self.net_g).scale
         if not self.sr_trainable:
             self.net_sr = BicubicUpscaler(scale=self.scale).to(self.device)
-            if self.is_train and not self.g_trainable:
-                raise OptionError(f'[network_g] {self.opt["network_g"]["type"]} has no parameters and network_sr is '
-                                  '~: nothing would train; give a network_sr section or a resampler that learns.')
 
     # ------------------------------------------------------------------ training
     @staticmethod
