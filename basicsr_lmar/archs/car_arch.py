@@ -24,7 +24,7 @@ from torch import nn
 from basicsr_lmar.ops.adaptive_resample import (IMPLEMENTATIONS, adaptive_resample, kernel_size_for_scale,
                                                 resize_equivalent_kernel)
 from basicsr_lmar.ops.resize import resize
-from basicsr_lmar.ops.rounding import QUANTIZE_MODES, quantize_8bit
+from basicsr_lmar.ops.rounding import check_rounding, quantize_lr
 from basicsr_lmar.options import Option, OptionError, configurable
 from basicsr_lmar.registry import RESCALER_REGISTRY
 
@@ -216,14 +216,11 @@ class CARResamplerNet(nn.Module):
         or one of ``basicsr_lmar.ops.rounding.QUANTIZE_MODES`` ('round' at test; 'soft_ste', 'soft', 'ste' or
         'none' in training; 'soft_ste' and 'ste' train on the values test-time rounding gives).
         """
-        if rounding is not None and rounding not in QUANTIZE_MODES:
-            raise ValueError(f'CARResamplerNet: rounding {rounding!r} must be None or one of {QUANTIZE_MODES}')
+        check_rounding(rounding, 'CARResamplerNet')
         kernels, offsets_h, offsets_v = (m.float() for m in maps)
         with torch.autocast(hr.device.type, enabled=False):
             lr = adaptive_resample(hr.float(), kernels, offsets_h, offsets_v, self.scale, impl=self.impl)
-        if rounding is not None:
-            lr = quantize_8bit(lr.clamp(0, 1), rounding, soft_round_alpha)
-        return lr
+        return quantize_lr(lr, rounding, soft_round_alpha)
 
     @torch.no_grad()
     def adaptivity(self, maps):

@@ -24,7 +24,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from basicsr_lmar.ops.resize import resize
-from basicsr_lmar.ops.rounding import QUANTIZE_MODES, quantize_8bit
+from basicsr_lmar.ops.rounding import check_rounding, quantize_lr
 from basicsr_lmar.options import Option, configurable
 
 Y_WEIGHTS = (65.481 / 255, 128.553 / 255, 24.966 / 255)
@@ -90,9 +90,8 @@ class ResidualDownscaler(nn.Module):
         """The chain after the network: with ``rounding`` (one of ``QUANTIZE_MODES``) a clamp to [0, 1] and
         the 8-bit quantisation ``quantize_8bit``; ``None`` leaves ``lr`` as it is. A model calls
         ``self.net_g(hr)`` itself (so that a DDP wrapper sees the forward) and then this."""
-        if rounding is not None and rounding not in QUANTIZE_MODES:
-            raise ValueError(f'ResidualDownscaler: rounding {rounding!r} must be None or one of {QUANTIZE_MODES}')
-        return lr if rounding is None else quantize_8bit(lr.clamp(0, 1), rounding, soft_round_alpha)
+        check_rounding(rounding, 'ResidualDownscaler')
+        return quantize_lr(lr, rounding, soft_round_alpha)
 
     def downscale(self, hr, rounding=None, soft_round_alpha=1.0):
         """``quantize(forward(hr), rounding)``: the one entry that scripts call (``'round'`` gives the 8-bit LR

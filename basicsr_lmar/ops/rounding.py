@@ -86,3 +86,15 @@ def quantize_8bit(x: torch.Tensor, mode: str, alpha=1.0) -> torch.Tensor:
     if mode == 'none':
         return x
     raise ValueError(f'quantize_8bit: mode must be one of {QUANTIZE_MODES}, got {mode!r}')
+
+
+def check_rounding(rounding, owner):
+    """Raises ``ValueError`` (naming ``owner``) unless ``rounding`` is None or one of :data:`QUANTIZE_MODES`."""
+    if rounding is not None and rounding not in QUANTIZE_MODES:
+        raise ValueError(f'{owner}: rounding {rounding!r} must be None or one of {QUANTIZE_MODES}')
+
+
+def quantize_lr(lr, rounding, alpha=1.0):
+    """A downscaler's LR as stored: ``None`` leaves ``lr`` as it is (raw, differentiable, unclamped), a mode
+    clamps it to [0, 1] and applies :func:`quantize_8bit`."""
+    return lr if rounding is None else quantize_8bit(lr.clamp(0, 1), rounding, alpha)
